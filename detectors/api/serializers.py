@@ -1,0 +1,261 @@
+from __future__ import annotations
+
+import re
+
+from django.db import transaction
+from rest_framework import serializers
+
+from detectors.models import (
+    Annotation,
+    Area,
+    DetectionRun,
+    Detector,
+    DetectorClass,
+    DetectorImage,
+    RunStatus,
+    TrainingRun,
+)
+from imagery.models import Image
+from picterra.api.fields import GeoJSONPolygonField
+from picterra.api.viewsets import ScopedPrimaryKeyRelatedField
+from picterra.organizations.models import Organization, Project
+
+HEX_COLOR = re.compile(r"^#[0-9A-Fa-f]{6}$")
+DEFAULT_CLASS_NAME = "object"
+
+
+class HexColorField(serializers.CharField):
+    """A #RRGGBB colour, stored upper-case so equal colours compare equal."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(max_length=7, **kwargs)
+
+    def to_internal_value(self, data) -> str:
+        value = super().to_internal_value(data)
+        if not HEX_COLOR.match(value):
+            raise serializers.ValidationError("Colour must look like #RRGGBB, e.g. #FF8800.")
+        return value.upper()
+
+
+class NewClassSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    color = HexColorField(default="#0000FF")
+
+
+class DetectorClassSerializer(serializers.ModelSerializer):
+    detector = ScopedPrimaryKeyRelatedField(queryset=Detector.objects.all())
+    color = HexColorField(required=False)
+
+    class Meta:
+        model = DetectorClass
+        fields = ["id", "detector", "name", "color", "position"]
+        read_only_fields = ["id"]
+
+    def validate_detector(self, detector):
+        if self.instance is not None and detector != self.instance.detector:
+            raise serializers.ValidationError("A class cannot move to another detector.")
+        return detector
+
+
+class DetectorSerializer(serializers.ModelSerializer):
+    organization = ScopedPrimaryKeyRelatedField(queryset=Organization.objects.all())
+    project = ScopedPrimaryKeyRelatedField(queryset=Project.objects.all(), required=False, allow_null=True)
+    active_training_run = ScopedPrimaryKeyRelatedField(
+        queryset=TrainingRun.objects.all(), required=False, allow_null=True
+    )
+    classes = serializers.SerializerMethodField()
+    initial_classes = NewClassSerializer(
+        many=True, write_only=True, required=False, help_text="Classes to create with the detector."
+    )
+
+    class Meta:
+        model = Detector
+        fields = [
+            "id",
+            "organization",
+            "project",
+            "name",
+            "detection_type",
+            "output_type",
+            "training_steps",
+            "backbone",
+            "tile_size",
+            "background_sample_ratio",
+            "classes",
+            "initial_classes",
+            "active_training_run",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+    def get_classes(self, detector: Detector) -> list[dict]:
+        return [
+            {"id": str(c.id), "name": c.name, "color": c.color, "position": c.position} for c in detector.classes.all()
+        ]
+
+    def validate(self, attrs):
+        organization = attrs.get("organization") or (self.instance and self.instance.organization)
+        if self.instance is not None and organization != self.instance.organization:
+            raise serializers.ValidationError({"organization": "A detector cannot move to another organization."})
+        project = attrs.get("project")
+        if project is not None and project.organization_id != organization.pk:
+            raise serializers.ValidationError({"project": "The project belongs to another organization."})
+        run = attrs.get("active_training_run")
+        if run is not None:
+            if self.instance is None or run.detector_id != self.instance.pk:
+                raise serializers.ValidationError({"active_training_run": "This training run is of another detector."})
+            if run.status != RunStatus.SUCCEEDED:
+                raise serializers.ValidationError(
+                    {"active_training_run": "Only a successful training run can be used."}
+                )
+        names = [c["name"] for c in attrs.get("initial_classes", [])]
+        if len(names) != len(set(names)):
+            raise serializers.ValidationError({"initial_classes": "Class names must be different."})
+        return attrs
+
+    @transaction.atomic
+    def create(self, validated_data):
+        classes = validated_data.pop("initial_classes", None) or [{"name": DEFAULT_CLASS_NAME, "color": "#0000FF"}]
+        detector = super().create(validated_data)
+        DetectorClass.objects.bulk_create(
+            DetectorClass(detector=detector, name=c["name"], color=c["color"], position=i)
+            for i, c in enumerate(classes)
+        )
+        return detector
+
+    def update(self, instance, validated_data):
+        validated_data.pop("initial_classes", None)
+        return super().update(instance, validated_data)
+
+
+class DetectorImageSerializer(serializers.ModelSerializer):
+    detector = ScopedPrimaryKeyRelatedField(queryset=Detector.objects.all())
+    image = ScopedPrimaryKeyRelatedField(queryset=Image.objects.all())
+
+    class Meta:
+        model = DetectorImage
+        fields = ["id", "detector", "image", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+    def validate(self, attrs):
+        detector, image = attrs["detector"], attrs["image"]
+        if image.project.organization_id != detector.organization_id:
+            raise serializers.ValidationError("The image belongs to another organization than the detector.")
+        if DetectorImage.objects.filter(detector=detector, image=image).exists():
+            raise serializers.ValidationError("This image is already attached to the detector.")
+        return attrs
+
+
+class DrawnGeometrySerializer(serializers.ModelSerializer):
+    """What areas and outlines share: a polygon drawn on one image of one detector."""
+
+    detector = ScopedPrimaryKeyRelatedField(queryset=Detector.objects.all())
+    image = ScopedPrimaryKeyRelatedField(queryset=Image.objects.all())
+    geometry = GeoJSONPolygonField()
+
+    def validate(self, attrs):
+        detector = attrs.get("detector") or self.instance.detector
+        image = attrs.get("image") or self.instance.image
+        if self.instance is not None and (detector != self.instance.detector or image != self.instance.image):
+            raise serializers.ValidationError(
+                "Draw a new shape instead of moving this one to another image or detector."
+            )
+        if not DetectorImage.objects.filter(detector=detector, image=image).exists():
+            raise serializers.ValidationError("Add the image to the detector before drawing on it.")
+        geometry = attrs.get("geometry")
+        if geometry is not None and image.footprint is not None and not geometry.intersects(image.footprint):
+            raise serializers.ValidationError({"geometry": "The shape lies outside the image."})
+        return attrs
+
+
+class AreaSerializer(DrawnGeometrySerializer):
+    class Meta:
+        model = Area
+        fields = ["id", "detector", "image", "kind", "geometry", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+
+class AnnotationSerializer(DrawnGeometrySerializer):
+    detector_class = ScopedPrimaryKeyRelatedField(
+        queryset=DetectorClass.objects.all(), required=False, help_text="Defaults to the detector's first class."
+    )
+
+    class Meta:
+        model = Annotation
+        fields = ["id", "detector", "image", "detector_class", "geometry", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        detector = attrs.get("detector") or self.instance.detector
+        detector_class = attrs.get("detector_class")
+        if detector_class is None and self.instance is None:
+            detector_class = detector.classes.order_by("position").first()
+            if detector_class is None:
+                raise serializers.ValidationError({"detector_class": "The detector has no class; add one first."})
+            attrs["detector_class"] = detector_class
+        if detector_class is not None and detector_class.detector_id != detector.pk:
+            raise serializers.ValidationError({"detector_class": "This class belongs to another detector."})
+        return attrs
+
+
+class TrainingRunSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TrainingRun
+        fields = [
+            "id",
+            "detector",
+            "version",
+            "status",
+            "error",
+            "progress",
+            "config",
+            "metrics",
+            "stats",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+        ]
+        read_only_fields = fields
+
+
+class DetectRequestSerializer(serializers.Serializer):
+    images = ScopedPrimaryKeyRelatedField(queryset=Image.objects.all(), many=True)
+    training_run = ScopedPrimaryKeyRelatedField(
+        queryset=TrainingRun.objects.all(), required=False, help_text="Defaults to the detector's chosen version."
+    )
+
+
+class DetectionRunSerializer(serializers.ModelSerializer):
+    failed_cells = serializers.SerializerMethodField()
+
+    def get_failed_cells(self, run: DetectionRun) -> list[dict]:
+        # Prefetched by the viewset (one query for a whole page of runs); counted first otherwise.
+        cells = getattr(run, "failed_cell_rows", None)
+        if cells is None:
+            cells = run.cells.filter(status="failed").order_by("image_id", "key") if run.cells_failed else []
+        return [{"image": str(c.image_id), "cell": c.key, "window": c.window, "error": c.error} for c in cells[:100]]
+
+    class Meta:
+        model = DetectionRun
+        fields = [
+            "id",
+            "detector",
+            "training_run",
+            "images",
+            "status",
+            "error",
+            "progress",
+            "cells_total",
+            "cells_done",
+            "cells_failed",
+            "failed_cells",
+            "objects_count",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+        ]
+        read_only_fields = fields

@@ -1,0 +1,208 @@
+from __future__ import annotations
+
+from django.contrib.gis.geos import Polygon
+from django.db.models import Prefetch
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from detectors.api.serializers import (
+    AnnotationSerializer,
+    AreaSerializer,
+    DetectionRunSerializer,
+    DetectorClassSerializer,
+    DetectorImageSerializer,
+    DetectorSerializer,
+    DetectRequestSerializer,
+    TrainingRunSerializer,
+)
+from detectors.detection import CannotDetect, cancel_detection, retry_failed_cells, start_detection
+from detectors.models import (
+    Annotation,
+    Area,
+    DetectionCell,
+    DetectionRun,
+    Detector,
+    DetectorClass,
+    DetectorImage,
+    TrainingRun,
+)
+from detectors.results import feature_collection
+from detectors.training import NotTrainable, cancel_training, start_training
+from imagery.storage import get_blob_store
+from picterra.api.errors import bad_request
+from picterra.api.viewsets import (
+    OrganizationScopedMixin,
+    OrganizationScopedViewSet,
+    ReadOnlyOrganizationScopedViewSet,
+)
+
+
+class DetectorViewSet(OrganizationScopedViewSet):
+    queryset = Detector.objects.all()
+    serializer_class = DetectorSerializer
+    filterset_fields = ["organization", "project", "detection_type"]
+    search_fields = ["name"]
+    ordering_fields = ["name", "created_at"]
+
+    def get_queryset(self):
+        return (
+            super()
+            .get_queryset()
+            .prefetch_related(Prefetch("classes", queryset=DetectorClass.objects.order_by("position", "name")))
+        )
+
+    def perform_create(self, serializer):
+        serializer.save(created_by=self.request.user)
+
+    @extend_schema(request=None, responses={201: TrainingRunSerializer})
+    @action(detail=True, methods=["post"])
+    def train(self, request, pk=None):
+        """Train a new version of the detector from its training areas and outlines."""
+        try:
+            run = start_training(self.get_object(), request.user)
+        except NotTrainable as exc:
+            return Response({"detail": str(exc), "problems": exc.problems}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=DetectRequestSerializer, responses={201: DetectionRunSerializer})
+    @action(detail=True, methods=["post"])
+    def detect(self, request, pk=None):
+        """Run a trained version of the detector over whole images, cell by cell."""
+        detector = self.get_object()
+        body = DetectRequestSerializer(data=request.data, context=self.get_serializer_context())
+        body.is_valid(raise_exception=True)
+        try:
+            run = start_detection(
+                detector, body.validated_data["images"], request.user, body.validated_data.get("training_run")
+            )
+        except CannotDetect as exc:
+            return bad_request(str(exc))
+        return Response(DetectionRunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+class DetectorClassViewSet(OrganizationScopedViewSet):
+    queryset = DetectorClass.objects.all()
+    serializer_class = DetectorClassSerializer
+    filterset_fields = ["detector"]
+
+
+class DetectorImageViewSet(
+    OrganizationScopedMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Which images a detector is trained on; attach with POST, detach with DELETE."""
+
+    queryset = DetectorImage.objects.all()
+    serializer_class = DetectorImageSerializer
+    filterset_fields = ["detector", "image"]
+    http_method_names = ["get", "post", "delete", "head", "options"]
+
+
+class AreaViewSet(OrganizationScopedViewSet):
+    queryset = Area.objects.all()
+    serializer_class = AreaSerializer
+    filterset_fields = ["detector", "image", "kind"]
+
+    def perform_create(self, serializer):
+        serializer.save(created_by=self.request.user)
+
+
+class AnnotationViewSet(OrganizationScopedViewSet):
+    queryset = Annotation.objects.all()
+    serializer_class = AnnotationSerializer
+    filterset_fields = ["detector", "image", "detector_class"]
+
+    def perform_create(self, serializer):
+        serializer.save(created_by=self.request.user)
+
+
+class TrainingRunViewSet(ReadOnlyOrganizationScopedViewSet):
+    """Versions of a detector and their scores (`POST detectors/<id>/train/` creates them)."""
+
+    queryset = TrainingRun.objects.all()
+    serializer_class = TrainingRunSerializer
+    filterset_fields = ["detector", "status"]
+    ordering_fields = ["created_at", "version"]
+
+    @extend_schema(request=None, responses={200: TrainingRunSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        run = self.get_object()
+        if not cancel_training(run):
+            return bad_request("This training has already finished.")
+        run.refresh_from_db()
+        return Response(TrainingRunSerializer(run).data)
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"])
+    def predictions(self, request, pk=None):
+        """What the trained version found in the testing areas, as a GeoJSON FeatureCollection."""
+        run = self.get_object()
+        objects = run.predicted_objects.select_related("detector_class")
+        return Response(feature_collection(objects))
+
+
+class DetectionRunViewSet(ReadOnlyOrganizationScopedViewSet):
+    """Detections over whole images (read-only; Detect creates them)."""
+
+    queryset = DetectionRun.objects.all()
+    serializer_class = DetectionRunSerializer
+    filterset_fields = ["detector", "status"]
+
+    def get_queryset(self):
+        failed_cells = Prefetch(
+            "cells",
+            queryset=DetectionCell.objects.filter(status=DetectionCell.Status.FAILED).order_by("image_id", "key"),
+            to_attr="failed_cell_rows",
+        )
+        return super().get_queryset().prefetch_related("images", failed_cells)
+
+    @extend_schema(request=None, responses={200: DetectionRunSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        run = self.get_object()
+        if not cancel_detection(run):
+            return bad_request("This detection has already finished.")
+        run.refresh_from_db()
+        return Response(DetectionRunSerializer(run).data)
+
+    @extend_schema(request=None, responses={200: DetectionRunSerializer})
+    @action(detail=True, methods=["post"], url_path="retry-failed-cells")
+    def retry_failed_cells(self, request, pk=None):
+        run = self.get_object()
+        if not retry_failed_cells(run):
+            return bad_request("This detection has no failed cells to retry.")
+        run.refresh_from_db()
+        return Response(DetectionRunSerializer(run).data)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("bbox", str, description="minLon,minLat,maxLon,maxLat")],
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    @action(detail=True, methods=["get"])
+    def objects(self, request, pk=None):
+        """Detected objects as GeoJSON, optionally within a bounding box (at most 10,000 per request)."""
+        run = self.get_object()
+        objects = run.detected_objects.select_related("detector_class")
+        if "bbox" in request.query_params:
+            try:
+                bbox = [float(v) for v in request.query_params["bbox"].split(",")]
+                objects = objects.filter(geometry__intersects=Polygon.from_bbox(bbox))
+            except (ValueError, TypeError):
+                return bad_request("bbox must be minLon,minLat,maxLon,maxLat.")
+        return Response(feature_collection(objects[:10_000]))
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"])
+    def downloads(self, request, pk=None):
+        """Signed, expiring links to the exports: GeoJSON, GeoPackage and a CSV of counts."""
+        run = self.get_object()
+        store = get_blob_store()
+        return Response({fmt: store.signed_url(key, "GET", 3600) for fmt, key in run.result_keys.items()})

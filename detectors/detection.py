@@ -1,0 +1,127 @@
+"""Starting, cancelling and retrying detection runs: plan the grid cells, queue one job per cell."""
+
+from __future__ import annotations
+
+import math
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from pyproj import Geod
+from shapely import wkb
+from shapely.ops import unary_union
+
+from detectors.models import Annotation, Area, DetectionCell, DetectionRun, Detector, RunStatus, TrainingRun
+from imagery.models import Image
+from picterra.jobs import enqueue_on_commit
+
+GEOD = Geod(ellps="WGS84")
+MIN_MARGIN_PX, MAX_MARGIN_PX = 32, 1024
+
+
+class CannotDetect(Exception):
+    pass
+
+
+def detection_version(detector: Detector, training_run: TrainingRun | None = None) -> TrainingRun:
+    """The trained version to use: the one asked for, else the detector's chosen one, else the latest."""
+    run = training_run or detector.active_training_run
+    if run is None:
+        run = detector.training_runs.filter(status=RunStatus.SUCCEEDED).order_by("-version").first()
+    if run is None or run.status != RunStatus.SUCCEEDED or run.detector_id != detector.pk:
+        raise CannotDetect("Train the detector first: it has no successfully trained version yet.")
+    return run
+
+
+def largest_object_m(detector: Detector) -> float:
+    """Diameter of the largest outline drawn for the detector, in metres (0 when none)."""
+    largest = 0.0
+    for outline in Annotation.objects.filter(detector=detector).only("geometry"):
+        minx, miny, maxx, maxy = outline.geometry.extent
+        width = GEOD.inv(minx, miny, maxx, miny)[2]
+        height = GEOD.inv(minx, miny, minx, maxy)[2]
+        largest = max(largest, width, height)
+    return largest
+
+
+def _margin_px(image: Image, largest_m: float) -> int:
+    pixel_m = image.gsd or 1.0
+    return int(min(MAX_MARGIN_PX, max(MIN_MARGIN_PX, math.ceil(1.25 * largest_m / pixel_m) + 32)))
+
+
+def plan_cells(run: DetectionRun, image: Image, largest_m: float) -> list[DetectionCell]:
+    from workers.ml.grid import plan_grid_cells
+
+    transform = image.pixel_transform
+    areas = Area.objects.filter(detector=run.detector, image=image, kind=Area.Kind.DETECTION)
+    region = None
+    if areas.exists():
+        region = unary_union([wkb.loads(bytes(a.geometry.transform(image.crs, clone=True).wkb)) for a in areas])
+    margin = _margin_px(image, largest_m)
+    cells = plan_grid_cells(image.width, image.height, settings.DETECTION_CELL_SIZE, region, transform)
+    return [
+        DetectionCell(
+            run=run,
+            image=image,
+            key=c.key,
+            margin=margin,
+            window=[int(c.window.col_off), int(c.window.row_off), int(c.window.width), int(c.window.height)],
+            pixels=int(c.window.width) * int(c.window.height),
+        )
+        for c in cells
+    ]
+
+
+def start_detection(
+    detector: Detector, images: list[Image], user, training_run: TrainingRun | None = None
+) -> DetectionRun:
+    from workers.tasks import detect_cell
+
+    version = detection_version(detector, training_run)
+    not_ready = [i.name for i in images if i.status != Image.Status.READY]
+    if not images:
+        raise CannotDetect("Choose at least one image to detect on.")
+    if not_ready:
+        raise CannotDetect(f"Wait until these images have finished processing: {', '.join(not_ready)}.")
+    largest = largest_object_m(detector)
+    with transaction.atomic():
+        run = DetectionRun.objects.create(detector=detector, training_run=version, created_by=user)
+        run.images.set(images)
+        cells = [cell for image in images for cell in plan_cells(run, image, largest)]
+        DetectionCell.objects.bulk_create(cells, batch_size=1000)
+        run.cells_total = len(cells)
+        run.progress = {"megapixels_total": round(sum(c.pixels for c in cells) / 1e6, 3)}
+        run.save(update_fields=["cells_total", "progress"])
+        if not cells:
+            run.status, run.finished_at = RunStatus.SUCCEEDED, timezone.now()
+            run.save(update_fields=["status", "finished_at"])
+        for cell in DetectionCell.objects.filter(run=run).values_list("pk", flat=True):
+            enqueue_on_commit(detect_cell, str(cell))
+    return run
+
+
+def cancel_detection(run: DetectionRun) -> bool:
+    with transaction.atomic():
+        stopped = DetectionRun.objects.filter(pk=run.pk, status__in=(RunStatus.PENDING, RunStatus.RUNNING)).update(
+            status=RunStatus.CANCELLED, finished_at=timezone.now()
+        )
+        if stopped:
+            # Queued cells find their row cancelled and do nothing: that is how they are revoked.
+            run.cells.filter(status=DetectionCell.Status.PENDING).update(status=DetectionCell.Status.CANCELLED)
+    return bool(stopped)
+
+
+def retry_failed_cells(run: DetectionRun) -> int:
+    """Queue the failed cells of a partial run again."""
+    from workers.tasks import detect_cell
+
+    with transaction.atomic():
+        if not DetectionRun.objects.filter(pk=run.pk, status__in=(RunStatus.PARTIAL, RunStatus.FAILED)).update(
+            status=RunStatus.RUNNING, finished_at=None, error="", heartbeat_at=timezone.now()
+        ):
+            return 0
+        failed = list(run.cells.filter(status=DetectionCell.Status.FAILED).values_list("pk", flat=True))
+        run.cells.filter(pk__in=failed).update(status=DetectionCell.Status.PENDING, attempts=0, error="")
+        for cell in failed:
+            enqueue_on_commit(detect_cell, str(cell))
+    return len(failed)

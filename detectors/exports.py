@@ -1,0 +1,102 @@
+"""Files users download from a detection run: GeoJSON, GeoPackage and a CSV of counts."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pyogrio.raw
+from django.contrib.gis.db.models.functions import AsGeoJSON, AsWKB
+from django.db.models import Count, Sum
+
+from detectors.models import Area, DetectedObject, DetectionRun
+
+BATCH = 5000
+
+
+def _objects(run: DetectionRun):
+    """Rows as the files want them; GeoJSON text and WKB come straight from the database, unparsed."""
+    return (
+        DetectedObject.objects.filter(detection_run=run)
+        .order_by("image_id", "cell", "id")
+        .annotate(geojson=AsGeoJSON("geometry", precision=8), wkb=AsWKB("geometry"))
+        .values_list("geojson", "wkb", "detector_class__name", "score", "area_m2", "image_id")
+    )
+
+
+def write_exports(run: DetectionRun, folder: Path) -> dict[str, Path]:
+    """Write every export of the run into ``folder`` and return format → file.
+
+    Streamed in batches, so a country-scale run never holds all its objects in memory.
+    """
+    paths = {"geojson": folder / "objects.geojson", "gpkg": folder / "objects.gpkg", "csv": folder / "counts.csv"}
+    batch: list[tuple] = []
+    written = 0
+
+    def flush_gpkg() -> None:
+        nonlocal written
+        if not batch:
+            return
+        pyogrio.raw.write(
+            str(paths["gpkg"]),
+            geometry=np.array([bytes(row[1]) for row in batch], dtype=object),
+            field_data=[
+                np.array([row[2] for row in batch]),
+                np.array([row[3] for row in batch], dtype="float64"),
+                np.array([row[4] for row in batch], dtype="float64"),
+                np.array([str(row[5]) for row in batch]),
+            ],
+            fields=["class_name", "score", "area_m2", "image_id"],
+            layer="objects",
+            driver="GPKG",
+            crs="EPSG:4326",
+            geometry_type="Polygon",
+            append=written > 0,
+        )
+        written += len(batch)
+        batch.clear()
+
+    with paths["geojson"].open("w") as out:
+        out.write('{"type": "FeatureCollection", "features": [')
+        for i, row in enumerate(_objects(run).iterator(chunk_size=BATCH)):
+            geojson, _, class_name, score, area_m2, image_id = row
+            properties = {
+                "class_name": class_name,
+                "score": round(score, 4),
+                "area_m2": round(area_m2, 3),
+                "image_id": str(image_id),
+            }
+            out.write(f'{"," if i else ""}{{"type": "Feature", "geometry": {geojson}, "properties": ')
+            out.write(json.dumps(properties) + "}")
+            batch.append(row)
+            if len(batch) >= BATCH:
+                flush_gpkg()
+        out.write("]}")
+    flush_gpkg()
+    if not written:
+        paths.pop("gpkg")
+    _write_counts(run, paths["csv"])
+    return paths
+
+
+def _write_counts(run: DetectionRun, path: Path) -> None:
+    """Counts per class, per image and per detection area (the whole image when it has none)."""
+    class_names = list(run.detector.classes.order_by("position", "name").values_list("name", flat=True))
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["image_id", "image_name", "area", "class_name", "count", "total_area_m2"])
+        for image in run.images.order_by("created_at"):
+            objects = DetectedObject.objects.filter(detection_run=run, image=image)
+            regions = list(Area.objects.filter(detector=run.detector, image=image, kind=Area.Kind.DETECTION))
+            scopes = [(f"detection area {a.pk}", objects.filter(geometry__intersects=a.geometry)) for a in regions]
+            scopes = scopes or [("whole image", objects)]
+            for label, scope in scopes:
+                totals = {
+                    row["detector_class__name"]: row
+                    for row in scope.values("detector_class__name").annotate(n=Count("id"), area=Sum("area_m2"))
+                }
+                for name in class_names:
+                    row = totals.get(name, {"n": 0, "area": 0.0})
+                    writer.writerow([image.pk, image.name, label, name, row["n"], round(row["area"] or 0.0, 3)])

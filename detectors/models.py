@@ -1,0 +1,304 @@
+"""Detectors, what users draw for them, and the runs that train and apply them.
+
+Geometries are stored in EPSG:4326 with a spatial index; pixel work transforms them to the image CRS.
+Runs are the truth about jobs: the queue only nudges workers, the row holds status, progress and errors.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.contrib.gis.db import models
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db.models import Q
+
+from imagery.models import Image
+from picterra.organizations.models import Organization, OrganizationScopedQuerySet, Project
+
+# Defaults and ranges of the public API (spec section 7).
+TRAINING_STEPS_RANGE = (500, 40_000)
+TILE_SIZE_RANGE = (128, 1024)
+
+
+def validate_tile_size(value: int) -> None:
+    from django.core.exceptions import ValidationError
+
+    low, high = TILE_SIZE_RANGE
+    if value % 32 or not low <= value <= high:
+        raise ValidationError(f"Tile size must be a multiple of 32 between {low} and {high}.")
+
+
+class Detector(models.Model):
+    class DetectionType(models.TextChoices):
+        COUNT = "count", "Count objects"
+        SEGMENTATION = "segmentation", "Segment areas"
+
+    class OutputType(models.TextChoices):
+        POLYGON = "polygon", "Polygons"
+        BBOX = "bbox", "Bounding boxes"
+
+    class Backbone(models.TextChoices):
+        RESNET18 = "resnet18", "ResNet-18"
+        RESNET34 = "resnet34", "ResNet-34"
+        RESNET50 = "resnet50", "ResNet-50"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="detectors")
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="detectors")
+    name = models.CharField(max_length=200)
+    detection_type = models.CharField(max_length=16, choices=DetectionType.choices, default=DetectionType.COUNT)
+    output_type = models.CharField(max_length=16, choices=OutputType.choices, default=OutputType.POLYGON)
+    training_steps = models.PositiveIntegerField(
+        default=500, validators=[MinValueValidator(TRAINING_STEPS_RANGE[0]), MaxValueValidator(TRAINING_STEPS_RANGE[1])]
+    )
+    backbone = models.CharField(max_length=16, choices=Backbone.choices, default=Backbone.RESNET34)
+    tile_size = models.PositiveIntegerField(default=256, validators=[validate_tile_size])
+    background_sample_ratio = models.FloatField(
+        default=0.25, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    images = models.ManyToManyField(Image, through="DetectorImage", related_name="detectors", blank=True)
+    # The trained version that Detect uses; None means the latest successful one.
+    active_training_run = models.ForeignKey(
+        "TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    organization_lookup = "organization"
+    objects = OrganizationScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DetectorClass(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    detector = models.ForeignKey(Detector, on_delete=models.CASCADE, related_name="classes")
+    name = models.CharField(max_length=100)
+    color = models.CharField(max_length=7, default="#0000FF", help_text="Hex colour, e.g. #FF8800.")
+    position = models.PositiveSmallIntegerField(default=0, help_text="Order of the class in the model's output.")
+
+    organization_lookup = "detector__organization"
+    objects = OrganizationScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["detector", "position", "name"]
+        constraints = [models.UniqueConstraint(fields=["detector", "name"], name="unique_class_name_per_detector")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DetectorImage(models.Model):
+    """An image a detector is trained on (a "training raster" in the public API)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    detector = models.ForeignKey(Detector, on_delete=models.CASCADE, related_name="detector_images")
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="detector_images")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    organization_lookup = "detector__organization"
+    objects = OrganizationScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [models.UniqueConstraint(fields=["detector", "image"], name="unique_detector_image")]
+
+
+class Area(models.Model):
+    class Kind(models.TextChoices):
+        TRAINING = "training", "Training area"
+        TESTING = "testing", "Testing area"
+        ACCURACY = "accuracy", "Accuracy area"
+        DETECTION = "detection", "Detection area"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    detector = models.ForeignKey(Detector, on_delete=models.CASCADE, related_name="areas")
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="areas")
+    kind = models.CharField(max_length=16, choices=Kind.choices, db_index=True)
+    geometry = models.PolygonField(srid=4326, spatial_index=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    organization_lookup = "detector__organization"
+    objects = OrganizationScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["detector", "image", "kind"])]
+
+
+class Annotation(models.Model):
+    """An object outline drawn by the user, with its class."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    detector = models.ForeignKey(Detector, on_delete=models.CASCADE, related_name="annotations")
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="annotations")
+    detector_class = models.ForeignKey(DetectorClass, on_delete=models.CASCADE, related_name="annotations")
+    geometry = models.PolygonField(srid=4326, spatial_index=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    organization_lookup = "detector__organization"
+    objects = OrganizationScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["detector", "image"])]
+
+
+class RunStatus(models.TextChoices):
+    PENDING = "pending", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    PARTIAL = "partial", "Partly succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+TERMINAL_RUN_STATUSES = (RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class Run(models.Model):
+    """What training and detection runs share: a status with explicit terminal states, and timing."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    detector = models.ForeignKey(Detector, on_delete=models.CASCADE)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING, db_index=True)
+    error = models.TextField(blank=True, default="", help_text="Why the run failed, in plain words.")
+    progress = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Moved by the worker while it makes progress; the sweeper fails rows whose heartbeat went stale.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    organization_lookup = "detector__organization"
+    objects = OrganizationScopedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at"]
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in TERMINAL_RUN_STATUSES
+
+
+class TrainingRun(Run):
+    """One training of a detector: a version of it, with its weights and score."""
+
+    detector = models.ForeignKey(Detector, on_delete=models.CASCADE, related_name="training_runs")
+    version = models.PositiveIntegerField()
+    # The detector's configuration and classes as they were when the run was queued.
+    config = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    stats = models.JSONField(default=dict, blank=True)
+    weights_key = models.CharField(max_length=500, blank=True, default="")
+    model_card_key = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta(Run.Meta):
+        constraints = [
+            models.UniqueConstraint(fields=["detector", "version"], name="unique_training_version"),
+            models.CheckConstraint(condition=~Q(status="partial"), name="training_run_never_partial"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.detector} v{self.version} ({self.status})"
+
+
+class DetectionRun(Run):
+    """Applying a trained detector version to whole images, cell by cell."""
+
+    detector = models.ForeignKey(Detector, on_delete=models.CASCADE, related_name="detection_runs")
+    training_run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="detection_runs")
+    images = models.ManyToManyField(Image, related_name="detection_runs")
+    cells_total = models.PositiveIntegerField(default=0)
+    cells_done = models.PositiveIntegerField(default=0)
+    cells_failed = models.PositiveIntegerField(default=0)
+    objects_count = models.PositiveIntegerField(default=0)
+    result_keys = models.JSONField(default=dict, blank=True, help_text="Export format → blob store key.")
+
+    class Meta(Run.Meta):
+        pass
+
+    def __str__(self) -> str:
+        return f"Detection {self.id} of {self.detector} ({self.status})"
+
+
+class DetectionCell(models.Model):
+    """One grid cell of a detection run: an independent, retryable unit of work."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    id = models.BigAutoField(primary_key=True)
+    run = models.ForeignKey(DetectionRun, on_delete=models.CASCADE, related_name="cells")
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=64, help_text="Position in the image's grid, e.g. r3c7.")
+    window = models.JSONField(help_text="[col_off, row_off, width, height] in pixels.")
+    # width x height, stored so progress is one SUM in the database, not a walk over every cell.
+    pixels = models.PositiveBigIntegerField(default=0)
+    margin = models.PositiveIntegerField(help_text="Pixels read around the cell so border objects are seen whole.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    objects_count = models.PositiveIntegerField(default=0)
+    seconds = models.FloatField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["run", "image", "key"]
+        constraints = [models.UniqueConstraint(fields=["run", "image", "key"], name="unique_cell_per_run_image")]
+        # "Is any cell of this run left?" after every cell: an index lookup, even with 100,000s of cells.
+        indexes = [models.Index(fields=["run", "status"], name="cell_run_status")]
+
+
+class DetectedObject(models.Model):
+    """One object found by a run: predictions in testing areas (training run) or results (detection run).
+
+    Detection results are keyed by the grid cell that produced them, so a retried cell replaces its own
+    objects and never duplicates them.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    training_run = models.ForeignKey(
+        TrainingRun, null=True, blank=True, on_delete=models.CASCADE, related_name="predicted_objects"
+    )
+    detection_run = models.ForeignKey(
+        DetectionRun, null=True, blank=True, on_delete=models.CASCADE, related_name="detected_objects"
+    )
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
+    detector_class = models.ForeignKey(DetectorClass, on_delete=models.CASCADE, related_name="+")
+    cell = models.CharField(max_length=64, blank=True, default="", help_text="Grid cell that produced it.")
+    geometry = models.PolygonField(srid=4326, spatial_index=True)
+    score = models.FloatField()
+    area_m2 = models.FloatField()
+
+    class Meta:
+        indexes = [models.Index(fields=["detection_run", "cell"]), models.Index(fields=["training_run", "image"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(training_run__isnull=False) | Q(detection_run__isnull=False), name="object_has_a_run"
+            )
+        ]

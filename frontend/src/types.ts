@@ -1,0 +1,100 @@
+// Resource shapes as the API returns them (only the fields the app uses).
+
+export interface Polygon {
+  type: "Polygon";
+  coordinates: number[][][];
+}
+
+export interface Organization {
+  id: string;
+  name: string;
+  role: "owner" | "member" | null;
+}
+
+export interface Project {
+  id: string;
+  organization: string;
+  name: string;
+  description: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export type ImageStatus = "uploading" | "uploaded" | "ingesting" | "ready" | "failed";
+
+export interface ImageInfo {
+  id: string;
+  project: string;
+  name: string;
+  status: ImageStatus;
+  error: string;
+  created_at: string;
+  original_filename: string;
+  file_size: number | null;
+  width: number | null;
+  height: number | null;
+  band_count: number | null;
+  gsd: number | null;
+  footprint: Polygon | null;
+  cog_version: string;
+}
+
+export interface UploadTicket {
+  image: ImageInfo;
+  upload_url: string;
+  expires_at: string;
+}
+
+export interface DetectorClass {
+  id: string;
+  detector?: string;
+  name: string;
+  color: string;
+  position: number;
+}
+
+export interface Detector {
+  id: string;
+  organization: string;
+  project: string | null;
+  name: string;
+  detection_type: string;
+  classes: DetectorClass[];
+  active_training_run: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface DetectorImage {
+  id: string;
+  detector: string;
+  image: string;
+  created_at: string;
+}
+
+export type AreaKind = "training" | "testing" | "accuracy" | "detection";
+
+export interface Area {
+  id: string;
+  detector: string;
+  image: string;
+  kind: AreaKind;
+  geometry: Polygon;
+}
+
+export interface Annotation {
+  id: string;
+  detector: string;
+  image: string;
+  detector_class: string;
+  geometry: Polygon;
+}
+
+export interface TileJson {
+  tilejson?: string;
+  tiles: string[];
+  bounds?: [number, number, number, number];
+  minzoom?: number;
+  maxzoom?: number;
+  tilesize?: number;
+}

@@ -1,0 +1,108 @@
+// Large uploads: start (the server creates the image and a signed URL), PUT the bytes with progress, commit.
+// A failed PUT can be retried with a renewed URL; the image keeps its id.
+
+import { Api, ApiError, errorFromBody } from "./api";
+import type { ImageInfo, UploadTicket } from "./types";
+
+export type UploadPhase = "starting" | "sending" | "finishing" | "done" | "failed";
+
+export interface UploadState {
+  file: File;
+  phase: UploadPhase;
+  loaded: number;
+  total: number;
+  image: ImageInfo | null;
+  error: string | null;
+}
+
+/** PUT a body with progress events; rejects with an ApiError carrying the server's message. */
+export function putWithProgress(
+  url: string,
+  body: Blob,
+  onProgress: (loaded: number, total: number) => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("PUT", url);
+    xhr.upload.onprogress = (event) => onProgress(event.loaded, event.lengthComputable ? event.total : body.size);
+    xhr.onload = () => {
+      if (xhr.status >= 200 && xhr.status < 300) {
+        onProgress(body.size, body.size);
+        resolve();
+        return;
+      }
+      let parsed: unknown = null;
+      try {
+        parsed = JSON.parse(xhr.responseText);
+      } catch {
+        parsed = null;
+      }
+      reject(errorFromBody(xhr.status, parsed));
+    };
+    xhr.onerror = () => reject(new ApiError(0, "The upload was interrupted. Check your connection and retry."));
+    xhr.onabort = () => reject(new ApiError(0, "The upload was cancelled."));
+    signal?.addEventListener("abort", () => xhr.abort());
+    xhr.send(body);
+  });
+}
+
+export class Upload {
+  state: UploadState;
+  private listeners: Array<(state: UploadState) => void> = [];
+
+  constructor(
+    private readonly api: Api,
+    private readonly projectId: string,
+    file: File,
+    private readonly put: typeof putWithProgress = putWithProgress,
+  ) {
+    this.state = { file, phase: "starting", loaded: 0, total: file.size, image: null, error: null };
+  }
+
+  onChange(listener: (state: UploadState) => void): void {
+    this.listeners.push(listener);
+  }
+
+  private set(patch: Partial<UploadState>): void {
+    this.state = { ...this.state, ...patch };
+    for (const listener of this.listeners) listener(this.state);
+  }
+
+  /** Run (or re-run after a failure) until the file is committed; never throws, the error lands in state. */
+  async run(): Promise<void> {
+    try {
+      let ticket: UploadTicket;
+      if (this.state.image === null) {
+        this.set({ phase: "starting", error: null });
+        ticket = await this.api.post<UploadTicket>("images/uploads/", {
+          project: this.projectId,
+          filename: this.state.file.name,
+          name: this.state.file.name.replace(/\.[^.]+$/, ""),
+        });
+      } else {
+        this.set({ phase: "starting", error: null, loaded: 0 });
+        ticket = await this.api.post<UploadTicket>(`images/${this.state.image.id}/upload-url/`);
+      }
+      this.set({ image: ticket.image, phase: "sending" });
+      await this.put(ticket.upload_url, this.state.file, (loaded, total) => this.set({ loaded, total }));
+      this.set({ phase: "finishing" });
+      const image = await this.api.post<ImageInfo>(`images/${ticket.image.id}/commit/`);
+      this.set({ image, phase: "done" });
+    } catch (error) {
+      this.set({ phase: "failed", error: error instanceof Error ? error.message : String(error) });
+    }
+  }
+}
+
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ["KB", "MB", "GB", "TB"];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}

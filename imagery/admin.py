@@ -1,0 +1,11 @@
+from django.contrib.gis import admin
+
+from imagery.models import Image
+
+
+@admin.register(Image)
+class ImageAdmin(admin.GISModelAdmin):
+    list_display = ["name", "project", "status", "width", "height", "band_count", "created_at"]
+    list_filter = ["status", "project__organization"]
+    search_fields = ["name"]
+    readonly_fields = ["original_key", "cog_key", "file_size", "width", "height", "band_count", "dtype", "crs", "gsd"]

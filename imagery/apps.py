@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ImageryConfig(AppConfig):
+    name = "imagery"
+    verbose_name = "Imagery"

@@ -1,0 +1,409 @@
+"""Translations between the platform's rows and the public API's shapes (spec sections 5 to 9).
+
+Nothing here runs a job: operations read the state of the rows that do the work, and GeoJSON coming
+in is validated with the same polygon rules as our own API.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.contrib.gis.geos import MultiPolygon, Polygon
+from django.db import transaction
+from django.utils import timezone
+from rest_framework import serializers
+
+from detectors.models import DetectedObject, Detector, DetectorClass, RunStatus
+from imagery.models import Image
+from imagery.storage import get_blob_store
+from imagery.tile_views import tile_query, tile_url_template
+from imagery.tiles import zoom_range
+from picterra.api.fields import parse_polygon
+from picterra.public_api.models import Operation, RasterDetails, VectorLayer
+
+DOWNLOAD_URL_TTL_S = 3600
+BLOB_PREFIX = "blob:"
+ANNOTATION_TYPES = ("outline", "training_area", "testing_area", "validation_area")
+
+
+class BadGeoJSON(ValueError):
+    """An uploaded GeoJSON file that cannot become polygons; the message says why."""
+
+
+# --- rasters -----------------------------------------------------------------------------------------------------
+
+
+def raster_status(image: Image) -> str:
+    """The public API's legacy raster statuses: processing → ready | failed."""
+    if image.status == Image.Status.READY:
+        return "ready"
+    if image.status == Image.Status.FAILED:
+        return "failed"
+    return "processing"
+
+
+def details_of(image: Image) -> RasterDetails:
+    try:
+        return image.public_details
+    except RasterDetails.DoesNotExist:
+        return RasterDetails(image=image)
+
+
+def raster_json(image: Image) -> dict[str, Any]:
+    details = details_of(image)
+    data: dict[str, Any] = {
+        "id": str(image.pk),
+        "name": image.name,
+        "status": raster_status(image),
+        "error": image.error or None,
+        "folder_id": str(image.project_id),
+        "captured_at": image.captured_at.isoformat() if image.captured_at else None,
+        "identity_key": details.identity_key or None,
+        "user_tag": details.user_tag or None,
+        "cloud_coverage": details.cloud_coverage,
+        "multispectral": details.multispectral,
+        "type": "raster",
+        "width": image.width,
+        "height": image.height,
+        "bands_count": image.band_count,
+        "multispectral_band_specification": band_specification(image),
+        "tms_url": None,
+        "tiles_min_zoom": None,
+        "tiles_max_zoom": None,
+        "footprint": None,
+    }
+    if image.status == Image.Status.READY and image.cog_version:
+        bands = tuple(image.display_bands or [1, 2, 3][: image.band_count or 3])
+        rescale = tuple(tuple(r) for r in image.rescale) if image.rescale else None
+        data["tms_url"] = tile_url_template(
+            settings.TILE_BASE_URL, image.pk, image.cog_version, 1, "png", tile_query(bands, rescale)
+        )
+        try:
+            data["tiles_min_zoom"], data["tiles_max_zoom"] = zoom_range(
+                image.crs, image.bounds, image.width, image.height
+            )
+        except Exception:  # noqa: BLE001 - zooms are informative only; a CRS oddity must not break the raster
+            pass
+    if image.footprint is not None:
+        footprint = json.loads(image.footprint.geojson)
+        footprint["bbox"] = list(image.footprint.extent)
+        data["footprint"] = footprint
+    return data
+
+
+def band_specification(image: Image) -> dict[str, Any]:
+    return {
+        "ranges": [list(r) for r in image.rescale or []],
+        "display_bands": [
+            {"type": "multiband", "name": "default", "bands": [b - 1 for b in image.display_bands or []]}
+        ],
+    }
+
+
+def apply_band_specification(image: Image, spec: Any) -> None:
+    """`{"ranges": [[min,max]...], "display_bands": [{"bands": [2,1,0]}]}` (0-based) onto the image's display."""
+    if not isinstance(spec, dict):
+        raise serializers.ValidationError({"multispectral_band_specification": "Must be an object."})
+    count = image.band_count or 0
+    ranges = spec.get("ranges")
+    if ranges is not None:
+        if not isinstance(ranges, list) or not all(
+            isinstance(r, list) and len(r) == 2 and all(isinstance(v, int | float) for v in r) and r[0] < r[1]
+            for r in ranges
+        ):
+            raise serializers.ValidationError(
+                {"multispectral_band_specification": "ranges must be a list of [min, max] with min < max."}
+            )
+        image.rescale = ranges
+    display = spec.get("display_bands") or spec.get("vizbands")
+    if display:
+        bands = display[0].get("bands") if isinstance(display, list) and isinstance(display[0], dict) else None
+        if (
+            not isinstance(bands, list)
+            or len(bands) not in (1, 3)
+            or not all(isinstance(b, int) and 0 <= b < count for b in bands)
+        ):
+            raise serializers.ValidationError(
+                {"multispectral_band_specification": f"display bands: 1 or 3 band indexes from 0 to {count - 1}."}
+            )
+        image.display_bands = [b + 1 for b in bands]
+
+
+# --- detectors ---------------------------------------------------------------------------------------------------
+
+CONFIGURATION_KEYS = (
+    "detection_type",
+    "output_type",
+    "training_steps",
+    "backbone",
+    "tile_size",
+    "background_sample_ratio",
+)
+
+
+def detector_json(detector: Detector) -> dict[str, Any]:
+    return {
+        "id": str(detector.pk),
+        "name": detector.name,
+        "is_runnable": detector.training_runs.filter(status=RunStatus.SUCCEEDED).exists(),
+        "is_shared": False,
+        "user_tag": None,
+        "type": "custom",
+        "folder_id": str(detector.project_id) if detector.project_id else None,
+        "classes": [
+            {"id": str(c.pk), "name": c.name, "color": c.color} for c in detector.classes.order_by("position", "name")
+        ],
+        "configuration": {key: getattr(detector, key) for key in CONFIGURATION_KEYS},
+    }
+
+
+# --- operations --------------------------------------------------------------------------------------------------
+
+
+def operation_json(operation: Operation) -> dict[str, Any]:
+    """The operation as the client polls it; ends it first when the row it follows has ended."""
+    if operation.status == Operation.Status.RUNNING:
+        _settle(operation)
+    return {
+        "id": str(operation.pk),
+        "type": operation.kind,
+        "status": operation.status,
+        "results": _signed(operation.results),
+        "errors": operation.errors,
+        "metadata": operation.metadata,
+        "created_at": operation.created_at.isoformat(),
+        "finished_at": operation.finished_at.isoformat() if operation.finished_at else None,
+    }
+
+
+def operation_reference(operation: Operation) -> dict[str, Any]:
+    return {"operation_id": str(operation.pk), "poll_interval": settings.PUBLIC_API_POLL_INTERVAL_S}
+
+
+def finished_operation(organization, user, kind: str, results=None, errors=None, metadata=None) -> Operation:
+    return Operation.objects.create(
+        organization=organization,
+        created_by=user,
+        kind=kind,
+        status=Operation.Status.FAILED if errors else Operation.Status.SUCCESS,
+        results=None if errors else results,
+        errors=errors,
+        metadata=metadata or {},
+        finished_at=timezone.now(),
+    )
+
+
+def _settle(operation: Operation) -> None:
+    outcome = _outcome(operation)
+    if outcome is None:
+        return
+    status, results, errors = outcome
+    # Conditional: two polls racing to end the same operation store one result.
+    updated = Operation.objects.filter(pk=operation.pk, status=Operation.Status.RUNNING).update(
+        status=status, results=results, errors=errors, finished_at=timezone.now()
+    )
+    operation.refresh_from_db() if not updated else None
+    if updated:
+        operation.status, operation.results, operation.errors = status, results, errors
+
+
+def _outcome(operation: Operation) -> tuple[str, Any, Any] | None:
+    failed = Operation.Status.FAILED
+    kind = operation.kind
+    if kind == Operation.Kind.UPLOAD_RASTER:
+        image = operation.image
+        if image is None:
+            return failed, None, ["The raster was deleted before it finished processing."]
+        if image.status == Image.Status.READY:
+            return Operation.Status.SUCCESS, {"raster_id": str(image.pk)}, None
+        if image.status == Image.Status.FAILED:
+            return failed, None, [image.error or "The raster could not be processed."]
+        return None
+    if kind == Operation.Kind.TRAINING:
+        run = operation.training_run
+        if run is None:
+            return failed, None, ["The detector was deleted before training finished."]
+        if run.status == RunStatus.SUCCEEDED:
+            return Operation.Status.SUCCESS, {"score": run.metrics.get("score"), "stats": run.stats}, None
+        if run.is_finished:
+            return failed, None, [run.error or f"Training was {run.status}."]
+        return None
+    if kind == Operation.Kind.DETECTION:
+        run = operation.detection_run
+        if run is None:
+            return failed, None, ["The detector was deleted before the detection finished."]
+        if run.status == RunStatus.SUCCEEDED:
+            return Operation.Status.SUCCESS, detection_results(run), None
+        if run.is_finished:
+            message = run.error or f"Detection was {run.status}."
+            if run.status == RunStatus.PARTIAL:
+                message = f"{run.cells_failed} of {run.cells_total} parts of the image failed: {run.error}".strip()
+            return failed, None, [message]
+        return None
+    return failed, None, ["This operation was interrupted."]
+
+
+def detection_results(run) -> dict[str, Any]:
+    """One vector layer per (class, raster) of the run, and the legacy MultiPolygon files."""
+    store = get_blob_store()
+    prefix = f"public-api/detection-runs/{run.pk}"
+    by_class = []
+    everything: list = []
+    image = run.images.order_by("created_at").first()
+    for detector_class in run.detector.classes.order_by("position", "name"):
+        objects = DetectedObject.objects.filter(detection_run=run, detector_class=detector_class, image=image)
+        polygons = [json.loads(o.geometry.geojson)["coordinates"] for o in objects]
+        everything.extend(polygons)
+        layer, _ = VectorLayer.objects.get_or_create(
+            detection_run=run,
+            detector_class=detector_class,
+            image=image,
+            defaults={
+                "name": f"{run.detector.name} - {detector_class.name}",
+                "color": detector_class.color,
+                "count": len(polygons),
+            },
+        )
+        key = f"{prefix}/class-{detector_class.pk}.geojson"
+        _put_json(store, key, {"type": "MultiPolygon", "coordinates": polygons})
+        by_class.append(
+            {
+                "class": {"id": str(detector_class.pk), "name": detector_class.name},
+                "result": {"url": BLOB_PREFIX + key, "vector_layer_id": str(layer.pk)},
+            }
+        )
+    key = f"{prefix}/all.geojson"
+    _put_json(store, key, {"type": "MultiPolygon", "coordinates": everything})
+    return {"url": BLOB_PREFIX + key, "by_class": by_class}
+
+
+def _put_json(store, key: str, data: Any) -> None:
+    import io
+
+    store.put_stream(key, io.BytesIO(json.dumps(data).encode()))
+
+
+def _signed(value: Any) -> Any:
+    """Results keep blob keys; every read gets fresh signed URLs (the downloads need no API key)."""
+    if isinstance(value, str) and value.startswith(BLOB_PREFIX):
+        return get_blob_store().signed_url(value[len(BLOB_PREFIX) :], "GET", DOWNLOAD_URL_TTL_S)
+    if isinstance(value, dict):
+        return {k: _signed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_signed(v) for v in value]
+    return value
+
+
+# --- GeoJSON files -----------------------------------------------------------------------------------------------
+
+
+def polygons_from_geojson(raw: bytes, limit: int = 100_000) -> list[Polygon]:
+    """Every polygon of a GeoJSON FeatureCollection, Feature, Polygon or MultiPolygon (lon/lat)."""
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadGeoJSON("The file is not valid JSON.") from exc
+    geometries = []
+    if isinstance(document, dict) and document.get("type") == "FeatureCollection":
+        features = document.get("features")
+        if not isinstance(features, list):
+            raise BadGeoJSON("A FeatureCollection needs a list of features.")
+        geometries = [f.get("geometry") if isinstance(f, dict) else None for f in features]
+    elif isinstance(document, dict) and document.get("type") == "Feature":
+        geometries = [document.get("geometry")]
+    elif isinstance(document, dict):
+        geometries = [document]
+    else:
+        raise BadGeoJSON("The file must hold a GeoJSON FeatureCollection, Feature, Polygon or MultiPolygon.")
+    polygons: list[Polygon] = []
+    for index, geometry in enumerate(geometries):
+        if not isinstance(geometry, dict):
+            raise BadGeoJSON(f"Feature {index} has no geometry.")
+        kind = geometry.get("type")
+        coordinates = geometry.get("coordinates")
+        if kind == "Polygon":
+            parts = [coordinates]
+        elif kind == "MultiPolygon" and isinstance(coordinates, list):
+            parts = coordinates
+        else:
+            raise BadGeoJSON(f"Feature {index} is a {kind}; only Polygon and MultiPolygon are accepted.")
+        for part in parts:
+            try:
+                polygons.append(parse_polygon({"type": "Polygon", "coordinates": part}))
+            except serializers.ValidationError as exc:
+                raise BadGeoJSON(f"Feature {index}: {_message(exc)}") from exc
+        if len(polygons) > limit:
+            raise BadGeoJSON(f"The file has more than {limit} polygons.")
+    return polygons
+
+
+def _message(exc: serializers.ValidationError) -> str:
+    detail = exc.detail
+    while isinstance(detail, list | dict) and detail:
+        detail = detail[0] if isinstance(detail, list) else next(iter(detail.values()))
+    return str(detail)
+
+
+def check_inside(image: Image, polygons: list[Polygon]) -> None:
+    if image.footprint is None:
+        return
+    for index, polygon in enumerate(polygons):
+        if not polygon.intersects(image.footprint):
+            raise BadGeoJSON(f"Polygon {index} lies outside the raster.")
+
+
+def read_upload(key: str) -> bytes:
+    store = get_blob_store()
+    if not store.exists(key):
+        raise BadGeoJSON("No file has been received for this upload yet: PUT it to the upload URL first.")
+    if store.size(key) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE * 10:
+        raise BadGeoJSON("The GeoJSON file is too large.")
+    with store.open_read(key) as fh:
+        return fh.read()
+
+
+def polygons_feature_collection(polygons, properties: dict | None = None) -> dict[str, Any]:
+    """A FeatureCollection of Polygon features (the client merges them into one MultiPolygon per class)."""
+    features = []
+    for polygon in polygons:
+        parts = polygon if isinstance(polygon, MultiPolygon) else [polygon]
+        for part in parts:
+            features.append({"type": "Feature", "properties": properties or {}, "geometry": json.loads(part.geojson)})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def class_for(detector: Detector, class_id: str | None) -> DetectorClass:
+    classes = detector.classes.order_by("position", "name")
+    if class_id in (None, ""):
+        first = classes.first()
+        if first is None:
+            raise BadGeoJSON("The detector has no class; add one first.")
+        return first
+    try:
+        return classes.get(pk=class_id)
+    except (DetectorClass.DoesNotExist, ValueError, Exception) as exc:
+        raise BadGeoJSON(f"The detector has no class with id {class_id}.") from exc
+
+
+@transaction.atomic
+def replace_annotations(detector: Detector, image: Image, annotation_type: str, polygons, detector_class, user) -> int:
+    """`set_annotations` replaces that type of annotation on (detector, raster); outlines per class."""
+    from detectors.models import Annotation, Area
+
+    if annotation_type == "outline":
+        Annotation.objects.filter(detector=detector, image=image, detector_class=detector_class).delete()
+        Annotation.objects.bulk_create(
+            Annotation(detector=detector, image=image, detector_class=detector_class, geometry=p, created_by=user)
+            for p in polygons
+        )
+    else:
+        kind = {"training_area": Area.Kind.TRAINING, "testing_area": Area.Kind.TESTING}.get(
+            annotation_type, Area.Kind.ACCURACY
+        )
+        Area.objects.filter(detector=detector, image=image, kind=kind).delete()
+        Area.objects.bulk_create(
+            Area(detector=detector, image=image, kind=kind, geometry=p, created_by=user) for p in polygons
+        )
+    return len(polygons)

@@ -1,0 +1,262 @@
+"""Django settings, read once from environment variables (see `.env.example` for every one).
+
+With no variables set the platform runs on its embedded defaults: a SpatiaLite file, a blob-store
+folder and a Redis on a unix socket, all under `var/` (started by `make run`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from picterra.env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
+
+
+def _secret_key() -> str:
+    """Production sets SECRET_KEY; the embedded default keeps a generated one in var/ so sessions survive restarts."""
+    configured = env_str("SECRET_KEY", "")
+    if configured:
+        return configured
+    key_file = VAR_DIR / "secret_key"
+    if not key_file.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Absolute base URL used when the server hands out links to itself (signed blob URLs, tile URLs).
+PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.gis",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "picterra.organizations",
+    "imagery",
+    "detectors",
+    "picterra.public_api",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "picterra.urls"
+WSGI_APPLICATION = "picterra.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "picterra" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+_ENGINES = {
+    "postgis": "django.contrib.gis.db.backends.postgis",
+    "spatialite": "picterra.db.spatialite",
+}
+DATABASE_URL = env_str("DATABASE_URL", f"spatialite:///{VAR_DIR / 'picterra.sqlite3'}")
+_db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0))
+_scheme = DATABASE_URL.split(":", 1)[0]
+if _scheme in ("postgres", "postgresql", "pgsql"):
+    _scheme = "postgis"
+if _scheme not in _ENGINES:
+    raise ImproperlyConfigured(
+        f"DATABASE_URL scheme {_scheme!r} is not supported: use postgis://user:pass@host:port/db "
+        "or spatialite:////absolute/path.sqlite3"
+    )
+_db["ENGINE"] = _ENGINES[_scheme]
+if _scheme == "spatialite":
+    Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    _db["CONN_MAX_AGE"] = 0
+    # Web server, worker and beat share one SQLite file: wait on locks rather than fail at once.
+    _db["OPTIONS"] = {"timeout": 30}
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Blob store -----------------------------------------------------------------------------
+BLOBSTORE_URL = env_str("BLOBSTORE_URL", str(VAR_DIR / "blobs"))
+
+# --- Uploads --------------------------------------------------------------------------------
+# Multipart uploads through Django are for small files; larger ones go straight to the blob store
+# through a signed URL so they never sit in a request body.
+MAX_MULTIPART_UPLOAD_MB = env_int("MAX_MULTIPART_UPLOAD_MB", 512, minimum=1)
+MAX_UPLOAD_SIZE_GB = env_int("MAX_UPLOAD_SIZE_GB", 50, minimum=1)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
+FILE_UPLOAD_TEMP_DIR = None
+
+# --- Map tiles ------------------------------------------------------------------------------
+# Where TileJSON documents point their tile URLs: the separate tile server (`imagery/tile_wsgi.py`), or by
+# default this server, which answers the same tile URLs.
+TILE_BASE_URL = env_str("TILE_BASE_URL", PUBLIC_BASE_URL).rstrip("/")
+# How long a tile server process trusts its last permission check for a (credential, image); 0 = never.
+TILE_AUTH_CACHE_S = env_int("TILE_AUTH_CACHE_S", 10, minimum=0, maximum=300)
+
+# --- Celery ---------------------------------------------------------------------------------
+# The embedded default is a Redis that `make run` starts on a unix socket under var/run, so jobs
+# always run in a separate worker process, never eagerly in the web process.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", f"redis+socket://{VAR_DIR / 'run' / 'redis.sock'}")
+CELERY_WORKER_QUEUES = env_list("CELERY_WORKER_QUEUES", ["default", "gpu"])
+CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 1, minimum=1)
+# CPU threads each worker process gives PyTorch: the cores shared out between the pool's processes, so
+# two processes on two cores do not fight over four threads.
+WORKER_TORCH_THREADS = env_int(
+    "WORKER_TORCH_THREADS", max(1, (os.cpu_count() or 1) // CELERY_WORKER_CONCURRENCY), minimum=1
+)
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A task not acknowledged within this time is delivered again (worker died mid-task).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", 3600, minimum=10),
+    # Look for such orphaned tasks at every restore tick (10 s), not every tenth: a cheap Redis query.
+    "unacked_restore_throttle": 1,
+    # Lets several deployments (or test runs) share one Redis without taking each other's jobs.
+    "global_keyprefix": env_str("CELERY_BROKER_KEY_PREFIX", ""),
+}
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT_S", 3000, minimum=10)
+CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
+# Wall-clock budget of one training run (the ML core stops early when converged).
+TRAINING_TIME_BUDGET_S = env_int("TRAINING_TIME_BUDGET_S", 60, minimum=5)
+# Side of a detection grid cell in pixels: each cell is one retryable job.
+DETECTION_CELL_SIZE = env_int("DETECTION_CELL_SIZE", 2048, minimum=256)
+DETECTION_CELL_ATTEMPTS = env_int("DETECTION_CELL_ATTEMPTS", 3, minimum=1)
+# Jobs whose row has not moved for this long are failed (or re-queued) by the periodic sweeper.
+STALE_JOB_TIMEOUT_S = env_int("STALE_JOB_TIMEOUT_S", 3600, minimum=60)
+# A running training row whose heartbeat (written every few seconds) is older than this belongs to a
+# dead worker, and a redelivered task may take it over. Keep it below CELERY_VISIBILITY_TIMEOUT_S.
+JOB_HEARTBEAT_STALE_S = env_int("JOB_HEARTBEAT_STALE_S", 120, minimum=5)
+
+# --- REST API -------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "picterra.organizations.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": env_int("API_PAGE_SIZE", 50, minimum=1, maximum=1000),
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.SearchFilter",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "picterra.api.exception_handler",
+    # Requests made with an API key are throttled per key (429 with Retry-After); see API_KEY_THROTTLE_RATE.
+    "DEFAULT_THROTTLE_CLASSES": ["picterra.organizations.throttling.ApiKeyRateThrottle"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+# Requests per API key, as "<number>/<second|minute|hour|day>" (counted in the Django cache).
+API_KEY_THROTTLE_RATE = env_str("API_KEY_THROTTLE_RATE", "600/minute")
+# Shared counters (API key throttling): Redis when CACHE_URL is set, else memory of each process.
+CACHE_URL = env_str("CACHE_URL", "")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+# Page size of the public API's lists (`/public/api/v2/`, pages chosen with `page_number`).
+PUBLIC_API_PAGE_SIZE = env_int("PUBLIC_API_PAGE_SIZE", 20, minimum=1, maximum=1000)
+# Seconds the official client waits between two polls of an operation.
+PUBLIC_API_POLL_INTERVAL_S = env_int("PUBLIC_API_POLL_INTERVAL_MS", 2000, minimum=10, maximum=60_000) / 1000
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Picterra platform API",
+    "DESCRIPTION": "Train object detectors on aerial imagery from a few labels and run them over whole images.",
+    "VERSION": "1.0.0",
+    # /api/schema/ documents /api/v1/ only; the public API has its own at /public/api/v2/schema/.
+    "PREPROCESSING_HOOKS": ["picterra.api.schema.only_api_v1"],
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI assets are served by the platform itself: no CDN at run time.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Auth, i18n, static ---------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+# After sign-in: the web app when it is built (frontend/dist), else the server-rendered project list.
+LOGIN_REDIRECT_URL = "/app/" if (BASE_DIR / "frontend" / "dist").is_dir() else "/"
+LOGOUT_REDIRECT_URL = "/"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# The built web app (frontend/dist, made by `npm run build`) is served under /static/app/; without a build
+# the backend runs as before and /app/ says how to build it.
+FRONTEND_DIST = BASE_DIR / "frontend" / "dist"
+STATICFILES_DIRS = [("app", FRONTEND_DIST)] if FRONTEND_DIST.is_dir() else []
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# GDAL < 3.9 cannot block file access from spatial references. Django's GDAL only ever parses
+# GeoJSON that picterra/api/fields.py rebuilds from bare coordinates (no "crs" member), so no
+# user-supplied spatial reference reaches it.
+SILENCED_SYSTEM_CHECKS = ["gis.W001"]
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}

@@ -1,0 +1,167 @@
+"""The detector workspace: real mouse drawing on the map, saved as the user draws; undo/redo, vertex editing,
+outlines outside areas flagged, the shortcuts overlay, and a reload that keeps everything."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.gis.geos import GEOSGeometry
+
+from detectors.models import Annotation, Area, Detector, DetectorClass, DetectorImage
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def detector(personas, project, ready_sample_image):
+    detector = Detector.objects.create(
+        organization=personas.organization, project=project, name="Olive trees", created_by=personas.owner
+    )
+    DetectorClass.objects.create(detector=detector, name="tree", color="#E8590C", position=0)
+    DetectorClass.objects.create(detector=detector, name="shrub", color="#AE3EC9", position=1)
+    DetectorImage.objects.create(detector=detector, image=ready_sample_image)
+    return detector
+
+
+def counts(detector) -> tuple[int, int]:
+    return Area.objects.filter(detector=detector).count(), Annotation.objects.filter(detector=detector).count()
+
+
+def test_draw_areas_and_outlines_undo_redo_edit_vertices_and_reload(
+    page, app_server, sign_in, personas, detector, screenshot
+):
+    sign_in(personas.member)
+    page.goto(f"{app_server.url}/app/detectors/{detector.pk}")
+    page.locator("[data-testid=map][data-ready=true]").wait_for()
+    box = page.locator("[data-testid=map]").bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2 + 20
+    mouse = page.mouse
+
+    def click(dx: float, dy: float) -> None:
+        mouse.click(cx + dx, cy + dy)
+
+    def wait_counts(areas: int, outlines: int) -> None:
+        wait_for(lambda: counts(detector) == (areas, outlines), timeout=15)
+        page.locator("[data-testid=save-status][data-state=saved]").wait_for()
+
+    # A training area (rectangle: two clicks), then outlines inside it: rectangle, polygon and circle.
+    page.keyboard.press("t")
+    click(-260, -230)
+    click(40, 60)
+    wait_counts(1, 0)
+    assert Area.objects.get().kind == "training"
+
+    page.keyboard.press("r")
+    click(-220, -190)
+    click(-170, -140)
+    wait_counts(1, 1)
+
+    page.keyboard.press("p")
+    for dx, dy in [(-110, -190), (-60, -185), (-70, -120), (-115, -130)]:
+        click(dx, dy)
+    click(-110, -190)  # back on the first point: finishes the polygon
+    wait_counts(1, 2)
+
+    page.keyboard.press("c")
+    click(-150, -20)
+    click(-125, -20)
+    wait_counts(1, 3)
+    circle = Annotation.objects.order_by("-created_at").first()
+    assert len(circle.geometry.coords[0]) > 30  # a circle is saved as a many-sided polygon
+
+    # An accuracy area elsewhere, with one outline in it.
+    page.keyboard.press("a")
+    click(100, 80)
+    click(260, 230)
+    wait_counts(2, 3)
+    page.keyboard.press("2")  # second class: shrub
+    page.keyboard.press("r")
+    click(150, 130)
+    click(190, 170)
+    wait_counts(2, 4)
+    assert Annotation.objects.order_by("-created_at").first().detector_class.name == "shrub"
+    page.keyboard.press("1")
+
+    # An outline outside every area is flagged; undo removes it, redo brings it back, undo again.
+    page.keyboard.press("r")
+    click(150, -200)
+    click(190, -160)
+    wait_counts(2, 5)
+    page.locator("[data-testid=map][data-flagged='1']").wait_for()
+    page.locator("[data-testid=warning-flagged]").wait_for()
+    page.keyboard.press("Control+z")
+    wait_counts(2, 4)
+    page.locator("[data-testid=map][data-flagged='0']").wait_for()
+    # The undo has reached the server; wait until the app has also filed it for redo.
+    page.locator("[data-testid=redo]:not([disabled])").wait_for()
+    page.keyboard.press("Control+Shift+z")
+    wait_counts(2, 5)
+    page.locator("[data-testid=map][data-flagged='1']").wait_for()
+    screenshot("05-workspace-flagged")
+    page.click("[data-testid=undo]")
+    wait_counts(2, 4)
+    page.locator("[data-testid=map][data-flagged='0']").wait_for()
+    assert page.locator("[data-step=accuracy-area][data-done=true]").count() == 1
+    assert page.locator("[data-step=outlines][data-done=true]").count() == 1
+
+    # Vertex editing: select the rectangle outline, drag its corner; undo puts it back.
+    page.keyboard.press("Escape")
+    page.keyboard.press("v")
+    rectangle = Annotation.objects.order_by("created_at").first()
+    original = GEOSGeometry(rectangle.geometry.wkt)
+    click(-195, -165)
+    page.locator("[data-testid=delete]:not([disabled])").wait_for()
+    mouse.move(cx - 170, cy - 140)
+    mouse.down()
+    for step in range(1, 6):
+        mouse.move(cx - 170 + 6 * step, cy - 140 + 5 * step)
+    mouse.up()
+    wait_for(lambda: Annotation.objects.get(pk=rectangle.pk).geometry.area > original.area * 1.3, timeout=15)
+    moved = Annotation.objects.get(pk=rectangle.pk).geometry
+    assert moved.extent[0] == pytest.approx(original.extent[0]) and moved.extent[2] > original.extent[2]
+    page.keyboard.press("Control+z")
+    wait_for(lambda: Annotation.objects.get(pk=rectangle.pk).geometry.equals_exact(original, 1e-9), timeout=15)
+    # The undo has reached the server; wait until the app has also filed it for redo.
+    page.locator("[data-testid=redo]:not([disabled])").wait_for()
+    page.keyboard.press("Control+Shift+z")
+    wait_for(lambda: Annotation.objects.get(pk=rectangle.pk).geometry.area > original.area * 1.3, timeout=15)
+    page.keyboard.press("Escape")
+    page.locator("[data-testid=save-status][data-state=saved]").wait_for()
+    screenshot("04-workspace-drawn")
+
+    # The shortcuts overlay.
+    page.keyboard.press("?")
+    page.locator("[data-testid=help]").wait_for()
+    screenshot("07-shortcuts")
+    page.keyboard.press("Escape")
+    page.locator("[data-testid=help]").wait_for(state="detached")
+
+    # Reload: everything comes back from the server, as saved.
+    page.reload()
+    page.locator("[data-testid=map][data-ready=true]").wait_for()
+    ws = "picterraWorkspace"
+    on_map = page.evaluate(f"() => [{ws}.areaSource, {ws}.outlineSource].map(s => s.getFeatures().length)")
+    assert on_map == [2, 4] and counts(detector) == (2, 4)
+    assert sorted(Area.objects.values_list("kind", flat=True)) == ["accuracy", "training"]
+    ids = page.evaluate("() => picterraWorkspace.outlineSource.getFeatures().map(f => f.get('id')).sort()")
+    assert ids == sorted(str(pk) for pk in Annotation.objects.values_list("pk", flat=True))
+    assert page.locator("[data-testid=map][data-flagged='0']").count() == 1
+
+
+def test_a_shape_the_server_refuses_shows_its_message(page, app_server, sign_in, personas, detector):
+    """Drawn entirely off the image: the API answers 400 with a plain-words detail, shown as a toast."""
+    sign_in(personas.member)
+    page.goto(f"{app_server.url}/app/detectors/{detector.pk}")
+    page.locator("[data-testid=map][data-ready=true]").wait_for()
+    box = page.locator("[data-testid=map]").bounding_box()
+    page.mouse.wheel(0, 600)  # zoom out so there is room beside the image
+    page.wait_for_timeout(400)
+    page.keyboard.press("t")
+    x, y = box["x"] + 40, box["y"] + box["height"] - 60
+    page.mouse.click(x, y - 40)
+    page.mouse.click(x + 40, y)
+    toast = page.locator(".toast-error")
+    toast.wait_for()
+    assert "outside the image" in toast.inner_text()
+    assert counts(detector) == (0, 0)
+    assert page.evaluate("() => picterraWorkspace.areaSource.getFeatures().length") == 0

@@ -1,0 +1,58 @@
+import pytest
+from shapely.geometry import box
+
+from workers.ml.scoring import match_objects, score_detections
+
+AREA = box(0, 0, 100, 100)
+
+
+def test_perfect_and_empty():
+    truth = [(box(10, 10, 20, 20), "a"), (box(30, 30, 40, 40), "a")]
+    s = score_detections(truth, truth, [AREA], ["a"])
+    assert s["overall"]["f1"] == 1.0 and s["overall"]["count_error"] == 0.0
+    s = score_detections([], truth, [AREA], ["a"])
+    assert s["overall"]["recall"] == 0.0 and s["overall"]["count_error"] == -1.0
+
+
+def test_known_answer_with_iou_thresholds():
+    truth = [(box(0, 0, 10, 10), "a"), (box(20, 0, 30, 10), "a"), (box(40, 0, 50, 10), "a")]
+    pred = [
+        (box(0, 0, 10, 10), "a"),  # IoU 1
+        (box(20, 0, 30, 5.5), "a"),  # IoU 0.55
+        (box(40, 0, 50, 4.5), "a"),  # IoU 0.45: matches at 0.4 only
+        (box(70, 70, 80, 80), "a"),  # false positive
+    ]
+    s = score_detections(pred, truth, [AREA], ["a"])["overall"]
+    assert s["matches"] == 2 and s["matches_iou40"] == 3
+    assert s["precision"] == pytest.approx(0.5) and s["recall"] == pytest.approx(2 / 3)
+    assert s["f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+    assert s["recall_iou40"] == pytest.approx(1.0)
+    assert s["count_error"] == pytest.approx(1 / 3)
+
+
+def test_one_to_one_matching():
+    # two predictions on one object: only one can match
+    assert match_objects([box(0, 0, 10, 10), box(0, 0, 10, 9)], [box(0, 0, 10, 10)], 0.5) == 1
+
+
+def test_only_accuracy_areas_count_and_per_area():
+    truth = [(box(10, 10, 20, 20), "a"), (box(150, 150, 160, 160), "a")]
+    pred = [(box(10, 10, 20, 20), "a"), (box(300, 300, 310, 310), "a")]  # outside every area: ignored
+    s = score_detections(pred, truth, [AREA, box(140, 140, 200, 200)], ["a"])
+    assert s["overall"]["n_pred"] == 1 and s["overall"]["n_true"] == 2
+    assert [a["recall"] for a in s["per_area"]] == [1.0, 0.0]
+
+
+def test_classes_must_agree():
+    truth = [(box(0, 0, 10, 10), "a")]
+    s = score_detections([(box(0, 0, 10, 10), "b")], truth, [AREA], ["a", "b"])
+    assert s["overall"]["matches"] == 0
+    assert s["per_class"]["a"]["recall"] == 0.0 and s["per_class"]["b"]["precision"] == 0.0
+
+
+def test_segmentation_pixel_scores():
+    truth = [(box(0, 0, 10, 10), "a")]
+    pred = [(box(5, 0, 15, 10), "a")]
+    s = score_detections(pred, truth, [AREA], ["a"], "segmentation")["overall"]
+    assert s["precision"] == pytest.approx(0.5) and s["recall"] == pytest.approx(0.5)
+    assert s["iou"] == pytest.approx(50 / 150)

@@ -1,0 +1,1 @@
+"""Experiment framework: train and score methodologies over a repository of datasets."""

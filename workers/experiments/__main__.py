@@ -1,0 +1,56 @@
+"""``python -m workers.experiments run [--methodology NAME] [--datasets PATTERN]`` and ``compare A B``.
+
+    python -m workers.experiments list                       # datasets and methodologies
+    python -m workers.experiments fetch-neon                  # pip-download deepforest==2.1.0, extract its data
+    python -m workers.experiments run --methodology default   # every dataset; table + var/experiments/results/
+    python -m workers.experiments run --methodology scratch --datasets 'synthetic/*'
+    python -m workers.experiments compare default scratch
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m workers.experiments", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="train + score a methodology on every matching dataset")
+    r.add_argument("--methodology", default="default")
+    r.add_argument("--datasets", help="glob or substring, comma-separated (default: all)")
+    r.add_argument("--time-budget", type=float, default=55.0,
+                   help="training seconds per dataset (0: no budget, steps only)")
+    r.add_argument("--device")
+    c = sub.add_parser("compare", help="two methodologies side by side (from saved results)")
+    c.add_argument("a")
+    c.add_argument("b")
+    sub.add_parser("list")
+    sub.add_parser("fetch-neon")
+    a = p.parse_args(argv)
+    torch.set_num_threads(2)
+    if a.cmd == "run":
+        from .runner import run
+
+        run(a.methodology, a.datasets, a.time_budget if a.time_budget > 0 else None, device=a.device)
+    elif a.cmd == "compare":
+        from .runner import compare
+
+        print(compare(a.a, a.b))
+    elif a.cmd == "list":
+        from .methodologies import METHODOLOGIES
+        from .repository import dataset_names
+
+        print("datasets:\n  " + "\n  ".join(dataset_names()))
+        print("methodologies:\n  " + "\n  ".join(METHODOLOGIES))
+    elif a.cmd == "fetch-neon":
+        from .neon import fetch_deepforest_data
+
+        print(fetch_deepforest_data())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""Train and score one methodology on datasets; tables as text, CSV and JSON."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import rasterio
+
+from workers.ml.config import DetectorConfig, Recipe
+from workers.ml.predict import predict_windows
+from workers.ml.raster_io import geometry_window
+from workers.ml.scoring import score_detections
+from workers.ml.train import train_detector
+
+from . import repository
+from .repository import VAR, ExperimentDataset
+
+RESULTS = VAR / "results"
+COLUMNS = ("dataset", "labels", "train_s", "steps", "predict_s", "precision", "recall", "f1", "f1_iou40",
+           "count_error")
+
+
+def run_one(ds: ExperimentDataset, recipe: Recipe, time_budget_s: float | None = 55.0, seed: int = 0,
+            device: str | None = None) -> dict[str, Any]:
+    """Train on the dataset's training areas, predict its accuracy areas, score there."""
+    config = DetectorConfig(classes=ds.classes, detection_type=ds.detection_type, output_type=ds.output_type)
+    t0 = time.monotonic()
+    model = train_detector([ds.item], config, recipe=recipe, time_budget_s=time_budget_s, seed=seed, device=device)
+    train_s = time.monotonic() - t0
+    t1 = time.monotonic()
+    dets = []
+    with rasterio.open(ds.item.source) as src:
+        windows = [geometry_window(a, src.transform) for a in ds.item.accuracy_areas]
+        for _, found in predict_windows(model, src, windows):
+            dets += found
+    predict_s = time.monotonic() - t1
+    s = score_detections([(d.geometry, d.class_name) for d in dets], ds.truth, ds.item.accuracy_areas,
+                         ds.classes, ds.detection_type)["overall"]
+    return {
+        "dataset": ds.name, "labels": len(ds.item.outlines), "train_s": round(train_s, 1),
+        "steps": model.card["training"]["steps"], "predict_s": round(predict_s, 1),
+        "precision": round(s["precision"], 3), "recall": round(s["recall"], 3), "f1": round(s["f1"], 3),
+        "f1_iou40": round(s.get("f1_iou40", s.get("iou", 0.0)), 3),
+        "count_error": round(s["count_error"], 3) if "count_error" in s else None,
+        "detection_type": ds.detection_type, "stop": model.card["training"]["stop_reason"],
+    }
+
+
+def format_rows(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> str:
+    cells = [columns] + [tuple("" if r.get(c) is None else str(r.get(c)) for c in columns) for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def mean(key: str, prefix: str) -> float | None:
+        vals = [r[key] for r in rows if r["dataset"].startswith(prefix) and r.get(key) is not None]
+        return round(sum(vals) / len(vals), 3) if vals else None
+
+    return {"dataset": "mean synthetic", "f1": mean("f1", "synthetic/"), "train_s": mean("train_s", "synthetic/"),
+            "precision": mean("precision", "synthetic/"), "recall": mean("recall", "synthetic/")}
+
+
+def run(methodology: str, pattern: str | None = None, time_budget_s: float | None = 55.0, out_dir: Path = RESULTS,
+        device: str | None = None, echo: bool = True) -> list[dict[str, Any]]:
+    from .methodologies import get
+
+    recipe = replace(get(methodology), name=methodology)
+    tag = methodology if time_budget_s else f"{methodology}-nobudget"
+    rows = []
+    for name in repository.select(pattern):
+        ds = repository.load(name)
+        row = run_one(ds, recipe, time_budget_s, device=device)
+        rows.append(row)
+        if echo:
+            print(json.dumps(row), flush=True)
+    table = format_rows(rows + ([summary(rows)] if any(r["dataset"].startswith("synthetic/") for r in rows) else []))
+    if echo:
+        print(f"\nmethodology: {tag} (time budget {time_budget_s} s)\n{table}", flush=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{tag}.json").write_text(json.dumps({"methodology": methodology, "recipe": recipe.to_dict(),
+                                                             "time_budget_s": time_budget_s, "rows": rows}, indent=2))
+    with (out_dir / f"{tag}.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else list(COLUMNS))
+        w.writeheader()
+        w.writerows(rows)
+    return rows
+
+
+def compare(a: str, b: str, out_dir: Path = RESULTS) -> str:
+    ra = {r["dataset"]: r for r in json.loads((out_dir / f"{a}.json").read_text())["rows"]}
+    rb = {r["dataset"]: r for r in json.loads((out_dir / f"{b}.json").read_text())["rows"]}
+    rows = []
+    for name in sorted(set(ra) | set(rb)):
+        x, y = ra.get(name, {}), rb.get(name, {})
+        rows.append({"dataset": name, f"f1 {a}": x.get("f1"), f"f1 {b}": y.get("f1"),
+                     "delta f1": None if x.get("f1") is None or y.get("f1") is None else round(y["f1"] - x["f1"], 3),
+                     f"train_s {a}": x.get("train_s"), f"train_s {b}": y.get("train_s"),
+                     f"count_err {a}": x.get("count_error"), f"count_err {b}": y.get("count_error")})
+    cols = tuple(rows[0]) if rows else ("dataset",)
+    return format_rows(rows, cols)

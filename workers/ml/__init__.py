@@ -1,0 +1,41 @@
+"""Django-free detector core: train from a few outlines, predict polygons over any window, score.
+
+Everything here takes file paths/URLs readable by rasterio (COGs, ``/vsigs/...``), numpy arrays and shapely
+geometries in the image CRS (``raster_io.lonlat_to_image_crs`` converts lon/lat GeoJSON), and returns
+arrays, geometries or files, so the CLI (``python -m workers.ml``), notebooks and Celery tasks share it.
+
+Public API (plain functions; see each docstring for units and why):
+
+- ``train_detector(images: Sequence[LabelledImage], config: DetectorConfig, *, recipe: Recipe | None = None,
+  progress: Callable[[int, int, float], None] | None = None, time_budget_s: float | None = 55.0,
+  device: str | None = None, seed: int = 0, threads: int = 2) -> TrainedModel``
+  where ``LabelledImage(source, training_areas, outlines=[(polygon, class_name)], accuracy_areas)``.
+- ``predict_window(model: TrainedModel, src: rasterio.DatasetReader, window: rasterio.windows.Window)
+  -> list[Detection]`` with ``Detection(geometry: Polygon in image CRS, class_name: str, score: float)``;
+  ``predict_windows(model, src, windows)`` streams many windows with read-ahead;
+  ``detections_to_geojson(detections, crs) -> dict`` gives lon/lat GeoJSON.
+- ``score_detections(predicted: Sequence[(geometry, class)], truth: Sequence[(geometry, class)],
+  accuracy_areas: Sequence[geometry], classes: Sequence[str], detection_type: str = "count") -> dict``.
+- ``save_model(model: TrainedModel, directory) -> Path`` and ``load_model(directory, device=None)
+  -> TrainedModel``: ``weights.safetensors`` + ``model.json`` (the model card).
+- ``lonlat_to_image_crs(geojson_or_geometry, crs) -> geometry`` and ``image_crs_to_lonlat(geometry, crs)``.
+
+Layout (TorchGeo-like): ``raster_io`` (window reads), ``datasets`` (chips + targets), ``samplers`` (where to
+read), ``models`` (networks), ``train``, ``predict``, ``postprocess`` (masks -> polygons), ``scoring``,
+``model_card`` (save/load), ``synthetic`` (procedural scenes for tests and experiments).
+"""
+
+from .config import DetectorConfig, Recipe
+from .datasets import LabelledImage
+from .model_card import load_model, save_model
+from .postprocess import Detection, detections_to_geojson
+from .predict import predict_array, predict_window, predict_windows
+from .raster_io import image_crs_to_lonlat, lonlat_to_image_crs
+from .scoring import score_detections
+from .train import TrainedModel, train_detector
+
+__all__ = [
+    "Detection", "DetectorConfig", "LabelledImage", "Recipe", "TrainedModel", "detections_to_geojson",
+    "image_crs_to_lonlat", "load_model", "lonlat_to_image_crs", "predict_array", "predict_window",
+    "predict_windows", "save_model", "score_detections", "train_detector",
+]

@@ -1,0 +1,106 @@
+"""Detector configuration (what users choose) and recipe (how we train it; the experiment framework's knob).
+
+How the user-facing settings map onto what is implemented:
+
+- ``detection_type``: ``count`` predicts per-class interiors plus an object *core* map (pixels far from any
+  object edge) so that touching objects are split by seeded growth; ``segmentation`` predicts per-class
+  areas only and returns the connected regions.
+- ``output_type``: ``polygon`` returns the traced outline of each object; ``bbox`` its axis-aligned box in
+  the image CRS (both always shapely ``Polygon``s).
+- ``training_steps``: an upper bound on optimiser steps (500-40000); training also stops at the wall-clock
+  budget or when the loss has converged.
+- ``backbone``: no ImageNet ResNet weights can be obtained offline, so the ResNet names select the capacity
+  of our network over the shared ImageNet EfficientNet-Lite0 encoder (see ``BACKBONES``): ``resnet18`` -> a
+  narrow decoder on stride-2..16 features, ``resnet34`` -> the default decoder, ``resnet50`` -> a wider
+  decoder that also taps the stride-32 features.
+- ``tile_size``: side of training chips in pixels (multiple of 32, the encoder's total stride).
+- ``background_sample_ratio``: the largest share of training chips that hold no object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+DetectionType = Literal["count", "segmentation"]
+OutputType = Literal["polygon", "bbox"]
+
+# backbone name -> (decoder width, deepest encoder stride used)
+BACKBONES: dict[str, tuple[int, int]] = {"resnet18": (24, 16), "resnet34": (32, 16), "resnet50": (48, 32)}
+
+
+@dataclass
+class DetectorConfig:
+    """The settings a user picks for a detector (mirrors the platform's detector form)."""
+
+    classes: list[str] = field(default_factory=lambda: ["object"])
+    detection_type: DetectionType = "count"
+    output_type: OutputType = "polygon"
+    training_steps: int = 500
+    backbone: str = "resnet34"
+    tile_size: int = 256
+    background_sample_ratio: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.detection_type not in ("count", "segmentation"):
+            raise ValueError(f"detection_type must be count or segmentation, not {self.detection_type!r}")
+        if self.output_type not in ("polygon", "bbox"):
+            raise ValueError(f"output_type must be polygon or bbox, not {self.output_type!r}")
+        if not 500 <= self.training_steps <= 40000:
+            raise ValueError("training_steps must be within 500-40000")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {sorted(BACKBONES)}")
+        if self.tile_size % 32 or not 64 <= self.tile_size <= 1024:
+            raise ValueError("tile_size must be a multiple of 32 within 64-1024")
+        if not 0.0 <= self.background_sample_ratio <= 1.0:
+            raise ValueError("background_sample_ratio must be within 0-1")
+        if not self.classes or len(set(self.classes)) != len(self.classes):
+            raise ValueError("classes must be a non-empty list of distinct names")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DetectorConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class Recipe:
+    """Model + training recipe + post-processing: one *methodology* of the experiment framework.
+
+    The default values are the ones the experiment framework measured best under the 60 s CPU budget.
+    """
+
+    name: str = "default"
+    encoder: Literal["efficientnet-lite0", "scratch"] = "efficientnet-lite0"
+    # training
+    lr: float = 1e-2
+    weight_decay: float = 1e-4
+    batch_size: int = 16
+    train_crop: int = 128  # side of the random crops a step trains on (image pixels, multiple of 32)
+    max_chips: int = 40  # chips read and encoded once (features cached when the encoder is frozen)
+    feature_variants: int = 2  # augmented copies per chip encoded up front (frozen encoder only)
+    core_weight: float = 1.0  # weight of the core (instance separation) loss
+    core_threshold: float = 0.45  # normalised distance-to-edge above which a pixel is "core" (target)
+    max_steps: int | None = None  # caps config.training_steps (tests, quick experiments)
+    min_steps: int = 60  # the time budget cannot stop training before this (a 1-step model is useless)
+    early_stop_patience: int = 150  # steps without loss improvement before stopping
+    # prediction
+    predict_tile: int = 512
+    overlap: int = 32
+    batch_tiles: int = 4
+    # post-processing
+    fg_threshold: float = 0.5
+    seed_threshold: float = 0.5
+    min_area_px: float = 12.0
+    simplify_px: float = 0.75
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})

@@ -1,0 +1,97 @@
+"""Where whole-image detection runs: a grid of independent cells over the part of the image that matters.
+
+Cells do not overlap; each is read with a margin instead (`padded`), and an object belongs to the one
+cell that holds its representative point. With a margin at least as large as the largest object, every
+object is seen whole by its owning cell and reported exactly once across the grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from affine import Affine
+from rasterio.windows import Window
+from shapely.geometry import box
+from shapely.geometry.base import BaseGeometry
+from shapely.prepared import prep
+
+from .raster_io import geometry_to_pixels
+
+
+@dataclass(frozen=True)
+class GridCell:
+    """A cell of the grid, in pixels of its image."""
+
+    row: int
+    col: int
+    window: Window
+
+    @property
+    def key(self) -> str:
+        return f"r{self.row}c{self.col}"
+
+    def padded(self, margin: int, width: int, height: int) -> Window:
+        """The cell grown by ``margin`` pixels on every side, clipped to the image."""
+        col0 = max(0, int(self.window.col_off) - margin)
+        row0 = max(0, int(self.window.row_off) - margin)
+        col1 = min(width, int(self.window.col_off + self.window.width) + margin)
+        row1 = min(height, int(self.window.row_off + self.window.height) + margin)
+        return Window(col0, row0, col1 - col0, row1 - row0)
+
+
+def plan_grid_cells(
+    width: int,
+    height: int,
+    cell_size: int,
+    region: BaseGeometry | None = None,
+    transform: Affine | None = None,
+) -> list[GridCell]:
+    """Cells of ``cell_size`` pixels covering the image, skipping those outside ``region`` (image CRS)."""
+    if cell_size < 1:
+        raise ValueError("cell_size must be positive")
+    region_px = None
+    if region is not None:
+        if transform is None:
+            raise ValueError("a region needs the image transform to be placed in pixels")
+        region_px = prep(geometry_to_pixels(region, transform))
+    cells = []
+    for row, row_off in enumerate(range(0, height, cell_size)):
+        for col, col_off in enumerate(range(0, width, cell_size)):
+            w, h = min(cell_size, width - col_off), min(cell_size, height - row_off)
+            if region_px is not None and not region_px.intersects(box(col_off, row_off, col_off + w, row_off + h)):
+                continue
+            cells.append(GridCell(row, col, Window(col_off, row_off, w, h)))
+    return cells
+
+
+def merge_across_cells(
+    polygons: list[BaseGeometry], cells: list[str], classes: list[str], min_overlap: float = 0.2
+) -> list[list[int]]:
+    """Groups of indices that are one real object seen by several cells.
+
+    Two objects of the same class from different cells are the same object when their intersection
+    covers at least ``min_overlap`` of the smaller one (a border object split differently by each cell's
+    view). Groups are closed transitively (an object on a corner can be seen by four cells).
+    """
+    from shapely import STRtree
+
+    tree = STRtree(polygons)
+    parent = list(range(len(polygons)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    left, right = tree.query(polygons, predicate="intersects")
+    for i, j in zip(left.tolist(), right.tolist(), strict=True):
+        if i >= j or cells[i] == cells[j] or classes[i] != classes[j]:
+            continue
+        a, b = polygons[i], polygons[j]
+        if a.intersection(b).area >= min_overlap * min(a.area, b.area):
+            parent[find(i)] = find(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(polygons)):
+        groups.setdefault(find(i), []).append(i)
+    return [sorted(g) for g in groups.values() if len(g) > 1]

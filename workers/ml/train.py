@@ -1,0 +1,264 @@
+"""The training loop: seeded, CPU or CUDA (bf16 autocast on GPU), bounded by steps and wall-clock time,
+reporting progress through a callback and stopping early once the loss has converged.
+
+With the frozen pretrained encoder (the default recipe), each chip and a few augmented copies are encoded
+once up front and the features cached; every step then trains only the decoder on cached features plus
+feature-space flips/rotations. A scratch encoder is trained end to end with on-the-fly augmentation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import platform
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import BACKBONES, DetectorConfig, Recipe
+from .datasets import IGNORE, LabelledImage, build_samples
+from .models import Detector
+from .raster_io import BAND_ORDER, open_image
+
+ProgressFn = Callable[[int, int, float], None]
+
+
+@dataclass
+class TrainedModel:
+    """A trained network with everything needed to predict with it and to describe it (the model card)."""
+
+    network: Detector
+    config: DetectorConfig
+    recipe: Recipe
+    card: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """CUDA when available unless told otherwise; CPU always works."""
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def build_network(config: DetectorConfig, recipe: Recipe, pretrained: bool = True) -> Detector:
+    width, deepest = BACKBONES[config.backbone]
+    depth = 5 if deepest == 32 else 4
+    with contextlib.redirect_stdout(io.StringIO()):  # the weights loader prints a line
+        return Detector(len(config.classes), recipe.encoder, width, depth, pretrained)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _dihedral(t: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    if flip:
+        t = t.flip(-1)
+    return torch.rot90(t, k, dims=(-2, -1)) if k else t
+
+
+def augment(image: torch.Tensor, mask: torch.Tensor, core: torch.Tensor,
+            gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Overhead-imagery augmentation on one batch (float 0-255 images): 90-degree rotations and flips, a small
+    scale jitter (0.85-1.15, cropped/padded back, padding ignored) and colour jitter (gain, bias, contrast)."""
+    n, _, h, w = image.shape
+    k = int(torch.randint(0, 4, (1,), generator=gen))
+    flip = bool(torch.randint(0, 2, (1,), generator=gen))
+    image, mask, core = _dihedral(image, k, flip), _dihedral(mask, k, flip), _dihedral(core, k, flip)
+    s = float(torch.empty(1).uniform_(0.85, 1.15, generator=gen))
+    if abs(s - 1) > 0.02:
+        nh, nw = int(round(h * s / 32) * 32) or 32, int(round(w * s / 32) * 32) or 32
+        image = F.interpolate(image, size=(nh, nw), mode="bilinear", align_corners=False)
+        mask = F.interpolate(mask[:, None].float(), size=(nh, nw), mode="nearest")[:, 0].long()
+        core = F.interpolate(core[:, None], size=(nh, nw), mode="nearest")[:, 0]
+        if nh > h:  # crop back
+            image, mask, core = image[..., :h, :w], mask[..., :h, :w], core[..., :h, :w]
+        elif nh < h:  # pad back, padding ignored
+            image = F.pad(image, (0, w - nw, 0, h - nh))
+            mask = F.pad(mask, (0, w - nw, 0, h - nh), value=IGNORE)
+            core = F.pad(core, (0, w - nw, 0, h - nh))
+    gain = torch.empty(n, 3, 1, 1).uniform_(0.9, 1.1, generator=gen)
+    contrast = torch.empty(n, 1, 1, 1).uniform_(0.8, 1.2, generator=gen)
+    bias = torch.empty(n, 1, 1, 1).uniform_(-15, 15, generator=gen)
+    mean = image.mean(dim=(1, 2, 3), keepdim=True)
+    image = ((image - mean) * contrast + mean) * gain + bias
+    return image.clamp(0, 255), mask, core
+
+
+def detector_loss(logits: torch.Tensor, mask: torch.Tensor, core: torch.Tensor, n_classes: int,
+                  core_weight: float, count: bool) -> torch.Tensor:
+    """Cross-entropy over background/classes and BCE on the core map, both over training-area pixels only."""
+    logits = logits.float()
+    valid = mask != IGNORE
+    if not valid.any():
+        return logits.sum() * 0.0
+    loss = F.cross_entropy(logits[:, : n_classes + 1], mask, ignore_index=IGNORE)
+    # soft dice on foreground keeps small/sparse objects from being drowned by background pixels
+    prob_fg = 1.0 - logits[:, : n_classes + 1].softmax(1)[:, 0]
+    tgt_fg = ((mask > 0) & valid).float()
+    vf = valid.float()
+    inter = (prob_fg * tgt_fg * vf).sum()
+    dice = 1.0 - (2 * inter + 1.0) / ((prob_fg * vf).sum() + tgt_fg.sum() + 1.0)
+    loss = loss + 0.5 * dice
+    if count and core_weight > 0:
+        core_logit = logits[:, n_classes + 1]
+        bce = F.binary_cross_entropy_with_logits(core_logit, core, reduction="none")
+        # cores are a few % of pixels: a dice term stops the head from settling on "no core anywhere"
+        pc = core_logit.sigmoid() * vf
+        core_dice = 1.0 - (2 * (pc * core).sum() + 1.0) / (pc.sum() + (core * vf).sum() + 1.0)
+        loss = loss + core_weight * ((bce * vf).sum() / vf.sum() + 0.5 * core_dice)
+    return loss
+
+
+def train_detector(
+    images: Sequence[LabelledImage],
+    config: DetectorConfig,
+    *,
+    recipe: Recipe | None = None,
+    progress: ProgressFn | None = None,
+    time_budget_s: float | None = 55.0,
+    device: str | None = None,
+    seed: int = 0,
+    threads: int = 2,
+) -> TrainedModel:
+    """Train a detector from images with training areas and outlines (image CRS); return the model.
+
+    ``time_budget_s`` bounds the whole call (reading, encoding and optimisation), so the platform can
+    promise a training time, except that at least ``recipe.min_steps`` steps always run (on a starved
+    machine a few steps give a useless model); ``config.training_steps`` bounds the optimiser steps;
+    training also stops when the smoothed loss has not improved for ``recipe.early_stop_patience`` steps.
+    """
+    t_start = time.monotonic()
+    recipe = recipe or Recipe()
+    dev = pick_device(device)
+    if dev.type == "cpu":
+        torch.set_num_threads(threads)
+    seed_everything(seed)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    count = config.detection_type == "count"
+    samples = build_samples(images, config, recipe, rng)
+    if not samples:
+        raise ValueError("no training chips: draw at least one training area")
+    n_obj = sum(len(i.outlines) for i in images)
+    imgs = torch.from_numpy(np.stack([s["image"] for s in samples])).float()
+    masks = torch.from_numpy(np.stack([s["mask"] for s in samples]))
+    cores = torch.from_numpy(np.stack([s["core"] for s in samples]))
+    net = build_network(config, recipe).to(dev)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
+    bs = recipe.batch_size
+    tile = config.tile_size
+
+    cache: list[torch.Tensor] | None = None
+    if net.frozen_encoder:
+        # encode each chip (plus augmented variants) once; steps then only run the decoder
+        feats, cm, cc = [], [], []
+        for v in range(max(1, recipe.feature_variants)):
+            if v == 0:
+                vi, vm, vc = imgs, masks, cores
+            else:
+                vi, vm, vc = augment(imgs, masks, cores, gen)
+            with torch.no_grad(), amp:
+                eb = 16 if dev.type == "cuda" else 2  # small CPU batches: bandwidth bound, measured faster
+                for i in range(0, len(vi), eb):
+                    feats.append([f.float().cpu() for f in net.encode(vi[i : i + eb].to(dev))])
+            cm.append(vm)
+            cc.append(vc)
+        cache = [torch.cat([f[lvl] for f in feats]) for lvl in range(len(feats[0]))]
+        masks, cores = torch.cat(cm), torch.cat(cc)
+        if dev.type == "cuda":
+            cache = [c.to(dev) for c in cache]
+            masks, cores = masks.to(dev), cores.to(dev)
+    t_prep = time.monotonic() - t_start
+
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    planned = min(config.training_steps, recipe.max_steps or config.training_steps)
+    n = masks.shape[0]
+    net.train()
+    ema, best, since_best, step, loss_v = None, math.inf, 0, 0, float("nan")
+    t_loop = time.monotonic()
+    loop_budget = None if time_budget_s is None else max(1.0, time_budget_s - (time.monotonic() - t_start))
+    while True:
+        # progress through the cosine schedule: by steps or by the wall-clock budget, whichever is further
+        frac = step / planned
+        if loop_budget is not None:
+            frac = max(frac, (time.monotonic() - t_loop) / loop_budget)
+            if step < min(recipe.min_steps, planned):  # on a starved machine, overrun rather than return noise
+                frac = min(frac, step / min(recipe.min_steps, planned))
+        if frac >= 1.0:
+            stop_reason = "steps" if step >= planned else "time budget"
+            break
+        lr = recipe.lr * 0.5 * (1 + math.cos(math.pi * frac)) * min(1.0, (step + 1) / 20)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        idx = torch.randint(0, n, (bs,), generator=gen)
+        crop = min(recipe.train_crop or tile, tile)
+        r0, c0 = (int(v) * 32 for v in torch.randint(0, (tile - crop) // 32 + 1, (2,), generator=gen))
+        if cache is not None:
+            # crops of cached features (aligned to the deepest stride) still carry the whole chip's context
+            k = int(torch.randint(0, 4, (1,), generator=gen))
+            flip = bool(torch.randint(0, 2, (1,), generator=gen))
+            fb = []
+            for c in cache:
+                s = tile // c.shape[-1]
+                fb.append(_dihedral(c[idx.to(c.device), :, r0 // s : (r0 + crop) // s, c0 // s : (c0 + crop) // s],
+                                    k, flip))
+            mb = _dihedral(masks[idx.to(masks.device), r0 : r0 + crop : 2, c0 : c0 + crop : 2], k, flip).to(dev)
+            cb = _dihedral(cores[idx.to(cores.device), r0 : r0 + crop : 2, c0 : c0 + crop : 2], k, flip).to(dev)
+            with amp:
+                logits = net.decode(fb, mb.shape[-2:])
+        else:
+            ib, mb, cb = augment(imgs[idx], masks[idx], cores[idx], gen)
+            ib, mb, cb = (t[..., r0 : r0 + crop, c0 : c0 + crop] for t in (ib, mb, cb))
+            ib, mb, cb = ib.to(dev, non_blocking=True), mb[..., ::2, ::2].to(dev), cb[..., ::2, ::2].to(dev)
+            with amp:
+                logits = net.decode(net.encode(ib), mb.shape[-2:])
+        loss = detector_loss(logits, mb, cb, len(config.classes), recipe.core_weight, count)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        loss_v = float(loss.detach())
+        ema = loss_v if ema is None else 0.95 * ema + 0.05 * loss_v
+        if ema < best * 0.99:
+            best, since_best = ema, 0
+        else:
+            since_best += 1
+        if progress is not None:
+            progress(step, planned, loss_v)
+        if step >= 100 and since_best >= recipe.early_stop_patience:
+            stop_reason = "converged"
+            break
+    net.eval()
+    with open_image(images[0].source) as src:
+        gsd = float(abs(src.transform.a)) if src.crs is not None else None
+        crs = src.crs.to_string() if src.crs is not None else None
+    card = {
+        "format": "picterra-detector/1",
+        "classes": list(config.classes),
+        "tile_size": config.tile_size,
+        "band_order": list(BAND_ORDER),
+        "normalisation": {"input": "uint8 RGB", "formula": "(x - 127) / 128"},
+        "ground_sample_distance": gsd,
+        "crs_trained": crs,
+        "config": config.to_dict(),
+        "recipe": recipe.to_dict(),
+        "training": {
+            "outlines": n_obj, "chips": len(samples), "steps": step, "stop_reason": stop_reason,
+            "final_loss": loss_v, "smoothed_loss": ema, "prep_seconds": round(t_prep, 2),
+            "seconds": round(time.monotonic() - t_start, 2), "device": dev.type, "seed": seed,
+        },
+        "versions": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
+    }
+    return TrainedModel(net, config, recipe, card, str(dev))
