@@ -10,7 +10,6 @@ FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libgdal32 libgeos-c1v5 libsqlite3-mod-spatialite \
-    gcc libc6-dev libsqlite3-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml requirements.lock README.md ./
@@ -21,6 +20,5 @@ COPY workers workers
 COPY manage.py ./
 COPY --from=frontend /frontend/dist frontend/dist
 # Editable, so settings find the templates and the built app beside the code in /app.
-RUN PIP_NO_BINARY=pysqlite3 pip install --no-cache-dir -c requirements.lock -e . \
- && apt-get purge -y --auto-remove gcc libc6-dev
+RUN pip install --no-cache-dir -c requirements.lock -e .
 EXPOSE 8000

@@ -10,7 +10,6 @@ APT_PACKAGES=(
   postgresql                  # production database; tests run against it
   libgdal32 libgeos-c1v5      # GeoDjango
   libsqlite3-mod-spatialite   # embedded SpatiaLite database
-  libsqlite3-dev              # pysqlite3 is built against the system SQLite (the one SpatiaLite links)
   chromium                    # browser tests of the web app (tests/browser, Playwright drives it)
 )
 pg_major=$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -n 1)
@@ -50,8 +49,7 @@ want=$(cat pyproject.toml requirements.lock | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing Python dependencies into .venv (a few minutes the first time)"
   .venv/bin/python -m pip install -q --upgrade "pip==25.3"
-  # pysqlite3 from source, against the system SQLite (see picterra/db/spatialite/base.py).
-  PIP_NO_BINARY=pysqlite3 .venv/bin/python -m pip install -q -c requirements.lock -e ".[dev]"
+  .venv/bin/python -m pip install -q -c requirements.lock -e ".[dev]"
   echo "$want" > "$stamp"
 fi
 

@@ -68,16 +68,32 @@ def test_spatialite_default_migrates_seeds_ingests_and_serves_the_api(tmp_path):
     assert (tmp_path / "var" / "blobs").is_dir()
 
 
+LEAK_CHECK = """
+import ctypes
+import django
+django.setup()
+from django.db import connection
+from rasterio.crs import CRS
+import shapely
+with connection.cursor() as cursor:
+    cursor.execute("SELECT spatialite_version()")
+    print(cursor.fetchone()[0])
+print(CRS.from_epsg(3857).to_epsg(), shapely.buffer(shapely.Point(0, 0), 1).area > 3)
+scope = ctypes.CDLL(None)  # the process's global symbol scope
+print(",".join(name for name in ("spatialite_init_ex", "GEOSversion", "proj_context_create") if hasattr(scope, name)))
+"""
+
+
 @pytest.mark.spatialite
-def test_the_sqlite_driver_uses_the_sqlite_library_spatialite_calls_into():
-    """mod_spatialite calls sqlite3_* functions of the system library on our connections (a crash otherwise)."""
-    import ctypes
-    import importlib
-
-    importlib.import_module("picterra.db.spatialite.base")  # swaps in pysqlite3 where the stdlib cannot load
-    driver = sys.modules["sqlite3"]
-    assert hasattr(driver.connect(":memory:"), "enable_load_extension")
-
-    system = ctypes.CDLL("libsqlite3.so.0")
-    system.sqlite3_libversion.restype = ctypes.c_char_p
-    assert driver.sqlite_version == system.sqlite3_libversion().decode()
+def test_spatialite_keeps_its_system_libraries_out_of_the_global_symbol_scope(tmp_path):
+    """SQLite's load_extension dlopens RTLD_GLOBAL: the wheels' GEOS/PROJ then bound to the system ones (SIGSEGV)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BLOBSTORE_URL", "CELERY_BROKER_URL")}
+    env.update(VAR_DIR=str(tmp_path / "var"), DJANGO_SETTINGS_MODULE="picterra.settings")
+    result = subprocess.run(
+        [sys.executable, "-c", LEAK_CHECK], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    version, crs_and_area, leaked = result.stdout.splitlines()[-3:]
+    assert version.startswith("5.")
+    assert crs_and_area == "3857 True"
+    assert leaked == ""
