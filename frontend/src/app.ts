@@ -90,6 +90,7 @@ export function startApp(routes: Route[], notFound: ViewFn): void {
       "div",
       { class: "topbar-right" },
       h("a", { class: "topbar-link", href: config.apiDocsUrl, target: "_blank", rel: "noopener" }, "API"),
+      h("a", { class: "topbar-link", href: `${BASE}api-keys`, "data-link": "", "data-testid": "api-keys-link" }, "API keys"),
       config.isStaff ? h("a", { class: "topbar-link", href: "/admin/" }, "Admin") : null,
       h("span", { class: "user", title: "Signed in" }, h("span", { class: "avatar" }, (config.username[0] ?? "?").toUpperCase()), config.username),
       signOut,

@@ -3,6 +3,7 @@ import "./styles.css";
 
 import { BASE, startApp } from "./app";
 import { h } from "./dom";
+import { apiKeysView } from "./views/apikeys";
 import { projectView } from "./views/project";
 import { projectsView } from "./views/projects";
 import { workspaceView } from "./views/workspace";
@@ -13,6 +14,7 @@ startApp(
   [
     { pattern: new RegExp(`^${BASE}?$`), view: projectsView },
     { pattern: new RegExp(`^${BASE}projects/(?<id>${UUID})/?$`), view: projectView },
+    { pattern: new RegExp(`^${BASE}api-keys/?$`), view: apiKeysView },
     { pattern: new RegExp(`^${BASE}detectors/(?<id>${UUID})/?$`), view: workspaceView, fullWindow: true },
   ],
   (root, ctx) => {
