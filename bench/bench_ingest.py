@@ -7,7 +7,6 @@ the process running our ingest). Set BENCH_INGEST_SIZE to change the side in pix
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -31,18 +30,23 @@ with tempfile.TemporaryDirectory(dir=store_root) as tmp:
     convert_to_cog(src, cog, info, Path(tmp))
     display_rescale(str(cog), info.display_bands)
     info.footprint_lonlat()
-    LocalBlobStore(Path(store_root) / "blobs").put_file("images/bench/cog.tif", cog)
+    LocalBlobStore(Path(store_root) / "blobs").put_file("images/bench/cog.tif", cog, move=True)
 """
 
 
+PASSES = 2
+
+
 def timed(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of a child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Wall seconds and peak RSS (MB) of one child process (wait4 gives that child's own rusage)."""
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    child = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak_kb, before) / 1024
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise subprocess.CalledProcessError(child.returncode, cmd)
+    return wall, usage.ru_maxrss / 1024
 
 
 def main() -> None:
@@ -51,28 +55,26 @@ def main() -> None:
         src = Path(tmp) / "source.tif"
         start = time.perf_counter()
         write_striped_geotiff(src, SIZE, gsd=0.25)
+        os.sync()  # neither side should pay for writing back the freshly generated source
         print(
             f"wrote {SIZE}x{SIZE}x3 source ({src.stat().st_size / 1e9:.2f} GB) in {time.perf_counter() - start:.0f} s"
         )
-        # Ours first, in a fresh child, so its peak RSS is its own (RUSAGE_CHILDREN keeps the maximum).
-        ours, ours_rss = timed([sys.executable, "-c", OUR_INGEST, str(src), tmp])
-        reference, _ = timed(
-            [
-                rio,
-                "cogeo",
-                "create",
-                str(src),
-                str(Path(tmp) / "rio.tif"),
-                "--cog-profile",
-                "deflate",
-                "--blocksize",
-                "512",
-                "--overview-resampling",
-                "average",
-                "--quiet",
-            ]
-        )
-    conditions = f"{SIZE}x{SIZE}x3 uint8 striped GeoTIFF, local store, {os.cpu_count()} cores"
+        reference_cmd = [
+            rio, "cogeo", "create", str(src), str(Path(tmp) / "rio.tif"), "--cog-profile", "deflate",
+            "--blocksize", "512", "--overview-resampling", "average", "--quiet",
+        ]  # fmt: skip
+        ours_s, reference_s, peaks = [], [], []
+        for _ in range(PASSES):  # alternating passes, so that neither side gets a warmer or quieter machine
+            wall, peak = timed([sys.executable, "-c", OUR_INGEST, str(src), tmp])
+            ours_s.append(wall)
+            peaks.append(peak)
+            reference_s.append(timed(reference_cmd)[0])
+            os.sync()
+            print(f"pass: ours {wall:.1f} s, rio cogeo create {reference_s[-1]:.1f} s", flush=True)
+    ours, reference = min(ours_s), min(reference_s)
+    conditions = (
+        f"{SIZE}x{SIZE}x3 uint8 striped GeoTIFF, local store, {os.cpu_count()} cores, best of {PASSES} alternating"
+    )
     print(f"ours {ours:.1f} s, rio cogeo create {reference:.1f} s")
     emit(
         [
@@ -83,7 +85,7 @@ def main() -> None:
                 "<= 1.1",
                 f"{conditions}; ours {ours:.1f} s (inspect, COG, validate, rescale, store) vs {reference:.1f} s",
             ),
-            BenchRow("ingest_peak_rss_mb", ours_rss, "MB", "< 2000 (at 50000x50000)", conditions),
+            BenchRow("ingest_peak_rss_mb", max(peaks), "MB", "< 2000 (at 50000x50000)", conditions),
         ]
     )
 

@@ -91,8 +91,12 @@ class BlobStore(abc.ABC):
     """
 
     @abc.abstractmethod
-    def put_file(self, key: str, local_path: str | os.PathLike[str]) -> None:
-        """Store the file at ``local_path`` under ``key``, replacing any previous blob atomically."""
+    def put_file(self, key: str, local_path: str | os.PathLike[str], *, move: bool = False) -> None:
+        """Store the file at ``local_path`` under ``key``, replacing any previous blob atomically.
+
+        ``move=True`` hands the file over (a job's temporary output): the local store then renames it into
+        place when it is on the same filesystem instead of copying gigabytes, and the file may be gone after.
+        """
 
     @abc.abstractmethod
     def put_stream(self, key: str, fileobj: IO[bytes]) -> None:
@@ -266,9 +270,31 @@ class LocalBlobStore(BlobStore):
                 os.unlink(tmp_name)
             raise
 
-    def put_file(self, key: str, local_path: str | os.PathLike[str]) -> None:
+    def put_file(self, key: str, local_path: str | os.PathLike[str], *, move: bool = False) -> None:
+        if move and self._move_into(key, Path(local_path)):
+            return
         with open(local_path, "rb") as src, self._atomic_writer(key) as out:
             shutil.copyfileobj(src, out, COPY_CHUNK)
+
+    def _move_into(self, key: str, local_path: Path) -> bool:
+        """Rename ``local_path`` to ``key`` (synced first, as a copy would be); False across filesystems."""
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp_name = target.parent / f".{target.name}.{os.urandom(6).hex()}{_PARTIAL_SUFFIX}"
+        try:
+            os.rename(local_path, tmp_name)
+        except OSError:
+            return False  # another filesystem (EXDEV) or not allowed: copy instead
+        try:
+            with open(tmp_name, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.chmod(tmp_name, 0o644)
+            os.replace(tmp_name, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+            raise
+        return True
 
     def put_stream(self, key: str, fileobj: IO[bytes]) -> None:
         with self._atomic_writer(key) as out:
@@ -458,7 +484,7 @@ class GCSBlobStore(BlobStore):
         blob.chunk_size = GCS_UPLOAD_CHUNK
         return blob
 
-    def put_file(self, key: str, local_path: str | os.PathLike[str]) -> None:
+    def put_file(self, key: str, local_path: str | os.PathLike[str], *, move: bool = False) -> None:
         # Files above 8 MiB go through a resumable session; the object appears only when the last chunk lands.
         self._blob(key).upload_from_filename(os.fspath(local_path))
 

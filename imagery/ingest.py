@@ -50,7 +50,7 @@ def ingest_image(image_id: str) -> str:
             cog_path = workdir / "cog.tif"
             convert_to_cog(source, cog_path, info, workdir)
             rescale = display_rescale(str(cog_path), info.display_bands)
-            store.put_file(cog_key, cog_path)
+            store.put_file(cog_key, cog_path, move=True)
     except RasterRejected as exc:
         _fail(image_id, str(exc), cog_key)
         return Image.Status.FAILED

@@ -140,7 +140,7 @@ def run_training(run_id: str) -> str:
                 keys = {}
                 for path in sorted(Path(tmp).iterdir()):
                     keys[path.name] = prefix + path.name
-                    store.put_file(keys[path.name], path)
+                    store.put_file(keys[path.name], path, move=True)
             metrics = _predict_and_score(run, model, inputs, classes)
     except RunCancelled:
         store.delete_prefix(prefix)
@@ -540,7 +540,7 @@ def write_detection_exports(run: DetectionRun) -> dict[str, str]:
         keys = {}
         for fmt, path in files.items():
             keys[fmt] = prefix + path.name
-            store.put_file(keys[fmt], path)
+            store.put_file(keys[fmt], path, move=True)
     return keys
 
 

@@ -291,6 +291,38 @@ def test_local_writes_are_atomic_renames_of_hidden_temporary_files(tmp_path: Pat
     assert list(tmp_path.iterdir()) == []  # emptied folders are pruned too
 
 
+def test_put_file_with_move_hands_the_file_over(store: BlobStore, tmp_path: Path) -> None:
+    data = pattern(1_000_000)
+    source = tmp_path / "cog.tif"
+    source.write_bytes(data)
+    store.put_stream("images/4/cog.tif", io.BytesIO(b"previous version"))
+
+    store.put_file("images/4/cog.tif", source, move=True)
+
+    with store.open_read("images/4/cog.tif") as fh:
+        assert fh.read() == data
+    assert list(store.list("images/4/")) == ["images/4/cog.tif"]
+
+
+def test_local_move_renames_on_one_filesystem_and_copies_across(tmp_path: Path, monkeypatch) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    source = tmp_path / "cog.tif"
+    source.write_bytes(b"cog bytes")
+    inode = source.stat().st_ino
+    store.put_file("images/5/cog.tif", source, move=True)
+    assert not source.exists() and store.path("images/5/cog.tif").stat().st_ino == inode  # renamed, not copied
+
+    source.write_bytes(b"other cog")
+
+    def cross_device(*_args: Any) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "rename", cross_device)
+    store.put_file("images/6/cog.tif", source, move=True)
+    assert store.path("images/6/cog.tif").read_bytes() == b"other cog"
+    assert [p.name for p in store.path("images/6").iterdir()] == ["cog.tif"]  # no temporary file left
+
+
 # ------------------------------------------------------------------------------------------------ GCS signing
 
 
