@@ -209,6 +209,9 @@ class TrainingRun(Run):
     # The detector's configuration and classes as they were when the run was queued.
     config = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
+    # Inside the accuracy areas: matches, false detections and misses (a lon/lat GeoJSON FeatureCollection),
+    # so the user sees where to add training areas.
+    review = models.JSONField(default=dict, blank=True)
     stats = models.JSONField(default=dict, blank=True)
     weights_key = models.CharField(max_length=500, blank=True, default="")
     model_card_key = models.CharField(max_length=500, blank=True, default="")

@@ -20,6 +20,7 @@ def feature_collection(objects: Iterable[DetectedObject]) -> dict:
                 "properties": {
                     "class_name": obj.detector_class.name,
                     "class_id": str(obj.detector_class_id),
+                    "image": str(obj.image_id),
                     "score": round(obj.score, 4),
                     "area_m2": round(obj.area_m2, 3),
                 },

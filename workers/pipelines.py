@@ -188,13 +188,14 @@ def _keep_only_the_winning_attempt(run_id, prefix: str) -> None:
 def _predict_and_score(run: TrainingRun, model, inputs, classes: list[str]) -> dict:
     """Predict in testing and accuracy areas, store the testing predictions, score the accuracy areas."""
     from workers.ml.predict import predict_window
-    from workers.ml.raster_io import geometry_window
-    from workers.ml.scoring import score_detections
+    from workers.ml.raster_io import geometry_window, image_crs_to_lonlat_many, to_geojson
+    from workers.ml.scoring import review_detections, score_detections
 
     class_ids = dict(DetectorClass.objects.filter(detector=run.detector).values_list("name", "pk"))
     predicted_in_accuracy, truth, accuracy_areas = [], [], []
-    rows = []
+    rows, review = [], []
     for item in inputs:
+        predicted_here = []
         with rasterio.open(item.cog_path) as src:
             for area in item.testing_areas + item.accuracy_areas:
                 window = geometry_window(area, src.transform).intersection(
@@ -202,7 +203,7 @@ def _predict_and_score(run: TrainingRun, model, inputs, classes: list[str]) -> d
                 )
                 found = [d for d in predict_window(model, src, window) if d.geometry.intersects(area)]
                 if any(area is a for a in item.accuracy_areas):
-                    predicted_in_accuracy += [(d.geometry, d.class_name) for d in found]
+                    predicted_here += [(d.geometry, d.class_name) for d in found]
                 else:
                     stored = stored_geometries([d.geometry for d in found], item.crs)
                     for d, (geometry, area_m2) in zip(found, stored, strict=True):
@@ -216,11 +217,27 @@ def _predict_and_score(run: TrainingRun, model, inputs, classes: list[str]) -> d
                                 area_m2=area_m2,
                             )
                         )
+        predicted_in_accuracy += predicted_here
         truth += item.accuracy_outlines
         accuracy_areas += item.accuracy_areas
+        if item.accuracy_areas:
+            found = review_detections(
+                predicted_here, item.accuracy_outlines, item.accuracy_areas, classes, run.detector.detection_type
+            )
+            review += [
+                {
+                    "type": "Feature",
+                    "geometry": to_geojson(lonlat),
+                    "properties": {"kind": kind, "class": class_name, "image": item.image_id},
+                }
+                for (_, class_name, kind), lonlat in zip(
+                    found, image_crs_to_lonlat_many([g for g, _, _ in found], item.crs), strict=True
+                )
+            ]
     with transaction.atomic():
         DetectedObject.objects.filter(training_run=run).delete()
         DetectedObject.objects.bulk_create(rows, batch_size=1000)
+        TrainingRun.objects.filter(pk=run.pk).update(review={"type": "FeatureCollection", "features": review})
     if not accuracy_areas:
         return {"score": None, "note": "Draw an accuracy area and outline its objects to get a score."}
     scores = score_detections(predicted_in_accuracy, truth, accuracy_areas, classes, run.detector.detection_type)

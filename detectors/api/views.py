@@ -148,6 +148,14 @@ class TrainingRunViewSet(ReadOnlyOrganizationScopedViewSet):
         objects = run.predicted_objects.select_related("detector_class")
         return Response(feature_collection(objects))
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"])
+    def review(self, request, pk=None):
+        """Inside the accuracy areas: each prediction as `match` or `false_detection`, each missed object as
+        `miss` (GeoJSON, lon/lat, properties `kind`, `class`, `image`), to show where the detector erred."""
+        run = self.get_object()
+        return Response(run.review or {"type": "FeatureCollection", "features": []})
+
 
 class DetectionRunViewSet(ReadOnlyOrganizationScopedViewSet):
     """Detections over whole images (read-only; Detect creates them)."""

@@ -87,3 +87,47 @@ export const sketchStyle = [
     image: new CircleStyle({ radius: 5, fill: new Fill({ color: "#1864AB" }), stroke: new Stroke({ color: "#fff", width: 2 }) }),
   }),
 ];
+
+/** What a trained version found: yellow, so it stands apart from the user's own outlines. */
+export const PREDICTION_COLOR = "#FAB005";
+
+export const REVIEW_COLORS = {
+  match: "#2F9E44",
+  false_detection: "#F76707",
+  miss: "#E03131",
+} as const;
+
+export type ReviewKind = keyof typeof REVIEW_COLORS;
+
+export const REVIEW_LABELS: Record<ReviewKind, string> = {
+  match: "Found correctly",
+  false_detection: "False detection",
+  miss: "Missed object",
+};
+
+export function predictionStyle(): Style[] {
+  const key = "prediction";
+  if (!cache.has(key)) {
+    cache.set(key, [
+      new Style({ stroke: new Stroke({ color: "rgba(0,0,0,0.55)", width: 4 }) }),
+      new Style({ stroke: new Stroke({ color: PREDICTION_COLOR, width: 2 }), fill: new Fill({ color: rgba(PREDICTION_COLOR, 0.18) }) }),
+    ]);
+  }
+  return cache.get(key)!;
+}
+
+/** Misses and false detections stand out (thick, dashed for misses); matches stay discreet. */
+export function reviewStyle(kind: ReviewKind): Style[] {
+  const key = `review:${kind}`;
+  if (!cache.has(key)) {
+    const color = REVIEW_COLORS[kind] ?? "#868E96";
+    cache.set(key, [
+      new Style({ stroke: new Stroke({ color: "rgba(255,255,255,0.8)", width: kind === "match" ? 3 : 5 }) }),
+      new Style({
+        stroke: new Stroke({ color, width: kind === "match" ? 1.5 : 3, lineDash: kind === "miss" ? [6, 4] : undefined }),
+        fill: new Fill({ color: rgba(color, kind === "match" ? 0.08 : 0.25) }),
+      }),
+    ]);
+  }
+  return cache.get(key)!;
+}

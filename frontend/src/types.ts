@@ -98,3 +98,42 @@ export interface TileJson {
   maxzoom?: number;
   tilesize?: number;
 }
+
+export type RunStatus = "pending" | "running" | "succeeded" | "partial" | "failed" | "cancelled";
+
+export interface ScoreBlock {
+  precision?: number;
+  recall?: number;
+  f1?: number;
+  iou?: number;
+  n_pred?: number;
+  n_true?: number;
+  matches?: number;
+  count_error?: number;
+}
+
+export interface TrainingRun {
+  id: string;
+  detector: string;
+  version: number;
+  status: RunStatus;
+  error: string;
+  progress: { step?: number; total?: number; loss?: number; loss_history?: number[] };
+  metrics: {
+    score?: number | null;
+    note?: string;
+    detection_type?: string;
+    overall?: ScoreBlock;
+    per_class?: Record<string, ScoreBlock>;
+    per_area?: ScoreBlock[];
+  };
+  stats: Record<string, number>;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+export interface FeatureCollection {
+  type: "FeatureCollection";
+  features: { type: "Feature"; geometry: Polygon; properties: Record<string, unknown> }[];
+}

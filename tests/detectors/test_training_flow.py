@@ -63,7 +63,7 @@ def trainable(personas, project, client_for, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_train_from_the_api_with_a_worker(celery_worker_process, trainable):
+def test_train_from_the_api_with_a_worker(celery_worker_process, trainable, personas, client_for):
     client, detector, image_id = trainable
     response = client.post(reverse("v1:detector-train", args=[detector["id"]]))
     assert response.status_code == 201, response.json()
@@ -86,6 +86,14 @@ def test_train_from_the_api_with_a_worker(celery_worker_process, trainable):
     assert predictions["type"] == "FeatureCollection"
     assert all(f["geometry"]["type"] == "Polygon" for f in predictions["features"])
     assert len(predictions["features"]) == DetectedObject.objects.filter(training_run_id=run_id).count()
+    review = client.get(reverse("v1:trainingrun-review", args=[run_id])).json()["features"]
+    kinds = [f["properties"]["kind"] for f in review]
+    overall = run.metrics["overall"]
+    assert kinds.count("match") == overall["matches"]
+    assert kinds.count("match") + kinds.count("false_detection") == overall["n_pred"]
+    assert kinds.count("match") + kinds.count("miss") == overall["n_true"]
+    assert all(f["properties"]["image"] == image_id and f["properties"]["class"] == "tree" for f in review)
+    assert client_for(personas.outsider).get(reverse("v1:trainingrun-review", args=[run_id])).status_code == 404
 
 
 def test_train_refuses_with_plain_words_when_nothing_is_drawn(personas, project, ready_image, client_for):

@@ -1,7 +1,7 @@
 import pytest
 from shapely.geometry import box
 
-from workers.ml.scoring import match_objects, score_detections
+from workers.ml.scoring import match_objects, review_detections, score_detections
 
 AREA = box(0, 0, 100, 100)
 
@@ -56,3 +56,32 @@ def test_segmentation_pixel_scores():
     s = score_detections(pred, truth, [AREA], ["a"], "segmentation")["overall"]
     assert s["precision"] == pytest.approx(0.5) and s["recall"] == pytest.approx(0.5)
     assert s["iou"] == pytest.approx(50 / 150)
+
+
+def test_review_says_which_objects_matched_which_were_false_and_which_were_missed():
+    truth = [(box(0, 0, 10, 10), "a"), (box(20, 0, 30, 10), "a"), (box(40, 0, 50, 10), "b")]
+    pred = [
+        (box(0, 0, 10, 10), "a"),  # match
+        (box(20, 0, 30, 4), "a"),  # IoU 0.4: not a match at 0.5, so a false detection and a miss
+        (box(40, 0, 50, 10), "a"),  # wrong class: false detection, and the "b" object is missed
+        (box(300, 300, 310, 310), "a"),  # outside every accuracy area: not reviewed
+    ]
+    review = review_detections(pred, truth, [AREA], ["a", "b"])
+    kinds = sorted((g.bounds, c, k) for g, c, k in review)
+    assert kinds == [
+        ((0.0, 0.0, 10.0, 10.0), "a", "match"),
+        ((20.0, 0.0, 30.0, 4.0), "a", "false_detection"),
+        ((20.0, 0.0, 30.0, 10.0), "a", "miss"),
+        ((40.0, 0.0, 50.0, 10.0), "a", "false_detection"),
+        ((40.0, 0.0, 50.0, 10.0), "b", "miss"),
+    ]
+    scored = score_detections(pred, truth, [AREA], ["a", "b"])["overall"]
+    assert scored["matches"] == sum(k == "match" for _, _, k in review)
+
+
+def test_review_of_segmentation_is_the_area_predicted_wrongly_and_the_area_missed():
+    review = review_detections([(box(5, 0, 15, 10), "a")], [(box(0, 0, 10, 10), "a")], [AREA], ["a"], "segmentation")
+    assert sorted((g.bounds, k) for g, _, k in review) == [
+        ((0.0, 0.0, 5.0, 10.0), "miss"),
+        ((10.0, 0.0, 15.0, 10.0), "false_detection"),
+    ]

@@ -11,7 +11,7 @@ predictor uses for windows), so objects cut by the area edge are neither double-
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -29,10 +29,12 @@ def _prf(tp: float, n_pred: float, n_true: float) -> dict[str, float]:
     return {"precision": p, "recall": r, "f1": f1}
 
 
-def match_objects(pred: Sequence[BaseGeometry], true: Sequence[BaseGeometry], iou_threshold: float) -> int:
-    """Number of one-to-one matches with IoU >= threshold (maximum-weight assignment on IoU)."""
+def match_pairs(
+    pred: Sequence[BaseGeometry], true: Sequence[BaseGeometry], iou_threshold: float
+) -> list[tuple[int, int]]:
+    """One-to-one (pred index, true index) matches with IoU >= threshold (maximum-weight assignment on IoU)."""
     if not pred or not true:
-        return 0
+        return []
     iou = np.zeros((len(pred), len(true)))
     tree = STRtree(list(true))
     for i, p in enumerate(pred):
@@ -43,7 +45,12 @@ def match_objects(pred: Sequence[BaseGeometry], true: Sequence[BaseGeometry], io
                 iou[i, j] = inter / (p.area + t.area - inter)
     iou[iou < iou_threshold] = 0.0
     rows, cols = linear_sum_assignment(-iou)
-    return int((iou[rows, cols] >= iou_threshold).sum())
+    return [(int(i), int(j)) for i, j in zip(rows, cols, strict=True) if iou[i, j] >= iou_threshold]
+
+
+def match_objects(pred: Sequence[BaseGeometry], true: Sequence[BaseGeometry], iou_threshold: float) -> int:
+    """Number of one-to-one matches with IoU >= threshold."""
+    return len(match_pairs(pred, true, iou_threshold))
 
 
 def _inside(objs: Sequence[Labelled], area: BaseGeometry) -> list[Labelled]:
@@ -114,3 +121,40 @@ def score_detections(predicted: Sequence[Labelled], truth: Sequence[Labelled],
     result["per_class"] = per_class
     result["per_area"] = [block(predicted, truth, [a]) for a in accuracy_areas]
     return result
+
+
+ReviewKind = Literal["match", "false_detection", "miss"]
+
+
+def review_detections(
+    predicted: Sequence[Labelled],
+    truth: Sequence[Labelled],
+    accuracy_areas: Sequence[BaseGeometry],
+    classes: Sequence[str],
+    detection_type: str = "count",
+) -> list[tuple[BaseGeometry, str, ReviewKind]]:
+    """Where the detector was right and wrong inside the accuracy areas, for the user to see on the map.
+
+    Count detectors: each prediction is a ``match`` (IoU >= 0.5, same class, as scored) or a
+    ``false_detection``; each true object left unmatched is a ``miss``. Segmentation detectors: the predicted
+    area outside the true one is ``false_detection``, the true area not predicted is ``miss``.
+    """
+    out: list[tuple[BaseGeometry, str, ReviewKind]] = []
+    if detection_type == "segmentation":
+        region = unary_union(list(accuracy_areas))
+        for c in classes:
+            pu = unary_union([g for g, k in predicted if k == c]).intersection(region)
+            tu = unary_union([g for g, k in truth if k == c]).intersection(region)
+            for geometry, kind in ((pu.difference(tu), "false_detection"), (tu.difference(pu), "miss")):
+                for part in getattr(geometry, "geoms", [geometry]):
+                    if part.geom_type == "Polygon" and part.area > 0:
+                        out.append((part, c, kind))
+        return out
+    for c in classes:
+        p_in = [g for a in accuracy_areas for g, _ in _inside([o for o in predicted if o[1] == c], a)]
+        t_in = [g for a in accuracy_areas for g, _ in _inside([o for o in truth if o[1] == c], a)]
+        pairs = match_pairs(p_in, t_in, 0.5)
+        matched_pred, matched_true = {i for i, _ in pairs}, {j for _, j in pairs}
+        out += [(g, c, "match" if i in matched_pred else "false_detection") for i, g in enumerate(p_in)]
+        out += [(g, c, "miss") for j, g in enumerate(t_in) if j not in matched_true]
+    return out

@@ -1,6 +1,7 @@
 // The detector workspace: a full-window map of one image with the detector's areas and outlines, drawing and
 // editing tools saved to the server as the user draws, undo/redo, a guidance checklist and layer toggles.
-// Training and detection panels slot into the side panel (see `trainSection`) once their API exists.
+// The Train panel (`views/training.ts`) sits at the top of the side panel; what a trained version found in
+// the testing areas, and where it erred in the accuracy areas, are drawn over the image.
 
 import Feature from "ol/Feature";
 import OlMap from "ol/Map";
@@ -36,6 +37,11 @@ import {
   FLAG_COLOR,
   footprintStyle,
   outlineStyle,
+  PREDICTION_COLOR,
+  predictionStyle,
+  REVIEW_COLORS,
+  type ReviewKind,
+  reviewStyle,
   selectedStyles,
   sketchStyle,
 } from "../styles";
@@ -47,6 +53,7 @@ import type {
   Detector,
   DetectorClass,
   DetectorImage,
+  FeatureCollection,
   ImageInfo,
   Polygon as GeoPolygon,
   Project,
@@ -54,6 +61,7 @@ import type {
 } from "../types";
 import { UndoStack } from "../undo";
 import { imageStatusBadge, PALETTE } from "./project";
+import { trainingPanel } from "./training";
 
 type DrawKind = "polygon" | "rectangle" | "circle" | "freehand";
 type Tool = { mode: "select" } | { mode: "area"; kind: AreaKind; shape: "rectangle" | "polygon" } | { mode: "outline"; shape: DrawKind };
@@ -196,13 +204,7 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
   const mapNotice = h("div", { class: "map-notice", hidden: true, "data-testid": "map-notice" });
   const hintEl = h("div", { class: "map-hint", "data-testid": "tool-hint" });
   const toolbar = h("div", { class: "toolbar", role: "toolbar", "aria-label": "Drawing tools" });
-  const trainButton = h(
-    "button",
-    { class: "btn btn-primary btn-block", disabled: true, title: "Training arrives soon: draw your areas and outlines now, they are all kept.", "data-testid": "train-button" },
-    icon("play", 16),
-    "Train detector",
-  );
-  const trainNote = h("p", { class: "muted small center" }, "Training arrives soon. Everything you draw is saved.");
+  const trainHost = h("div", { class: "ws-train-host" });
 
   const section = (title: string, iconName: string, ...children: (Node | null)[]) =>
     h("section", { class: "ws-section" }, h("h2", null, icon(iconName, 16), title), ...children);
@@ -211,7 +213,7 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
     "aside",
     { class: "ws-side" },
     h("div", { class: "ws-head" }, backLink, titleEl, saveStatus),
-    h("div", { class: "ws-train" }, trainButton, trainNote),
+    trainHost,
     section("Next steps", "check", checklist),
     section("Images", "image", imagesEl, attachEl),
     section("Objects to find", "target", classesEl),
@@ -243,9 +245,21 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
     updateWhileInteracting: true,
   });
 
+  // What the shown trained version found (testing areas) and its review of the accuracy areas; each feature
+  // names its image, and only the open image's are drawn.
+  const predictionSource = new VectorSource<Feature>();
+  const reviewSource = new VectorSource<Feature>();
+  const onOpenImage = (feature: { get(key: string): unknown }) => feature.get("image") === current?.id;
+  const predictionLayer = new VectorLayer({ source: predictionSource, zIndex: 5, style: (f) => (onOpenImage(f) ? predictionStyle() : undefined) });
+  const reviewLayer = new VectorLayer({
+    source: reviewSource,
+    zIndex: 6,
+    style: (f) => (onOpenImage(f) ? reviewStyle(f.get("kind") as ReviewKind) : undefined),
+  });
+
   const map = new OlMap({
     target: mapEl,
-    layers: [imageLayer, footprintLayer, areaLayer, outlineLayer],
+    layers: [imageLayer, footprintLayer, areaLayer, outlineLayer, predictionLayer, reviewLayer],
     view: new View({ center: [0, 0], zoom: 2, maxZoom: 24, constrainResolution: false }),
     controls: defaultControls({ attribution: true, attributionOptions: { collapsible: true } }).extend([new ScaleLine()]),
     interactions: defaultInteractions({ altShiftDragRotate: false, pinchRotate: false, shiftDragZoom: false }),
@@ -863,6 +877,8 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
       row("Outlines outside areas", FLAG_COLOR, true, (on) => {
         outlineLayer.setStyle((f) => (!on && f.get("flagged") ? undefined : outlineStyle(classColor(f.get("classId")), Boolean(f.get("flagged")))));
       }, "flagged"),
+      row("Predictions", PREDICTION_COLOR, predictionLayer.getVisible(), (on) => predictionLayer.setVisible(on), "predictions", "(testing areas)"),
+      row("Misses and false detections", REVIEW_COLORS.miss, reviewLayer.getVisible(), (on) => reviewLayer.setVisible(on), "review", "(accuracy areas)"),
       row("Online basemap", null, Boolean(basemapLayer?.getVisible()), (on) => {
         if (on && !basemapLayer) {
           basemapLayer = new TileLayer({ source: new OSM(), zIndex: 0 });
@@ -871,6 +887,16 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
         basemapLayer?.setVisible(on);
       }, "basemap", "(OpenStreetMap, needs internet)"),
     );
+  }
+
+  function showResults(predictions: FeatureCollection | null, review: FeatureCollection | null): void {
+    const read = (fc: FeatureCollection | null) => (fc ? (geojson.readFeatures(fc) as Feature[]) : []);
+    predictionSource.clear();
+    reviewSource.clear();
+    predictionSource.addFeatures(read(predictions));
+    reviewSource.addFeatures(read(review));
+    mapEl.dataset.predictions = String(predictionSource.getFeatures().filter(onOpenImage).length);
+    mapEl.dataset.review = String(reviewSource.getFeatures().filter(onOpenImage).length);
   }
 
   // ---- Loading ---------------------------------------------------------------------------------------------
@@ -935,6 +961,10 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
     const info = imageInfo.get(imageId) ?? (await ctx.api.get<ImageInfo>(`images/${imageId}/`));
     if (!alive || !detector) return;
     current = info;
+    predictionLayer.changed();
+    reviewLayer.changed();
+    mapEl.dataset.predictions = String(predictionSource.getFeatures().filter(onOpenImage).length);
+    mapEl.dataset.review = String(reviewSource.getFeatures().filter(onOpenImage).length);
     undo.clear();
     select.getFeatures().clear();
     areaSource.clear();
@@ -997,6 +1027,9 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
       }
       renderLayers();
       renderClasses();
+      const panel = trainingPanel(ctx, detector, { showResults });
+      trainHost.replaceWith(panel.element);
+      disposers.push(() => panel.dispose());
       setTool({ mode: "select" });
       await loadAttachments();
       const wanted = new URL(window.location.href).searchParams.get("image");

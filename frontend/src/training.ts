@@ -1,0 +1,67 @@
+// The arithmetic behind the Train panel, kept apart from the DOM so it is unit-tested: time left, the loss
+// chart's path, and the score in plain words.
+
+import type { ScoreBlock, TrainingRun } from "./types";
+
+/** Seconds left from the step rate since the run started; null until there is a rate to go by. */
+export function secondsLeft(run: Pick<TrainingRun, "progress" | "started_at">, now = Date.now()): number | null {
+  const { step, total } = run.progress ?? {};
+  if (!run.started_at || !step || !total || step <= 0) return null;
+  const elapsed = (now - Date.parse(run.started_at)) / 1000;
+  if (!(elapsed > 0)) return null;
+  return Math.max(0, ((total - step) * elapsed) / step);
+}
+
+export function formatDuration(seconds: number): string {
+  if (seconds < 5) return "a few seconds";
+  if (seconds < 60) return `${Math.round(seconds / 5) * 5} s`;
+  const minutes = Math.round(seconds / 60);
+  return minutes < 60 ? `${minutes} min` : `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
+/** An SVG path (width x height box) for the loss history: a light moving average, scaled to its range. */
+export function lossPath(history: number[], width: number, height: number, smoothing = 0.8): string {
+  const values = history.filter((v) => Number.isFinite(v));
+  if (values.length < 2) return "";
+  const smooth: number[] = [];
+  let ema = values[0];
+  for (const v of values) {
+    ema = smoothing * ema + (1 - smoothing) * v;
+    smooth.push(ema);
+  }
+  const lo = Math.min(...smooth);
+  const hi = Math.max(...smooth);
+  const span = hi - lo || 1;
+  const pad = 2;
+  return smooth
+    .map((v, i) => {
+      const x = (i / (smooth.length - 1)) * width;
+      const y = pad + (1 - (v - lo) / span) * (height - 2 * pad);
+      return `${i ? "L" : "M"}${x.toFixed(1)},${y.toFixed(1)}`;
+    })
+    .join(" ");
+}
+
+export function percent(value: number | undefined): string {
+  return value === undefined || !Number.isFinite(value) ? "–" : `${Math.round(value * 100)}%`;
+}
+
+/** "Found 23 of 25 objects, 2 false detections": what the score means, for a count detector. */
+export function countSummary(block: ScoreBlock): string | null {
+  if (block.n_true === undefined || block.n_pred === undefined || block.matches === undefined) return null;
+  const falseDetections = block.n_pred - block.matches;
+  const objects = block.n_true === 1 ? "object" : "objects";
+  const falses = falseDetections === 1 ? "false detection" : "false detections";
+  return `Found ${block.matches} of ${block.n_true} ${objects}, ${falseDetections} ${falses}`;
+}
+
+/** The run a panel shows first: the running or queued one, else the newest. */
+export function currentRun(runs: TrainingRun[]): TrainingRun | null {
+  return runs.find((r) => r.status === "pending" || r.status === "running") ?? runs[0] ?? null;
+}
+
+/** The version Detect uses: the chosen one, else the newest successful one (as the server decides). */
+export function detectVersion(runs: TrainingRun[], chosen: string | null): TrainingRun | null {
+  const succeeded = runs.filter((r) => r.status === "succeeded");
+  return succeeded.find((r) => r.id === chosen) ?? succeeded[0] ?? null;
+}
