@@ -81,22 +81,39 @@ def write_exports(run: DetectionRun, folder: Path) -> dict[str, Path]:
     return paths
 
 
-def _write_counts(run: DetectionRun, path: Path) -> None:
-    """Counts per class, per image and per detection area (the whole image when it has none)."""
+def detection_counts(run: DetectionRun) -> list[dict]:
+    """Counts per image, per detection area (the whole image when it has none) and per class."""
     class_names = list(run.detector.classes.order_by("position", "name").values_list("name", flat=True))
+    rows = []
+    for image in run.images.order_by("created_at"):
+        objects = DetectedObject.objects.filter(detection_run=run, image=image)
+        regions = list(Area.objects.filter(detector=run.detector, image=image, kind=Area.Kind.DETECTION))
+        scopes = [(f"detection area {a.pk}", objects.filter(geometry__intersects=a.geometry)) for a in regions]
+        scopes = scopes or [("whole image", objects)]
+        for label, scope in scopes:
+            totals = {
+                row["detector_class__name"]: row
+                for row in scope.values("detector_class__name").annotate(n=Count("id"), area=Sum("area_m2"))
+            }
+            for name in class_names:
+                row = totals.get(name, {"n": 0, "area": 0.0})
+                rows.append(
+                    {
+                        "image_id": str(image.pk),
+                        "image_name": image.name,
+                        "area": label,
+                        "class_name": name,
+                        "count": row["n"],
+                        "total_area_m2": round(row["area"] or 0.0, 3),
+                    }
+                )
+    return rows
+
+
+def _write_counts(run: DetectionRun, path: Path) -> None:
+    columns = ["image_id", "image_name", "area", "class_name", "count", "total_area_m2"]
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["image_id", "image_name", "area", "class_name", "count", "total_area_m2"])
-        for image in run.images.order_by("created_at"):
-            objects = DetectedObject.objects.filter(detection_run=run, image=image)
-            regions = list(Area.objects.filter(detector=run.detector, image=image, kind=Area.Kind.DETECTION))
-            scopes = [(f"detection area {a.pk}", objects.filter(geometry__intersects=a.geometry)) for a in regions]
-            scopes = scopes or [("whole image", objects)]
-            for label, scope in scopes:
-                totals = {
-                    row["detector_class__name"]: row
-                    for row in scope.values("detector_class__name").annotate(n=Count("id"), area=Sum("area_m2"))
-                }
-                for name in class_names:
-                    row = totals.get(name, {"n": 0, "area": 0.0})
-                    writer.writerow([image.pk, image.name, label, name, row["n"], round(row["area"] or 0.0, 3)])
+        writer.writerow(columns)
+        for row in detection_counts(run):
+            writer.writerow([row[c] for c in columns])

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib.gis.geos import Polygon
 from django.db.models import Prefetch
+from django.http import Http404, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -19,6 +20,7 @@ from detectors.api.serializers import (
     TrainingRunSerializer,
 )
 from detectors.detection import CannotDetect, cancel_detection, retry_failed_cells, start_detection
+from detectors.exports import detection_counts
 from detectors.models import (
     Annotation,
     Area,
@@ -31,6 +33,7 @@ from detectors.models import (
 )
 from detectors.results import feature_collection
 from detectors.training import NotTrainable, cancel_training, start_training
+from detectors.vector_tiles import detection_tile, valid_tile
 from imagery.storage import get_blob_store
 from picterra.api.errors import bad_request
 from picterra.api.viewsets import (
@@ -206,6 +209,28 @@ class DetectionRunViewSet(ReadOnlyOrganizationScopedViewSet):
             except (ValueError, TypeError):
                 return bad_request("bbox must be minLon,minLat,maxLon,maxLat.")
         return Response(feature_collection(objects[:10_000]))
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"])
+    def counts(self, request, pk=None):
+        """Objects per image, per detection area (the whole image when it has none) and per class."""
+        return Response({"results": detection_counts(self.get_object())})
+
+    @extend_schema(
+        parameters=[OpenApiParameter(name, int, OpenApiParameter.PATH) for name in ("z", "x", "y")],
+        responses={(200, "application/vnd.mapbox-vector-tile"): OpenApiTypes.BINARY},
+    )
+    @action(detail=True, methods=["get"], url_path=r"tiles/(?P<z>[0-9]+)/(?P<x>[0-9]+)/(?P<y>[0-9]+)\.pbf")
+    def tiles(self, request, pk=None, z=None, x=None, y=None):
+        """Mapbox Vector Tile (layer `objects`) of the run's objects: polygons, or clustered points with a
+        count `n` where objects are too small to draw at that zoom."""
+        run = self.get_object()
+        z, x, y = int(z), int(x), int(y)
+        if not valid_tile(z, x, y):
+            raise Http404("No such tile.")
+        response = HttpResponse(detection_tile(run, z, x, y), content_type="application/vnd.mapbox-vector-tile")
+        response["Cache-Control"] = "private, max-age=3600" if run.is_finished else "private, no-cache"
+        return response
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     @action(detail=True, methods=["get"])

@@ -1,0 +1,237 @@
+"""Mapbox Vector Tiles of a detection run's objects, so the map stays fluid with hundreds of thousands.
+
+One layer, ``objects``: an object drawn at least ``MIN_POLYGON_UNITS`` tile units across is its polygon
+(clipped and snapped to the tile's 4096 grid); a smaller one is a point, and points falling in the same
+``CLUSTER_UNITS`` cell are one point with a count ``n``, so a zoomed-out tile of a whole country holds
+clusters, not every tree. Features carry ``class_id`` (polygons also ``score``).
+
+PostGIS builds tiles with ``ST_AsMVT``; other databases (the embedded SpatiaLite) go through the same rules
+in Python with the small protobuf writer below (the MVT 2.1 wire format), at most ``MAX_FALLBACK_OBJECTS``
+objects per tile.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import defaultdict
+
+from django.db import connection
+from pyproj import Transformer
+from shapely import wkb
+from shapely.geometry import Polygon, box
+from shapely.ops import transform
+
+from detectors.models import DetectedObject, DetectionRun
+
+EXTENT = 4096
+BUFFER = 64
+MIN_POLYGON_UNITS = 6
+CLUSTER_UNITS = 16
+MAX_FALLBACK_OBJECTS = 50_000
+WORLD = 20037508.342789244  # half the Web Mercator world's width, in metres
+LAYER = "objects"
+
+_SQL = f"""
+WITH bounds AS (SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s) AS geom),
+objects AS (
+    SELECT ST_Transform(o.geometry, 3857) AS geom, o.detector_class_id, o.score
+    FROM {DetectedObject._meta.db_table} o, bounds
+    WHERE o.detection_run_id = %(run)s
+      AND o.geometry && ST_Transform(ST_Expand(bounds.geom, %(pad)s), 4326)
+),
+features AS (
+    SELECT ST_AsMVTGeom(o.geom, bounds.geom, {EXTENT}, {BUFFER}, true) AS geom,
+           o.detector_class_id::text AS class_id, o.score AS score, NULL::integer AS n
+    FROM objects o, bounds
+    WHERE GREATEST(ST_XMax(o.geom) - ST_XMin(o.geom), ST_YMax(o.geom) - ST_YMin(o.geom)) >= %(min_size)s
+    UNION ALL
+    SELECT ST_AsMVTGeom(ST_SnapToGrid(ST_Centroid(o.geom), %(grid)s), bounds.geom, {EXTENT}, 0, true),
+           o.detector_class_id::text, NULL, count(*)::integer
+    FROM objects o, bounds
+    WHERE GREATEST(ST_XMax(o.geom) - ST_XMin(o.geom), ST_YMax(o.geom) - ST_YMin(o.geom)) < %(min_size)s
+    GROUP BY 1, 2
+)
+SELECT ST_AsMVT(features, '{LAYER}', {EXTENT}, 'geom') FROM features WHERE geom IS NOT NULL
+"""
+
+
+def tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:
+    """The Web Mercator bounds (minx, miny, maxx, maxy) of XYZ tile z/x/y."""
+    size = 2 * WORLD / 2**z
+    return -WORLD + x * size, WORLD - (y + 1) * size, -WORLD + (x + 1) * size, WORLD - y * size
+
+
+def valid_tile(z: int, x: int, y: int) -> bool:
+    return 0 <= z <= 24 and 0 <= x < 2**z and 0 <= y < 2**z
+
+
+def detection_tile(run: DetectionRun, z: int, x: int, y: int) -> bytes:
+    """The MVT of ``run``'s objects in tile z/x/y (empty bytes when there is nothing there)."""
+    unit = (2 * WORLD / 2**z) / EXTENT  # metres per tile unit
+    if connection.vendor == "postgresql":
+        params = {
+            "z": z, "x": x, "y": y, "run": run.pk, "pad": BUFFER * unit,
+            "min_size": MIN_POLYGON_UNITS * unit, "grid": CLUSTER_UNITS * unit,
+        }  # fmt: skip
+        with connection.cursor() as cursor:
+            cursor.execute(_SQL, params)
+            row = cursor.fetchone()
+        return bytes(row[0]) if row and row[0] is not None else b""
+    return _python_tile(run, z, x, y, unit)
+
+
+# ---------------------------------------------------------------------------------------------------- fallback
+
+_TO_MERCATOR = Transformer.from_crs(4326, 3857, always_xy=True)
+_TO_LONLAT = Transformer.from_crs(3857, 4326, always_xy=True)
+
+
+def _python_tile(run: DetectionRun, z: int, x: int, y: int, unit: float) -> bytes:
+    minx, miny, maxx, maxy = tile_bounds(z, x, y)
+    pad = BUFFER * unit
+    west, south = _TO_LONLAT.transform(minx - pad, miny - pad)
+    east, north = _TO_LONLAT.transform(maxx + pad, maxy + pad)
+    rows = (
+        DetectedObject.objects.filter(detection_run=run, geometry__bboverlaps=box(west, south, east, north).wkt)
+        .order_by("pk")
+        .values_list("geometry", "detector_class_id", "score")[:MAX_FALLBACK_OBJECTS]
+    )
+    clip = box(minx - pad, miny - pad, maxx + pad, maxy + pad)
+
+    def to_units(px: float, py: float) -> tuple[int, int]:
+        return round((px - minx) / unit), round((maxy - py) / unit)
+
+    polygons: list[tuple[list[list[tuple[int, int]]], dict]] = []
+    clusters: dict[tuple[int, int, str], int] = defaultdict(int)
+    for geometry, class_id, score in rows:
+        shape = transform(_TO_MERCATOR.transform, wkb.loads(bytes(geometry.wkb)))
+        bx0, by0, bx1, by1 = shape.bounds
+        if max(bx1 - bx0, by1 - by0) < MIN_POLYGON_UNITS * unit:
+            cx, cy = to_units(shape.centroid.x, shape.centroid.y)
+            if 0 <= cx <= EXTENT and 0 <= cy <= EXTENT:
+                clusters[(cx // CLUSTER_UNITS * CLUSTER_UNITS, cy // CLUSTER_UNITS * CLUSTER_UNITS, str(class_id))] += 1
+            continue
+        clipped = shape.intersection(clip)
+        for part in getattr(clipped, "geoms", [clipped]):
+            if isinstance(part, Polygon) and not part.is_empty:
+                rings = [[to_units(*p) for p in ring.coords] for ring in (part.exterior, *part.interiors)]
+                polygons.append((rings, {"class_id": str(class_id), "score": float(score)}))
+    points = [((px, py), {"class_id": class_id, "n": n}) for (px, py, class_id), n in clusters.items()]
+    if not polygons and not points:
+        return b""
+    return encode_layer(LAYER, polygons, points)
+
+
+# ---------------------------------------------------------------------------------------- protobuf (MVT 2.1)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field(number: int, wire_type: int, payload: bytes | int) -> bytes:
+    key = _varint((number << 3) | wire_type)
+    if wire_type == 0:
+        return key + _varint(int(payload))
+    return key + _varint(len(payload)) + payload  # type: ignore[arg-type]
+
+
+def _zigzag(n: int) -> int:
+    return (n << 1) ^ (n >> 31)
+
+
+def _packed(values: list[int]) -> bytes:
+    return b"".join(_varint(v) for v in values)
+
+
+def _ring_commands(ring: list[tuple[int, int]], cursor: list[int]) -> list[int]:
+    """MoveTo the first point, LineTo the rest (without the closing repeat), ClosePath; y grows downwards."""
+    points = ring[:-1] if len(ring) > 1 and ring[0] == ring[-1] else ring
+    if len(points) < 3:
+        return []
+    # Exterior rings are clockwise in tile coordinates (y down): their shoelace area is positive.
+    commands: list[int] = []
+    for i, (px, py) in enumerate(points):
+        if i == 0:
+            commands += [(1 & 0x7) | (1 << 3)]
+        elif i == 1:
+            commands += [(2 & 0x7) | ((len(points) - 1) << 3)]
+        commands += [_zigzag(px - cursor[0]), _zigzag(py - cursor[1])]
+        cursor[0], cursor[1] = px, py
+    commands.append((7 & 0x7) | (1 << 3))
+    return commands
+
+
+def _signed_area(ring: list[tuple[int, int]]) -> float:
+    return sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, ring[1:] + ring[:1], strict=True)) / 2
+
+
+def encode_layer(
+    name: str,
+    polygons: list[tuple[list[list[tuple[int, int]]], dict]],
+    points: list[tuple[tuple[int, int], dict]],
+) -> bytes:
+    """One MVT layer of polygons (rings in tile units, exterior first) and points, with their properties."""
+    keys: list[str] = []
+    values: list[tuple[str, object]] = []
+    key_index: dict[str, int] = {}
+    value_index: dict[tuple[str, object], int] = {}
+
+    def tags(properties: dict) -> list[int]:
+        out = []
+        for key, value in properties.items():
+            if value is None:
+                continue
+            if key not in key_index:
+                key_index[key] = len(keys)
+                keys.append(key)
+            kind = "string" if isinstance(value, str) else "double" if isinstance(value, float) else "int"
+            token = (kind, value)
+            if token not in value_index:
+                value_index[token] = len(values)
+                values.append(token)
+            out += [key_index[key], value_index[token]]
+        return out
+
+    features = []
+    for rings, properties in polygons:
+        cursor = [0, 0]
+        geometry: list[int] = []
+        for index, ring in enumerate(rings):
+            clean = ring[:-1] if len(ring) > 1 and ring[0] == ring[-1] else ring
+            exterior = index == 0
+            if (_signed_area(clean) > 0) != exterior:  # exterior clockwise (positive), holes the other way
+                clean = clean[::-1]
+            geometry += _ring_commands(clean, cursor)
+        if geometry:
+            features.append(_field(2, 2, _packed(tags(properties))) + _field(3, 0, 3) + _field(4, 2, _packed(geometry)))
+    for (px, py), properties in points:
+        geometry = [(1 & 0x7) | (1 << 3), _zigzag(px), _zigzag(py)]
+        features.append(_field(2, 2, _packed(tags(properties))) + _field(3, 0, 1) + _field(4, 2, _packed(geometry)))
+
+    def encode_value(kind: str, value: object) -> bytes:
+        if kind == "string":
+            return _field(1, 2, str(value).encode())
+        if kind == "double":
+            return _varint((3 << 3) | 1) + struct.pack("<d", float(value))  # type: ignore[arg-type]
+        number = int(value)  # type: ignore[call-overload]
+        return _field(6, 0, _zigzag64(number)) if number < 0 else _field(5, 0, number)
+
+    layer = _field(15, 0, 2) + _field(1, 2, name.encode())
+    layer += b"".join(_field(2, 2, f) for f in features)
+    layer += b"".join(_field(3, 2, k.encode()) for k in keys)
+    layer += b"".join(_field(4, 2, encode_value(kind, value)) for kind, value in values)
+    layer += _field(5, 0, EXTENT)
+    return _field(3, 2, layer)
+
+
+def _zigzag64(n: int) -> int:
+    return (n << 1) ^ (n >> 63)
