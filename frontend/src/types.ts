@@ -137,3 +137,29 @@ export interface FeatureCollection {
   type: "FeatureCollection";
   features: { type: "Feature"; geometry: Polygon; properties: Record<string, unknown> }[];
 }
+
+export interface DetectionRun {
+  id: string;
+  detector: string;
+  training_run: string;
+  images: string[];
+  status: RunStatus;
+  error: string;
+  progress: { megapixels_total?: number; megapixels_done?: number; megapixels_per_second?: number; seconds_left?: number };
+  cells_total: number;
+  cells_done: number;
+  cells_failed: number;
+  failed_cells: { image: string; cell: string; error: string }[];
+  objects_count: number;
+  created_at: string;
+  finished_at: string | null;
+}
+
+export interface DetectionCount {
+  image_id: string;
+  image_name: string;
+  area: string;
+  class_name: string;
+  count: number;
+  total_area_m2: number;
+}

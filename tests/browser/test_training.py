@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from detectors.models import Detector, DetectorClass, DetectorImage, RunStatus, TrainingRun
+from detectors.models import DetectionRun, Detector, DetectorClass, DetectorImage, RunStatus, TrainingRun
 from tests.detectors.test_training_flow import trainable  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -69,6 +69,25 @@ def test_train_see_progress_score_predictions_and_errors_then_choose_the_version
     page.locator("[data-testid=version-row][data-version='1'] [data-testid=use-version]").check()
     page.locator(".toast", has_text="Detect now uses version 1").wait_for()
     assert str(Detector.objects.get(pk=detector["id"]).active_training_run_id) == str(run.pk)
+
+    # Detect with the chosen version: progress, counts, the objects as vector tiles, the GeoJSON download.
+    page.click("[data-testid=detect-button]")
+    page.locator("[data-testid=detect-status][data-status=succeeded]").wait_for(timeout=180_000)
+    detection = DetectionRun.objects.get(detector_id=detector["id"])
+    assert str(detection.training_run_id) == str(run.pk) and detection.objects_count > 0
+    assert f"{detection.cells_total} of {detection.cells_total} parts done" in page.locator(
+        "[data-testid=detect-progress]"
+    ).inner_text()
+    page.locator("[data-testid=detect-counts]").wait_for()
+    counted = sum(int(c.replace(",", "")) for c in page.locator("[data-testid=count-value]").all_inner_texts())
+    assert counted == detection.objects_count
+    page.wait_for_function("() => +document.querySelector('[data-testid=map]').dataset.detectionTiles > 0")
+    assert the_map.get_attribute("data-detection") == str(detection.pk)
+    href = page.locator("[data-testid=downloads] a[data-format=geojson]").get_attribute("href")
+    collection = page.request.get(href if href.startswith("http") else app_server.url + href).json()
+    assert collection["type"] == "FeatureCollection" and len(collection["features"]) == detection.objects_count
+    page.wait_for_timeout(500)
+    screenshot("07-detected")
 
 
 def test_train_with_nothing_drawn_says_what_to_do(page, app_server, sign_in, personas, project, ready_sample_image):

@@ -19,6 +19,10 @@ import Snap from "ol/interaction/Snap";
 import Translate from "ol/interaction/Translate";
 import TileLayer from "ol/layer/Tile";
 import VectorLayer from "ol/layer/Vector";
+import VectorTileLayer from "ol/layer/VectorTile";
+import MVT from "ol/format/MVT";
+import VectorTileSource from "ol/source/VectorTile";
+import { Circle as CircleStyle, Fill, Stroke, Style } from "ol/style";
 import { transformExtent } from "ol/proj";
 import OSM from "ol/source/OSM";
 import VectorSource from "ol/source/Vector";
@@ -52,6 +56,7 @@ import type {
   AreaKind,
   Detector,
   DetectorClass,
+  DetectionRun,
   DetectorImage,
   FeatureCollection,
   ImageInfo,
@@ -61,6 +66,7 @@ import type {
 } from "../types";
 import { UndoStack } from "../undo";
 import { imageStatusBadge, PALETTE } from "./project";
+import { detectionPanel } from "./detection";
 import { trainingPanel } from "./training";
 
 type DrawKind = "polygon" | "rectangle" | "circle" | "freehand";
@@ -205,6 +211,7 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
   const hintEl = h("div", { class: "map-hint", "data-testid": "tool-hint" });
   const toolbar = h("div", { class: "toolbar", role: "toolbar", "aria-label": "Drawing tools" });
   const trainHost = h("div", { class: "ws-train-host" });
+  const detectHost = h("div", { class: "ws-detect-host" });
 
   const section = (title: string, iconName: string, ...children: (Node | null)[]) =>
     h("section", { class: "ws-section" }, h("h2", null, icon(iconName, 16), title), ...children);
@@ -214,6 +221,7 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
     { class: "ws-side" },
     h("div", { class: "ws-head" }, backLink, titleEl, saveStatus),
     trainHost,
+    section("Detect", "target", detectHost),
     section("Next steps", "check", checklist),
     section("Images", "image", imagesEl, attachEl),
     section("Objects to find", "target", classesEl),
@@ -257,9 +265,42 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
     style: (f) => (onOpenImage(f) ? reviewStyle(f.get("kind") as ReviewKind) : undefined),
   });
 
+  // A detection's objects as vector tiles: polygons up close, clustered points (sized by count) far out.
+  const detectionStyles = new Map<string, Style>();
+  const detectionLayer = new VectorTileLayer({
+    zIndex: 7,
+    declutter: false,
+    style: (feature) => {
+      const color = classColor(feature.get("class_id") as string | undefined);
+      const n = Number(feature.get("n") ?? 0);
+      const key = `${color}:${n ? Math.min(6, Math.ceil(Math.log2(n + 1))) : "p"}`;
+      if (!detectionStyles.has(key)) {
+        detectionStyles.set(
+          key,
+          n
+            ? new Style({ image: new CircleStyle({ radius: 2 + Math.min(6, Math.ceil(Math.log2(n + 1))), fill: new Fill({ color }), stroke: new Stroke({ color: "#fff", width: 1 }) }) })
+            : new Style({ stroke: new Stroke({ color, width: 1.5 }), fill: new Fill({ color: `${color}55` }) }),
+        );
+      }
+      return detectionStyles.get(key)!;
+    },
+  });
+  let detectionTiles = 0;
+  function showDetection(run: DetectionRun | null): void {
+    if (!run || !run.objects_count) {
+      detectionLayer.setSource(null);
+      mapEl.dataset.detection = "";
+      return;
+    }
+    const source = new VectorTileSource({ format: new MVT(), url: `${ctx.api.base}detection-runs/${run.id}/tiles/{z}/{x}/{y}.pbf?v=${run.status}-${run.cells_done}` });
+    source.on("tileloadend", () => (mapEl.dataset.detectionTiles = String(++detectionTiles)));
+    detectionLayer.setSource(source);
+    mapEl.dataset.detection = run.id;
+  }
+
   const map = new OlMap({
     target: mapEl,
-    layers: [imageLayer, footprintLayer, areaLayer, outlineLayer, predictionLayer, reviewLayer],
+    layers: [imageLayer, footprintLayer, areaLayer, outlineLayer, predictionLayer, reviewLayer, detectionLayer],
     view: new View({ center: [0, 0], zoom: 2, maxZoom: 24, constrainResolution: false }),
     controls: defaultControls({ attribution: true, attributionOptions: { collapsible: true } }).extend([new ScaleLine()]),
     interactions: defaultInteractions({ altShiftDragRotate: false, pinchRotate: false, shiftDragZoom: false }),
@@ -879,6 +920,7 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
       }, "flagged"),
       row("Predictions", PREDICTION_COLOR, predictionLayer.getVisible(), (on) => predictionLayer.setVisible(on), "predictions", "(testing areas)"),
       row("Misses and false detections", REVIEW_COLORS.miss, reviewLayer.getVisible(), (on) => reviewLayer.setVisible(on), "review", "(accuracy areas)"),
+      row("Detected objects", classes[0]?.color ?? "#1C7ED6", detectionLayer.getVisible(), (on) => detectionLayer.setVisible(on), "detections"),
       row("Online basemap", null, Boolean(basemapLayer?.getVisible()), (on) => {
         if (on && !basemapLayer) {
           basemapLayer = new TileLayer({ source: new OSM(), zIndex: 0 });
@@ -1032,6 +1074,11 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
       disposers.push(() => panel.dispose());
       setTool({ mode: "select" });
       await loadAttachments();
+      const readyImages = () =>
+        attachments.map((a) => imageInfo.get(a.image)).filter((i): i is ImageInfo => Boolean(i && i.status === "ready"));
+      const detect = detectionPanel(ctx, detector, { images: readyImages, currentImageId: () => current?.id ?? null, showRun: showDetection });
+      detectHost.append(detect.element);
+      disposers.push(() => detect.dispose());
       const wanted = new URL(window.location.href).searchParams.get("image");
       const first = attachments.find((a) => a.image === wanted) ?? attachments.find((a) => imageInfo.get(a.image)?.status === "ready") ?? attachments[0];
       if (first) await openImage(first.image);
