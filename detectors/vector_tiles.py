@@ -152,21 +152,26 @@ def _packed(values: list[int]) -> bytes:
     return b"".join(_varint(v) for v in values)
 
 
-def _ring_commands(ring: list[tuple[int, int]], cursor: list[int]) -> list[int]:
-    """MoveTo the first point, LineTo the rest (without the closing repeat), ClosePath; y grows downwards."""
-    points = ring[:-1] if len(ring) > 1 and ring[0] == ring[-1] else ring
+MOVE_TO, LINE_TO, CLOSE_PATH = 1, 2, 7
+
+
+def _command(command: int, count: int) -> int:
+    return (command & 0x7) | (count << 3)
+
+
+def _ring_commands(points: list[tuple[int, int]], cursor: list[int]) -> list[int]:
+    """MoveTo the first point, LineTo the rest, ClosePath (``points`` without the closing repeat)."""
     if len(points) < 3:
         return []
-    # Exterior rings are clockwise in tile coordinates (y down): their shoelace area is positive.
     commands: list[int] = []
     for i, (px, py) in enumerate(points):
         if i == 0:
-            commands += [(1 & 0x7) | (1 << 3)]
+            commands.append(_command(MOVE_TO, 1))
         elif i == 1:
-            commands += [(2 & 0x7) | ((len(points) - 1) << 3)]
+            commands.append(_command(LINE_TO, len(points) - 1))
         commands += [_zigzag(px - cursor[0]), _zigzag(py - cursor[1])]
         cursor[0], cursor[1] = px, py
-    commands.append((7 & 0x7) | (1 << 3))
+    commands.append(_command(CLOSE_PATH, 1))
     return commands
 
 
@@ -208,13 +213,14 @@ def encode_layer(
         for index, ring in enumerate(rings):
             clean = ring[:-1] if len(ring) > 1 and ring[0] == ring[-1] else ring
             exterior = index == 0
-            if (_signed_area(clean) > 0) != exterior:  # exterior clockwise (positive), holes the other way
+            # In tile coordinates (y down) exterior rings are clockwise (positive area), holes the other way.
+            if (_signed_area(clean) > 0) != exterior:
                 clean = clean[::-1]
             geometry += _ring_commands(clean, cursor)
         if geometry:
             features.append(_field(2, 2, _packed(tags(properties))) + _field(3, 0, 3) + _field(4, 2, _packed(geometry)))
     for (px, py), properties in points:
-        geometry = [(1 & 0x7) | (1 << 3), _zigzag(px), _zigzag(py)]
+        geometry = [_command(MOVE_TO, 1), _zigzag(px), _zigzag(py)]
         features.append(_field(2, 2, _packed(tags(properties))) + _field(3, 0, 1) + _field(4, 2, _packed(geometry)))
 
     def encode_value(kind: str, value: object) -> bytes:

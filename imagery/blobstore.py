@@ -263,6 +263,16 @@ class LocalBlobStore(BlobStore):
                 out.flush()
                 # Without fsync a crash shortly after the rename can leave an empty file under the final name.
                 os.fsync(out.fileno())
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+            raise
+        self._publish(Path(tmp_name), target)
+
+    @staticmethod
+    def _publish(tmp_name: Path, target: Path) -> None:
+        """Give a complete, synced temporary file its final name, or remove it."""
+        try:
             os.chmod(tmp_name, 0o644)
             os.replace(tmp_name, target)
         except BaseException:
@@ -288,12 +298,11 @@ class LocalBlobStore(BlobStore):
         try:
             with open(tmp_name, "rb") as fh:
                 os.fsync(fh.fileno())
-            os.chmod(tmp_name, 0o644)
-            os.replace(tmp_name, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp_name)
             raise
+        self._publish(tmp_name, target)
         return True
 
     def put_stream(self, key: str, fileobj: IO[bytes]) -> None:

@@ -1,7 +1,7 @@
 // The arithmetic behind the Train panel, kept apart from the DOM so it is unit-tested: time left, the loss
 // chart's path, and the score in plain words.
 
-import type { ScoreBlock, TrainingRun } from "./types";
+import type { RunStatus, ScoreBlock, TrainingRun } from "./types";
 
 /** Seconds left from the step rate since the run started; null until there is a rate to go by. */
 export function secondsLeft(run: Pick<TrainingRun, "progress" | "started_at">, now = Date.now()): number | null {
@@ -55,9 +55,14 @@ export function countSummary(block: ScoreBlock): string | null {
   return `Found ${block.matches} of ${block.n_true} ${objects}, ${falseDetections} ${falses}`;
 }
 
+/** Queued or running: the panels poll while a run is in this state. */
+export function isActive(run: { status: RunStatus } | null | undefined): boolean {
+  return run?.status === "pending" || run?.status === "running";
+}
+
 /** The run a panel shows first: the running or queued one, else the newest. */
 export function currentRun(runs: TrainingRun[]): TrainingRun | null {
-  return runs.find((r) => r.status === "pending" || r.status === "running") ?? runs[0] ?? null;
+  return runs.find(isActive) ?? runs[0] ?? null;
 }
 
 /** The version Detect uses: the chosen one, else the newest successful one (as the server decides). */

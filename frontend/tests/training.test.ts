@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { countSummary, currentRun, detectVersion, formatDuration, lossPath, percent, secondsLeft } from "../src/training";
+import { countSummary, currentRun, detectVersion, formatDuration, isActive, lossPath, percent, secondsLeft } from "../src/training";
 import type { TrainingRun } from "../src/types";
 
 function run(partial: Partial<TrainingRun>): TrainingRun {
@@ -72,6 +72,10 @@ describe("which run", () => {
     run({ id: "b", version: 2, status: "succeeded" }),
     run({ id: "a", version: 1, status: "succeeded" }),
   ];
+  it("polls while queued or running only", () => {
+    expect([run({ status: "pending" }), run({ status: "running" })].every(isActive)).toBe(true);
+    expect([run({ status: "partial" }), run({ status: "succeeded" }), null].some(isActive)).toBe(false);
+  });
   it("shows the running one first, else the newest", () => {
     expect(currentRun(runs)?.id).toBe("c");
     expect(currentRun([run({ id: "x", status: "succeeded" }), run({ id: "y", status: "running" })])?.id).toBe("y");

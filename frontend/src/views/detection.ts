@@ -4,7 +4,7 @@
 
 import type { AppContext } from "../app";
 import { clear, errorMessage, h, icon, timeAgo, toast } from "../dom";
-import { formatDuration } from "../training";
+import { formatDuration, isActive } from "../training";
 import type { DetectionCount, DetectionRun, Detector, ImageInfo } from "../types";
 
 export interface DetectionHooks {
@@ -24,7 +24,6 @@ const WORDS: Record<string, string> = {
   failed: "Failed",
   cancelled: "Cancelled",
 };
-const ACTIVE = new Set(["pending", "running"]);
 
 export function detectionPanel(ctx: AppContext, detector: Detector, hooks: DetectionHooks): { element: HTMLElement; refresh(): void; dispose(): void } {
   let alive = true;
@@ -115,7 +114,7 @@ export function detectionPanel(ctx: AppContext, detector: Detector, hooks: Detec
     renderImages();
     clear(statusEl);
     const run = runs[0] ?? null;
-    button.disabled = Boolean(run && ACTIVE.has(run.status));
+    button.disabled = isActive(run);
     const key = run ? `${run.id}:${run.status}:${run.cells_done}` : "";
     if (key !== shownFor) {
       shownFor = key;
@@ -135,11 +134,11 @@ export function detectionPanel(ctx: AppContext, detector: Detector, hooks: Detec
         run.cells_failed ? `, ${run.cells_failed} failed` : "",
         ` · ${run.objects_count.toLocaleString()} objects`,
         rate ? ` · ${rate.toFixed(2)} MP/s` : "",
-        ACTIVE.has(run.status) && run.progress?.seconds_left ? ` · about ${formatDuration(run.progress.seconds_left)} left` : "",
+        isActive(run) && run.progress?.seconds_left ? ` · about ${formatDuration(run.progress.seconds_left)} left` : "",
       ),
     );
     if (run.error) statusEl.append(h("p", { class: "form-error" }, run.error));
-    if (ACTIVE.has(run.status)) statusEl.append(h("button", { class: "btn btn-small", onclick: () => act(run, "cancel") }, "Cancel"));
+    if (isActive(run)) statusEl.append(h("button", { class: "btn btn-small", onclick: () => act(run, "cancel") }, "Cancel"));
     if (run.status === "partial") statusEl.append(h("button", { class: "btn btn-small btn-primary", "data-testid": "retry-cells", onclick: () => act(run, "retry-failed-cells") }, "Retry failed parts"));
     if (run.status === "succeeded" || run.status === "partial") {
       const host = h("div");
@@ -150,7 +149,7 @@ export function detectionPanel(ctx: AppContext, detector: Detector, hooks: Detec
 
   function schedule(): void {
     window.clearTimeout(timer);
-    if (alive && runs[0] && ACTIVE.has(runs[0].status)) timer = window.setTimeout(() => load(), POLL_MS);
+    if (alive && isActive(runs[0])) timer = window.setTimeout(() => load(), POLL_MS);
   }
 
   async function load(): Promise<void> {
@@ -160,7 +159,7 @@ export function detectionPanel(ctx: AppContext, detector: Detector, hooks: Detec
       const before = runs[0];
       runs = fresh.results;
       const now = runs[0];
-      if (before && now && before.id === now.id && ACTIVE.has(before.status) && !ACTIVE.has(now.status)) {
+      if (before && now && before.id === now.id && isActive(before) && !isActive(now)) {
         toast(`Detection finished: ${now.objects_count.toLocaleString()} objects`, now.status === "succeeded" ? "success" : "info");
       }
       render();

@@ -5,7 +5,7 @@
 import { ApiError } from "../api";
 import type { AppContext } from "../app";
 import { clear, errorMessage, h, icon, timeAgo, toast } from "../dom";
-import { countSummary, currentRun, detectVersion, formatDuration, lossPath, percent, secondsLeft } from "../training";
+import { countSummary, currentRun, detectVersion, formatDuration, isActive, lossPath, percent, secondsLeft } from "../training";
 import type { Detector, FeatureCollection, TrainingRun } from "../types";
 
 export interface TrainingHooks {
@@ -48,7 +48,7 @@ export function trainingPanel(ctx: AppContext, detector: Detector, hooks: Traini
       const list = e instanceof ApiError && e.errors && typeof e.errors === "object" ? (e.errors as { problems?: string[] }).problems : undefined;
       problems.append(...(list?.length ? list : [errorMessage(e)]).map((text) => h("p", null, icon("warn", 14), " ", text)));
     } finally {
-      trainButton.disabled = Boolean(currentRun(runs) && ["pending", "running"].includes(currentRun(runs)!.status));
+      trainButton.disabled = isActive(currentRun(runs));
     }
   }
 
@@ -117,7 +117,7 @@ export function trainingPanel(ctx: AppContext, detector: Detector, hooks: Traini
     statusEl.dataset.version = String(run.version);
     const head = h("div", { class: "train-head" }, h("strong", null, `Version ${run.version}`), h("span", { class: `run-status run-${run.status}` }, STATUS_WORDS[run.status] ?? run.status));
     statusEl.append(head);
-    if (run.status === "pending" || run.status === "running") {
+    if (isActive(run)) {
       const { step = 0, total = 0 } = run.progress ?? {};
       const pct = total ? Math.min(100, Math.round((100 * step) / total)) : 0;
       const left = secondsLeft(run);
@@ -191,7 +191,7 @@ export function trainingPanel(ctx: AppContext, detector: Detector, hooks: Traini
   function render(): void {
     const active = currentRun(runs);
     const shown = runs.find((r) => r.id === shownId) ?? active;
-    trainButton.disabled = Boolean(active && (active.status === "pending" || active.status === "running"));
+    trainButton.disabled = isActive(active);
     renderStatus(shown);
     renderVersions();
     showResults(shown);
@@ -200,7 +200,7 @@ export function trainingPanel(ctx: AppContext, detector: Detector, hooks: Traini
   function schedule(): void {
     window.clearTimeout(timer);
     const active = currentRun(runs);
-    if (alive && active && (active.status === "pending" || active.status === "running")) {
+    if (alive && isActive(active)) {
       timer = window.setTimeout(() => load(), POLL_MS);
     }
   }
