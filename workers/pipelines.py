@@ -186,63 +186,83 @@ def _keep_only_the_winning_attempt(run_id, prefix: str) -> None:
 
 
 def _predict_and_score(run: TrainingRun, model, inputs, classes: list[str]) -> dict:
-    """Predict in testing and accuracy areas, store the testing predictions, score the accuracy areas."""
+    """Predict in testing, accuracy and training areas: store the testing predictions, score the accuracy
+    areas, and review both the accuracy areas (matches, misses, false detections) and the training areas
+    (what the detector finds there that no outline covers: objects the user may have forgotten)."""
     from workers.ml.predict import predict_window
     from workers.ml.raster_io import geometry_window, image_crs_to_lonlat_many, to_geojson
-    from workers.ml.scoring import review_detections, score_detections
+    from workers.ml.scoring import review_detections, score_detections, unoutlined_detections
 
     class_ids = dict(DetectorClass.objects.filter(detector=run.detector).values_list("name", "pk"))
+    detection_type = run.detector.detection_type
     predicted_in_accuracy, truth, accuracy_areas = [], [], []
     rows, review = [], []
+    unoutlined = 0
     for item in inputs:
-        predicted_here = []
+        found_in: dict[str, list] = {"testing": [], "accuracy": [], "training": []}
         with rasterio.open(item.cog_path) as src:
-            for area in item.testing_areas + item.accuracy_areas:
-                window = geometry_window(area, src.transform).intersection(
-                    rasterio.windows.Window(0, 0, src.width, src.height)
+            for kind, areas in (
+                ("testing", item.testing_areas),
+                ("accuracy", item.accuracy_areas),
+                ("training", item.training_areas),
+            ):
+                for area in areas:
+                    window = geometry_window(area, src.transform).intersection(
+                        rasterio.windows.Window(0, 0, src.width, src.height)
+                    )
+                    found_in[kind] += [d for d in predict_window(model, src, window) if d.geometry.intersects(area)]
+        stored = stored_geometries([d.geometry for d in found_in["testing"]], item.crs)
+        for d, (geometry, area_m2) in zip(found_in["testing"], stored, strict=True):
+            rows.append(
+                DetectedObject(
+                    training_run=run,
+                    image_id=item.image_id,
+                    detector_class_id=class_ids[d.class_name],
+                    geometry=geometry,
+                    score=d.score,
+                    area_m2=area_m2,
                 )
-                found = [d for d in predict_window(model, src, window) if d.geometry.intersects(area)]
-                if any(area is a for a in item.accuracy_areas):
-                    predicted_here += [(d.geometry, d.class_name) for d in found]
-                else:
-                    stored = stored_geometries([d.geometry for d in found], item.crs)
-                    for d, (geometry, area_m2) in zip(found, stored, strict=True):
-                        rows.append(
-                            DetectedObject(
-                                training_run=run,
-                                image_id=item.image_id,
-                                detector_class_id=class_ids[d.class_name],
-                                geometry=geometry,
-                                score=d.score,
-                                area_m2=area_m2,
-                            )
-                        )
+            )
+        predicted_here = [(d.geometry, d.class_name) for d in found_in["accuracy"]]
         predicted_in_accuracy += predicted_here
         truth += item.accuracy_outlines
         accuracy_areas += item.accuracy_areas
+        reviewed = []
         if item.accuracy_areas:
-            found = review_detections(
-                predicted_here, item.accuracy_outlines, item.accuracy_areas, classes, run.detector.detection_type
+            reviewed += review_detections(
+                predicted_here, item.accuracy_outlines, item.accuracy_areas, classes, detection_type
             )
-            review += [
-                {
-                    "type": "Feature",
-                    "geometry": to_geojson(lonlat),
-                    "properties": {"kind": kind, "class": class_name, "image": item.image_id},
-                }
-                for (_, class_name, kind), lonlat in zip(
-                    found, image_crs_to_lonlat_many([g for g, _, _ in found], item.crs), strict=True
-                )
-            ]
+        forgotten = unoutlined_detections(
+            [(d.geometry, d.class_name) for d in found_in["training"]],
+            item.training_outlines,
+            item.training_areas,
+            detection_type,
+        )
+        unoutlined += len(forgotten)
+        reviewed += forgotten
+        review += [
+            {
+                "type": "Feature",
+                "geometry": to_geojson(lonlat),
+                "properties": {"kind": kind, "class": class_name, "image": item.image_id},
+            }
+            for (_, class_name, kind), lonlat in zip(
+                reviewed, image_crs_to_lonlat_many([g for g, _, _ in reviewed], item.crs), strict=True
+            )
+        ]
     with transaction.atomic():
         DetectedObject.objects.filter(training_run=run).delete()
         DetectedObject.objects.bulk_create(rows, batch_size=1000)
         TrainingRun.objects.filter(pk=run.pk).update(review={"type": "FeatureCollection", "features": review})
     if not accuracy_areas:
-        return {"score": None, "note": "Draw an accuracy area and outline its objects to get a score."}
-    scores = score_detections(predicted_in_accuracy, truth, accuracy_areas, classes, run.detector.detection_type)
+        return {
+            "score": None,
+            "unoutlined": unoutlined,
+            "note": "Draw an accuracy area and outline its objects to get a score.",
+        }
+    scores = score_detections(predicted_in_accuracy, truth, accuracy_areas, classes, detection_type)
     overall = scores.get("overall", {})
-    return {**scores, "score": round(100 * float(overall.get("f1", 0.0)), 2)}
+    return {**scores, "score": round(100 * float(overall.get("f1", 0.0)), 2), "unoutlined": unoutlined}
 
 
 def stored_geometries(geometries: list, crs) -> list[tuple[GEOSGeometry, float]]:

@@ -37,6 +37,7 @@ from detectors.vector_tiles import detection_tile, valid_tile
 from imagery.storage import get_blob_store
 from picterra.api.errors import bad_request
 from picterra.api.viewsets import (
+    ConditionalWriteMixin,
     OrganizationScopedMixin,
     OrganizationScopedViewSet,
     ReadOnlyOrganizationScopedViewSet,
@@ -108,7 +109,7 @@ class DetectorImageViewSet(
     http_method_names = ["get", "post", "delete", "head", "options"]
 
 
-class AreaViewSet(OrganizationScopedViewSet):
+class AreaViewSet(ConditionalWriteMixin, OrganizationScopedViewSet):
     queryset = Area.objects.all()
     serializer_class = AreaSerializer
     filterset_fields = ["detector", "image", "kind"]
@@ -117,7 +118,7 @@ class AreaViewSet(OrganizationScopedViewSet):
         serializer.save(created_by=self.request.user)
 
 
-class AnnotationViewSet(OrganizationScopedViewSet):
+class AnnotationViewSet(ConditionalWriteMixin, OrganizationScopedViewSet):
     queryset = Annotation.objects.all()
     serializer_class = AnnotationSerializer
     filterset_fields = ["detector", "image", "detector_class"]
@@ -155,7 +156,9 @@ class TrainingRunViewSet(ReadOnlyOrganizationScopedViewSet):
     @action(detail=True, methods=["get"])
     def review(self, request, pk=None):
         """Inside the accuracy areas: each prediction as `match` or `false_detection`, each missed object as
-        `miss` (GeoJSON, lon/lat, properties `kind`, `class`, `image`), to show where the detector erred."""
+        `miss`; inside the training areas, what the detector finds that no outline covers as `unoutlined`
+        (objects the user may have forgotten to outline). GeoJSON, lon/lat, properties `kind`, `class`,
+        `image`: to show where the detector erred and where the training data may be incomplete."""
         run = self.get_object()
         return Response(run.review or {"type": "FeatureCollection", "features": []})
 

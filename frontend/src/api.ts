@@ -28,6 +28,7 @@ const FALLBACK: Record<number, string> = {
   404: "This item no longer exists, or you cannot see it.",
   405: "This action is not available here.",
   409: "This conflicts with a change made elsewhere. Reload the page and try again.",
+  412: "This was changed elsewhere (another tab or another person) since you loaded it.",
   413: "The file is too large.",
   429: "Too many requests: wait a moment and try again.",
 };
@@ -117,8 +118,8 @@ export class Api {
     return url;
   }
 
-  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const headers: Record<string, string> = { Accept: "application/json" };
+  async request<T>(method: string, path: string, body?: unknown, extraHeaders?: Record<string, string>): Promise<T> {
+    const headers: Record<string, string> = { Accept: "application/json", ...extraHeaders };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     if (UNSAFE.has(method)) {
       const token = this.csrfToken();
@@ -161,8 +162,9 @@ export class Api {
     return this.request<T>("POST", path, body);
   }
 
-  patch<T>(path: string, body: unknown): Promise<T> {
-    return this.request<T>("PATCH", path, body);
+  /** `headers` carries e.g. `If-Match`, so a stale tab's edit is refused (412) instead of overwriting. */
+  patch<T>(path: string, body: unknown, headers?: Record<string, string>): Promise<T> {
+    return this.request<T>("PATCH", path, body, headers);
   }
 
   delete(path: string): Promise<void> {

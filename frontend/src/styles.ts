@@ -95,6 +95,7 @@ export const REVIEW_COLORS = {
   match: "#2F9E44",
   false_detection: "#F76707",
   miss: "#E03131",
+  unoutlined: "#AE3EC9",
 } as const;
 
 export type ReviewKind = keyof typeof REVIEW_COLORS;
@@ -103,6 +104,7 @@ export const REVIEW_LABELS: Record<ReviewKind, string> = {
   match: "Found correctly",
   false_detection: "False detection",
   miss: "Missed object",
+  unoutlined: "Found in a training area, not outlined",
 };
 
 export function predictionStyle(): Style[] {
@@ -116,7 +118,8 @@ export function predictionStyle(): Style[] {
   return cache.get(key)!;
 }
 
-/** Misses and false detections stand out (thick, dashed for misses); matches stay discreet. */
+/** Misses, false detections and unoutlined finds stand out (thick, dashed where the user's outline is
+ * wanting); matches stay discreet. */
 export function reviewStyle(kind: ReviewKind): Style[] {
   const key = `review:${kind}`;
   if (!cache.has(key)) {
@@ -124,7 +127,7 @@ export function reviewStyle(kind: ReviewKind): Style[] {
     cache.set(key, [
       new Style({ stroke: new Stroke({ color: "rgba(255,255,255,0.8)", width: kind === "match" ? 3 : 5 }) }),
       new Style({
-        stroke: new Stroke({ color, width: kind === "match" ? 1.5 : 3, lineDash: kind === "miss" ? [6, 4] : undefined }),
+        stroke: new Stroke({ color, width: kind === "match" ? 1.5 : 3, lineDash: kind === "miss" || kind === "unoutlined" ? [6, 4] : undefined }),
         fill: new Fill({ color: rgba(color, kind === "match" ? 0.08 : 0.25) }),
       }),
     ]);

@@ -80,6 +80,8 @@ export interface Area {
   image: string;
   kind: AreaKind;
   geometry: Polygon;
+  /** The version this copy is: sent back as `If-Match` so a stale tab cannot overwrite a newer edit. */
+  updated_at: string;
 }
 
 export interface Annotation {
@@ -88,6 +90,7 @@ export interface Annotation {
   image: string;
   detector_class: string;
   geometry: Polygon;
+  updated_at: string;
 }
 
 export interface TileJson {
@@ -126,6 +129,8 @@ export interface TrainingRun {
     overall?: ScoreBlock;
     per_class?: Record<string, ScoreBlock>;
     per_area?: ScoreBlock[];
+    /** What the detector found in training areas that no outline covers (objects possibly forgotten). */
+    unoutlined?: number;
   };
   stats: Record<string, number>;
   created_at: string;

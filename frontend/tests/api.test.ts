@@ -49,6 +49,17 @@ describe("Api", () => {
     expect((getInit.headers as Record<string, string>)["X-CSRFToken"]).toBeUndefined();
   });
 
+  it("sends the version an edit was made from, and a refused stale edit is a 412 ApiError in plain words", async () => {
+    const fetch = vi.fn(async () => jsonResponse(412, { detail: "This was changed elsewhere (another tab or another person) since you loaded it." }));
+    const api = new Api({ fetch: fetch as unknown as typeof globalThis.fetch, csrfToken: () => "tok" });
+    const edit = api.patch("areas/a1/", { kind: "testing" }, { "If-Match": '"2026-11-29T07:00:00.123456Z"' });
+    await expect(edit).rejects.toMatchObject({ status: 412, message: expect.stringMatching(/changed elsewhere/) });
+    const headers = (fetch.mock.calls[0] as unknown as [string, RequestInit])[1].headers as Record<string, string>;
+    expect(headers["If-Match"]).toBe('"2026-11-29T07:00:00.123456Z"');
+    expect(headers["X-CSRFToken"]).toBe("tok");
+    expect(errorFromBody(412, null).message).toMatch(/changed elsewhere/);
+  });
+
   it("turns error responses into ApiErrors with the detail, and HTML error pages into plain words", async () => {
     const responses = [
       jsonResponse(400, { detail: "The image belongs to another organization than the detector." }),

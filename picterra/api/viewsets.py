@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from rest_framework import serializers, viewsets
-from rest_framework.exceptions import PermissionDenied
+from django.db import transaction
+from rest_framework import serializers, status, viewsets
+from rest_framework.exceptions import APIException, PermissionDenied
 
 
 class OrganizationScopedMixin:
@@ -57,3 +58,50 @@ class ScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
         request = self.context.get("request")
         user = getattr(request, "user", None)
         return scoped_to_key(self.queryset.model.objects.for_user(user), request)
+
+
+class PreconditionFailed(APIException):
+    status_code = status.HTTP_412_PRECONDITION_FAILED
+    default_detail = "This was changed elsewhere (another tab or another person) since you loaded it."
+    default_code = "precondition_failed"
+
+
+class ConditionalWriteMixin:
+    """Optimistic concurrency for shapes edited from several tabs: responses carry an `ETag` made from the
+    row's `updated_at`; a write sent with `If-Match` applies only if the row is unchanged since, else 412 with
+    a plain message, so a stale tab never overwrites a newer edit silently. Without `If-Match` the write
+    applies (last write wins), as API clients expect."""
+
+    def etag(self, obj) -> str:
+        return f'"{serializers.DateTimeField().to_representation(obj.updated_at)}"'
+
+    def get_object(self):
+        obj = super().get_object()
+        expected = self.request.headers.get("If-Match")
+        if self.request.method in ("PUT", "PATCH", "DELETE") and expected and expected != "*":
+            # Re-read under a row lock so two writes with the same ETag cannot both pass.
+            obj = type(obj).objects.select_for_update().get(pk=obj.pk)
+            if expected.removeprefix("W/") != self.etag(obj):
+                raise PreconditionFailed()
+        return obj
+
+    def update(self, request, *args, **kwargs):
+        with transaction.atomic():
+            response = super().update(request, *args, **kwargs)
+        return self._with_etag(response)
+
+    def destroy(self, request, *args, **kwargs):
+        with transaction.atomic():
+            return super().destroy(request, *args, **kwargs)
+
+    def retrieve(self, request, *args, **kwargs):
+        return self._with_etag(super().retrieve(request, *args, **kwargs))
+
+    def create(self, request, *args, **kwargs):
+        return self._with_etag(super().create(request, *args, **kwargs))
+
+    def _with_etag(self, response):
+        updated = (response.data or {}).get("updated_at") if isinstance(response.data, dict) else None
+        if updated:
+            response["ETag"] = f'"{updated}"'
+        return response

@@ -147,6 +147,37 @@ def test_geometry_round_trips_as_geojson_in_lon_lat(detector, ready_image, perso
     assert [str(a.pk) for a in inside] == [response.json()["id"]]
 
 
+def test_a_stale_tab_cannot_overwrite_a_newer_edit(detector, ready_image, personas, client_for):
+    """Writes sent with If-Match apply only to the version they were made from; without it, the last wins."""
+    tab_a, tab_b = client_for(personas.member), client_for(personas.owner)
+    created = tab_a.post(
+        reverse("v1:area-list"),
+        {
+            "detector": str(detector.pk),
+            "image": str(ready_image.pk),
+            "kind": "training",
+            "geometry": square(6.6031, 46.5042, 0.0005),
+        },
+        format="json",
+    )
+    url = reverse("v1:area-detail", args=[created.json()["id"]])
+    loaded = created["ETag"]
+    assert loaded == f'"{created.json()["updated_at"]}"' and tab_b.get(url)["ETag"] == loaded
+
+    moved = tab_a.patch(url, {"geometry": square(6.6032, 46.5042, 0.0005)}, format="json", HTTP_IF_MATCH=loaded)
+    assert moved.status_code == 200 and moved["ETag"] != loaded
+
+    stale = tab_b.patch(url, {"geometry": square(6.6034, 46.5043, 0.0004)}, format="json", HTTP_IF_MATCH=loaded)
+    assert stale.status_code == 412 and "changed elsewhere" in stale.json()["detail"]
+    assert tab_b.delete(url, HTTP_IF_MATCH=loaded).status_code == 412
+    assert Area.objects.get().geometry.extent[0] == pytest.approx(6.6032)  # tab A's edit stands
+
+    fresh = tab_b.patch(url, {"kind": "accuracy"}, format="json", HTTP_IF_MATCH=moved["ETag"])
+    assert fresh.status_code == 200 and Area.objects.get().kind == "accuracy"
+    assert tab_a.patch(url, {"kind": "testing"}, format="json").status_code == 200  # no If-Match: last write wins
+    assert tab_a.delete(url, HTTP_IF_MATCH=tab_a.get(url)["ETag"]).status_code == 204
+
+
 def test_drawing_needs_the_image_attached_to_the_detector(personas, project, ready_image, client_for):
     detector = Detector.objects.create(organization=personas.organization, name="Unattached")
     response = client_for(personas.owner).post(

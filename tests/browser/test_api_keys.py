@@ -40,7 +40,7 @@ def test_create_use_and_revoke_an_api_key_from_the_web_app(page, app_server, sig
     assert row.locator("td").nth(4).inner_text() == "never"
     stored = ApiKey.objects.get(user=personas.owner, name="nightly export")
     assert key.startswith(stored.prefix) and len(key) > len(stored.prefix) and key != stored.key_hash
-    screenshot("10-api-keys")
+    screenshot("14-api-keys")
 
     status, body = call_public_api(app_server.url, key)
     assert status == 200 and body["organization_id"] == str(personas.organization.pk)

@@ -52,7 +52,7 @@ def test_sign_in_upload_see_it_ready_and_create_a_detector(
         "() => { const bar = document.querySelector('[role=progressbar]');"
         " const value = bar && +bar.getAttribute('aria-valuenow'); return value >= 15 && value <= 85; }"
     )
-    screenshot("02a-project-uploading")
+    screenshot("02-project-uploading")
     cdp.send("Network.emulateNetworkConditions", {**conditions, "uploadThroughput": -1})
     ready = page.locator("[data-testid=image-row][data-status=ready]", has_text="vineyard-north")
     ready.wait_for(timeout=90_000)
@@ -61,7 +61,7 @@ def test_sign_in_upload_see_it_ready_and_create_a_detector(
     image = Image.objects.get(project=project)
     assert image.status == Image.Status.READY and image.width == 1024
     page.wait_for_timeout(600)  # the thumbnail's tiles
-    screenshot("02-project-images")
+    screenshot("03-project-images")
 
     page.click("[data-testid=new-detector]")
     page.fill("input[name=detector-name]", "Vine stocks")
@@ -73,7 +73,7 @@ def test_sign_in_upload_see_it_ready_and_create_a_detector(
     assert [c.name for c in detector.classes.all()] == ["vine"]
     assert DetectorImage.objects.filter(detector=detector, image=image).exists()
     assert page.locator("[data-step=training-area][data-done=false]").count() == 1
-    screenshot("03-workspace-new")
+    screenshot("05-workspace-new")
 
 
 def test_an_interrupted_upload_is_retried_and_a_broken_file_shows_the_servers_message(
@@ -114,4 +114,4 @@ def test_an_interrupted_upload_is_retried_and_a_broken_file_shows_the_servers_me
     message.wait_for(timeout=20_000)
     assert message.inner_text().strip() == image.error.strip()
     assert "Traceback" not in page.content()
-    screenshot("06-upload-error")
+    screenshot("04-upload-error")

@@ -97,7 +97,7 @@ def test_draw_areas_and_outlines_undo_redo_edit_vertices_and_reload(
     page.keyboard.press("Control+Shift+z")
     wait_counts(2, 5)
     page.locator("[data-testid=map][data-flagged='1']").wait_for()
-    screenshot("05-workspace-flagged")
+    screenshot("07-workspace-flagged")
     page.click("[data-testid=undo]")
     wait_counts(2, 4)
     page.locator("[data-testid=map][data-flagged='0']").wait_for()
@@ -127,12 +127,12 @@ def test_draw_areas_and_outlines_undo_redo_edit_vertices_and_reload(
     wait_for(lambda: Annotation.objects.get(pk=rectangle.pk).geometry.area > original.area * 1.3, timeout=15)
     page.keyboard.press("Escape")
     page.locator("[data-testid=save-status][data-state=saved]").wait_for()
-    screenshot("04-workspace-drawn")
+    screenshot("06-workspace-drawn")
 
     # The shortcuts overlay.
     page.keyboard.press("?")
     page.locator("[data-testid=help]").wait_for()
-    screenshot("07-shortcuts")
+    screenshot("08-shortcuts")
     page.keyboard.press("Escape")
     page.locator("[data-testid=help]").wait_for(state="detached")
 
@@ -165,3 +165,83 @@ def test_a_shape_the_server_refuses_shows_its_message(page, app_server, sign_in,
     assert "outside the image" in toast.inner_text()
     assert counts(detector) == (0, 0)
     assert page.evaluate("() => picterraWorkspace.areaSource.getFeatures().length") == 0
+
+
+def test_two_tabs_never_overwrite_each_other_and_a_returning_tab_catches_up(
+    page, app_server, sign_in, personas, detector, ready_sample_image
+):
+    """Tab A reshapes an outline; tab B, still showing the old one, reshapes it too: B's edit is refused, B shows
+    A's version and says so. A draws another outline; B catches up when the user comes back to it."""
+    from django.contrib.gis.geos import Polygon as GEOSPolygon
+    from pyproj import Transformer
+
+    image = ready_sample_image
+    west, south, east, north = image.footprint.extent
+    cx, cy, d = (west + east) / 2, (south + north) / 2, (east - west) / 20
+    Area.objects.create(
+        detector=detector, image=image, kind="training",
+        geometry=GEOSPolygon.from_bbox((cx - 4 * d, cy - 4 * d, cx + 4 * d, cy + 4 * d)),
+    )  # fmt: skip
+    outline = Annotation.objects.create(
+        detector=detector, image=image, detector_class=detector.classes.first(),
+        geometry=GEOSPolygon.from_bbox((cx - d, cy - d, cx + d, cy + d)),
+    )  # fmt: skip
+    sign_in(personas.member)
+    url = f"{app_server.url}/app/detectors/{detector.pk}"
+    tab_a, tab_b = page, page.context.new_page()
+    to_map = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
+
+    def screen(tab, lon: float, lat: float) -> tuple[float, float]:
+        frame = tab.locator("[data-testid=map]").bounding_box()
+        px, py = tab.evaluate(
+            "(c) => picterraWorkspace.map.getPixelFromCoordinate(c)", list(to_map.transform(lon, lat))
+        )
+        return frame["x"] + px, frame["y"] + py
+
+    def drag_corner(tab, to: tuple[float, float]) -> None:
+        tab.keyboard.press("v")
+        tab.mouse.click(*screen(tab, cx, cy))  # select the outline
+        tab.locator("[data-testid=delete]:not([disabled])").wait_for()
+        x, y = screen(tab, cx + d, cy + d)
+        tx, ty = screen(tab, *to)
+        tab.mouse.move(x, y)
+        tab.mouse.down()
+        for step in range(1, 7):
+            tab.mouse.move(x + (tx - x) * step / 6, y + (ty - y) * step / 6)
+        tab.mouse.up()
+
+    for tab in (tab_a, tab_b):
+        tab.goto(url)
+        tab.locator("[data-testid=map][data-ready=true]").wait_for()
+
+    tab_a.bring_to_front()
+    drag_corner(tab_a, (cx + 2 * d, cy + 2 * d))
+    wait_for(lambda: Annotation.objects.get(pk=outline.pk).geometry.extent[2] > cx + 1.5 * d, timeout=15)
+    by_a = Annotation.objects.get(pk=outline.pk).geometry
+
+    tab_b.bring_to_front()
+    drag_corner(tab_b, (cx + 3 * d, cy + 1.2 * d))
+    tab_b.locator(".toast", has_text="changed or deleted in another tab").wait_for()
+    tab_b.locator("[data-testid=save-status][data-state=saved]").wait_for()
+    assert Annotation.objects.get(pk=outline.pk).geometry.equals_exact(by_a, 1e-9)  # A's edit stands
+    shown = tab_b.evaluate(
+        "() => picterraWorkspace.outlineSource.getFeatures()[0].getGeometry().clone()"
+        ".transform('EPSG:3857', 'EPSG:4326').getExtent()"
+    )
+    assert shown == pytest.approx(list(by_a.extent), abs=1e-7)  # B now shows A's version
+
+    # A draws a second outline; B takes it when the user returns to B.
+    tab_a.bring_to_front()
+    tab_a.keyboard.press("r")
+    tab_a.mouse.click(*screen(tab_a, cx - 3 * d, cy + 3 * d))
+    tab_a.mouse.click(*screen(tab_a, cx - 2 * d, cy + 2 * d))
+    wait_for(lambda: Annotation.objects.count() == 2, timeout=15)
+    refreshed = tab_b.locator("[data-testid=map]").get_attribute("data-refreshed") or "0"
+    tab_b.bring_to_front()
+    tab_b.evaluate("() => window.dispatchEvent(new Event('focus'))")  # what the browser sends on return to the tab
+    tab_b.wait_for_function(
+        f"() => +(document.querySelector('[data-testid=map]').dataset.refreshed || 0) > {refreshed}"
+    )
+    ids = tab_b.evaluate("() => picterraWorkspace.outlineSource.getFeatures().map(f => f.get('id')).sort()")
+    assert ids == sorted(str(pk) for pk in Annotation.objects.values_list("pk", flat=True))
+    tab_b.close()

@@ -92,6 +92,9 @@ def test_train_from_the_api_with_a_worker(celery_worker_process, trainable, pers
     assert kinds.count("match") == overall["matches"]
     assert kinds.count("match") + kinds.count("false_detection") == overall["n_pred"]
     assert kinds.count("match") + kinds.count("miss") == overall["n_true"]
+    # the training areas' check: what it flags is on the map and counted on the run
+    assert kinds.count("unoutlined") == run.metrics["unoutlined"]
+    assert set(kinds) <= {"match", "false_detection", "miss", "unoutlined"}
     assert all(f["properties"]["image"] == image_id and f["properties"]["class"] == "tree" for f in review)
     assert client_for(personas.outsider).get(reverse("v1:trainingrun-review", args=[run_id])).status_code == 404
 

@@ -71,3 +71,16 @@ def test_predict_window_polygons_in_image_crs(make_scene_tif):
         assert foot.buffer(100 * 0.5).contains(d.geometry)  # metres: within reach of the window
         assert foot.contains(d.geometry.representative_point())
     assert box(*foot.bounds).area == (96 * 0.5) ** 2
+
+
+def test_axis_tiles_cover_the_window_within_the_limit():
+    from workers.ml.predict import CPU_MAX_TILE, _axis_tiles
+
+    for length in (40, 300, 384, 385, 1088, 2112, 5000):
+        for tile, limit in ((512, None), (512, CPU_MAX_TILE), (128, None)):
+            t, starts = _axis_tiles(length, tile, 32, limit)
+            cap = max(64, (limit if limit is not None else int(tile * 1.25)) // 32 * 32)
+            assert t % 32 == 0 and (t <= cap or len(starts) == 1)
+            assert starts[0] == 0 and starts[-1] + t >= length
+            assert all(b - a <= t - 32 for a, b in zip(starts, starts[1:], strict=False))  # overlap kept
+    assert _axis_tiles(1088, CPU_MAX_TILE, 32, CPU_MAX_TILE) == (384, [0, 352, 704])  # a 1024 window + margins

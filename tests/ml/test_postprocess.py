@@ -71,3 +71,122 @@ def test_multiclass_instances_take_majority_class():
     labels, n = instance_labels(probs, "count", Recipe())
     dets = labels_to_detections(labels, probs, Affine.identity(), DetectorConfig(classes=["x", "y"]), Recipe())
     assert sorted(d.class_name for d in dets) == ["x", "y"]
+
+
+def _reference_detections(labels, probs, transform, config, recipe, keep=None):
+    """The straightforward pipeline: trace every label of the whole image, ``shape()`` each part, filter."""
+    from rasterio.features import shapes
+    from scipy import ndimage
+    from shapely.geometry import box, shape
+
+    from workers.ml.raster_io import pixels_to_geometry
+
+    n = int(labels.max())
+    idx = np.arange(1, n + 1)
+    scores = ndimage.mean(1.0 - probs[0], labels, idx)
+    cls = np.stack([ndimage.mean(probs[1 + k], labels, idx) for k in range(probs.shape[0] - 2)]).argmax(0)
+    best = {}
+    for geom, value in shapes(labels, mask=labels > 0, connectivity=4):
+        poly, v = shape(geom), int(value)
+        if v not in best or poly.area > best[v].area:
+            best[v] = poly
+    out = []
+    for v, poly in best.items():
+        if poly.area < recipe.min_area_px or (keep is not None and not keep.contains(poly.representative_point())):
+            continue
+        poly = poly.simplify(recipe.simplify_px, preserve_topology=True)
+        if config.output_type == "bbox":
+            poly = box(*poly.bounds)
+        out.append((config.classes[int(cls[v - 1])], float(scores[v - 1]), pixels_to_geometry(poly, transform).wkb))
+    return out
+
+
+def test_prefiltered_tracing_matches_whole_image_tracing():
+    """Masking instances off before tracing (too small, or boxed off ``keep``) and building polygons in one
+    call give exactly the polygons, order, classes and scores of tracing everything with ``shape()``."""
+    from rasterio.features import rasterize
+    from shapely.geometry import box
+
+    shape_ = (80, 90)
+    geoms = [Point(20, 20).buffer(9), Point(37, 20).buffer(9),  # touching pair
+             box(0, 30, 12, 50), box(70, 0, 90, 14),  # on the image edge
+             Point(45, 60).buffer(12).difference(Point(45, 60).buffer(4)),  # with a hole
+             box(60, 40, 66, 46), box(76, 40, 82, 46),  # one instance in two parts
+             box(50, 5, 52, 7),  # below min_area
+             box(2, 70, 10, 78)]  # inside the margin only
+    values = [1, 2, 3, 4, 5, 6, 6, 7, 8]
+    labels = rasterize(list(zip(geoms, values, strict=True)), out_shape=shape_, dtype="int32")
+    rng = np.random.default_rng(0)
+    fg = (labels > 0).astype(np.float32) * rng.uniform(0.6, 1.0, shape_).astype(np.float32)
+    a = fg * rng.uniform(0, 1, shape_).astype(np.float32)
+    probs = np.stack([1 - fg, a, fg - a, np.zeros(shape_, np.float32)])
+    keep = box(4, 4, 82, 68)  # the edge objects' representative points fall inside, the last one's not
+    for cfg in (DetectorConfig(classes=["x", "y"]), DetectorConfig(classes=["x", "y"], output_type="bbox")):
+        for k in (None, keep):
+            got = labels_to_detections(labels, probs, T, cfg, Recipe(), keep=k)
+            assert [(d.class_name, d.score, d.geometry.wkb) for d in got] == \
+                _reference_detections(labels, probs, T, cfg, Recipe(), keep=k)
+            assert all(d.geometry.geom_type == "Polygon" for d in got)
+    n_all = len(labels_to_detections(labels, probs, T, DetectorConfig(classes=["x", "y"]), Recipe()))
+    n_keep = len(labels_to_detections(labels, probs, T, DetectorConfig(classes=["x", "y"]), Recipe(), keep=keep))
+    assert n_all == 7 and n_keep == 6  # the tiny one never; the margin-only one only without keep
+
+
+def _reference_instance_labels(probs, recipe):
+    """Seeded growth written plainly: full distance transform, ``np.isin``, ``np.unique`` relabelling."""
+    from scipy import ndimage
+
+    fg = 1.0 - probs[0] > recipe.fg_threshold
+    seeds, n = ndimage.label((probs[-1] > recipe.seed_threshold) & fg)
+    sizes = ndimage.sum_labels(np.ones_like(seeds), seeds, index=np.arange(1, n + 1))
+    seeds[np.isin(seeds, np.flatnonzero(sizes < 3) + 1)] = 0
+    comps, _ = ndimage.label(fg)
+    labels = np.zeros(fg.shape, np.int64)
+    if seeds.any():
+        _, (iy, ix) = ndimage.distance_transform_edt(seeds == 0, return_indices=True)
+        grown = seeds[iy, ix]
+        seed_comp = {int(s): int(c) for s, c in zip(seeds[seeds > 0], comps[seeds > 0], strict=True)}
+        same = np.vectorize(lambda g, c: seed_comp.get(int(g)) == c)(grown, comps) & fg
+        labels[same] = grown[same]
+    seeded = set(comps[seeds > 0].tolist())
+    orphan = fg & ~np.isin(comps, list(seeded))
+    labels[orphan] = comps[orphan] + seeds.max()
+    ids = np.unique(labels)
+    return np.searchsorted(ids, labels).astype(np.int32), len(ids) - 1
+
+
+def test_seeded_growth_matches_plain_version():
+    """One seed: the whole blob unless a closer seed is across the background (then those pixels are
+    dropped, as before); no seed or only specks under 3 px: one object; several seeds: nearest one wins."""
+    h, w = 40, 60
+    fg = np.zeros((h, w), bool)
+    core = np.zeros((h, w), np.float32)
+    fg[5:15, 5:45] = True  # blob A: two seeds at its ends
+    core[9:11, 7:10] = 1
+    core[9:11, 40:43] = 1
+    fg[17:30, 5:20] = True  # blob B: one seed, its top rows nearer to blob A's left seed
+    core[25:27, 10:13] = 1
+    fg[20:30, 30:40] = True  # blob C: no seed
+    fg[32:38, 45:55] = True  # blob D: a 2-pixel speck only
+    core[34, 48:50] = 1
+    probs = np.stack([1 - fg, fg, core]).astype(np.float32)
+    labels, n = instance_labels(probs, "count", Recipe())
+    ref, n_ref = _reference_instance_labels(probs, Recipe())
+    assert n == n_ref == 5 and np.array_equal(labels, ref)
+    a = labels[5:15, 5:45]
+    assert len(np.unique(a)) == 2 and (a[:, :19] == a[0, 0]).all() and (a[:, 21:] == a[0, -1]).all()
+    b = labels[17:30, 5:20]
+    assert (b[0] == 0).any() and len(np.unique(b[b > 0])) == 1  # dropped where A's seed is nearer
+    for sl in (np.s_[20:30, 30:40], np.s_[32:38, 45:55]):
+        assert len(np.unique(labels[sl])) == 1 and labels[sl].min() > 0
+    # blobs of random shapes and many seeds
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    field = ndimage.gaussian_filter(rng.normal(size=(120, 150)), 4)
+    fg = field > 0.02
+    core = (ndimage.gaussian_filter(rng.normal(size=fg.shape), 2) > 0.08).astype(np.float32)
+    probs = np.stack([1 - fg, fg, core]).astype(np.float32)
+    labels, n = instance_labels(probs, "count", Recipe())
+    ref, n_ref = _reference_instance_labels(probs, Recipe())
+    assert n == n_ref > 10 and np.array_equal(labels, ref)

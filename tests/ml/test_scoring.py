@@ -1,7 +1,7 @@
 import pytest
 from shapely.geometry import box
 
-from workers.ml.scoring import match_objects, review_detections, score_detections
+from workers.ml.scoring import match_objects, review_detections, score_detections, unoutlined_detections
 
 AREA = box(0, 0, 100, 100)
 
@@ -85,3 +85,27 @@ def test_review_of_segmentation_is_the_area_predicted_wrongly_and_the_area_misse
         ((0.0, 0.0, 5.0, 10.0), "miss"),
         ((10.0, 0.0, 15.0, 10.0), "false_detection"),
     ]
+
+
+def test_objects_found_in_a_training_area_without_an_outline_are_offered_for_checking():
+    training = [box(0, 0, 100, 100), box(50, 0, 150, 100)]  # overlapping areas: still one flag per object
+    outlines = [(box(0, 0, 10, 10), "a"), (box(20, 20, 30, 30), "b")]
+    pred = [
+        (box(1, 1, 10, 10), "a"),  # outlined
+        (box(20, 20, 30, 30), "a"),  # outlined, as another class: not forgotten, only misclassified
+        (box(60, 60, 70, 70), "a"),  # nothing drawn there: forgotten?
+        (box(9, 0, 19, 10), "a"),  # a tenth covered by an outline: still offered
+        (box(300, 300, 310, 310), "a"),  # outside the training areas: not the user's business here
+    ]
+    found = unoutlined_detections(pred, outlines, training)
+    assert sorted(g.bounds for g, _, _ in found) == [(9.0, 0.0, 19.0, 10.0), (60.0, 60.0, 70.0, 70.0)]
+    assert {k for _, _, k in found} == {"unoutlined"}
+    assert unoutlined_detections(pred, outlines, []) == []
+
+
+def test_unoutlined_segmentation_is_predicted_area_outside_the_outlines_above_a_size():
+    training = [box(0, 0, 100, 100)]
+    outlines = [(box(0, 0, 20, 20), "field")]
+    pred = [(box(0, 0, 22, 20), "field"), (box(50, 50, 70, 70), "field")]  # a sliver and a whole new field
+    found = unoutlined_detections(pred, outlines, training, "segmentation")
+    assert [g.bounds for g, _, _ in found] == [(50.0, 50.0, 70.0, 70.0)]

@@ -6,6 +6,9 @@ exactly on geometries. Per class, per accuracy area and overall. All geometries 
 
 An object belongs to an accuracy area when its representative point lies inside it (the same rule the
 predictor uses for windows), so objects cut by the area edge are neither double-counted nor lost.
+
+Also here, because it is the same matching of predictions against the user's outlines: the review shown on
+the map (matches, misses, false detections) and the check for objects left unoutlined in training areas.
 """
 
 from __future__ import annotations
@@ -123,7 +126,7 @@ def score_detections(predicted: Sequence[Labelled], truth: Sequence[Labelled],
     return result
 
 
-ReviewKind = Literal["match", "false_detection", "miss"]
+ReviewKind = Literal["match", "false_detection", "miss", "unoutlined"]
 
 
 def review_detections(
@@ -157,4 +160,42 @@ def review_detections(
         matched_pred, matched_true = {i for i, _ in pairs}, {j for _, j in pairs}
         out += [(g, c, "match" if i in matched_pred else "false_detection") for i, g in enumerate(p_in)]
         out += [(g, c, "miss") for j, g in enumerate(t_in) if j not in matched_true]
+    return out
+
+
+def unoutlined_detections(
+    predicted: Sequence[Labelled],
+    outlines: Sequence[Labelled],
+    training_areas: Sequence[BaseGeometry],
+    detection_type: str = "count",
+    covered: float = 0.2,
+) -> list[tuple[BaseGeometry, str, ReviewKind]]:
+    """What the trained detector finds inside training areas that no outline covers: likely objects the user
+    forgot to outline (the classic mistake: they are learned as "not an object"). Shown for the user to check.
+
+    Count detectors: each prediction whose representative point is in a training area and of which outlines
+    (any class) cover less than ``covered`` of its area. Segmentation detectors: the predicted area in the
+    training areas outside every outline, in parts at least a quarter of the median outline's size.
+    """
+    if not predicted or not training_areas:
+        return []
+    drawn = [g for g, _ in outlines]
+    if detection_type == "segmentation":
+        region = unary_union(list(training_areas))
+        smallest = 0.25 * float(np.median([g.area for g in drawn])) if drawn else 0.0
+        out: list[tuple[BaseGeometry, str, ReviewKind]] = []
+        for c in dict.fromkeys(k for _, k in predicted):
+            left = unary_union([g for g, k in predicted if k == c]).intersection(region).difference(unary_union(drawn))
+            for part in getattr(left, "geoms", [left]):
+                if part.geom_type == "Polygon" and part.area > smallest:
+                    out.append((part, c, "unoutlined"))
+        return out
+    inside = [(g, c) for g, c in predicted if any(a.contains(g.representative_point()) for a in training_areas)]
+    tree = STRtree(drawn) if drawn else None
+    out = []
+    for g, c in inside:
+        near = tree.query(g) if tree is not None else []
+        overlap = sum(g.intersection(drawn[i]).area for i in near)
+        if overlap < covered * g.area:
+            out.append((g, c, "unoutlined"))
     return out

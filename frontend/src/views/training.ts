@@ -6,11 +6,14 @@ import { ApiError } from "../api";
 import type { AppContext } from "../app";
 import { clear, errorMessage, h, icon, timeAgo, toast } from "../dom";
 import { countSummary, currentRun, detectVersion, formatDuration, isActive, lossPath, percent, secondsLeft } from "../training";
+import type { ReviewKind } from "../styles";
 import type { Detector, FeatureCollection, TrainingRun } from "../types";
 
 export interface TrainingHooks {
   /** The shown version's predictions in testing areas and its review of accuracy areas (null: none). */
   showResults(predictions: FeatureCollection | null, review: FeatureCollection | null): void;
+  /** Zoom the map to the `index`-th reviewed object of `kind` on the open image; returns how many there are. */
+  focusReview(kind: ReviewKind, index: number): number;
 }
 
 const POLL_MS = 1500;
@@ -107,6 +110,34 @@ export function trainingPanel(ctx: AppContext, detector: Detector, hooks: Traini
     );
   }
 
+  /** The check for the classic mistake: objects inside a training area left without an outline are learned
+   * as "not an object". What the trained detector finds there that no outline covers is offered for a look. */
+  function unoutlinedCheck(run: TrainingRun): HTMLElement | null {
+    const n = run.metrics?.unoutlined;
+    if (n === undefined) return null;
+    if (n === 0) {
+      return h("p", { class: "check-ok small", "data-testid": "unoutlined-check", "data-count": "0" }, icon("check", 14), " Nothing found in your training areas that you left without an outline.");
+    }
+    let next = 0;
+    const where = h("span", { class: "muted" });
+    const show = h("button", {
+      class: "btn btn-small",
+      "data-testid": "show-unoutlined",
+      onclick: () => {
+        const count = hooks.focusReview("unoutlined", next);
+        where.textContent = count ? ` ${(next % count) + 1} of ${count} on this image` : " none on this image";
+        next += 1;
+      },
+    }, icon("zoom", 14), " Show me");
+    return h(
+      "div",
+      { class: "check-card", role: "status", "data-testid": "unoutlined-check", "data-count": String(n) },
+      h("p", null, h("strong", null, `Check your training areas: ${n === 1 ? "1 thing" : `${n} things`} found there ${n === 1 ? "has" : "have"} no outline.`)),
+      h("p", { class: "small" }, "They are drawn in purple, dashed. If one is an object you want found, outline it: anything left without an outline is learned as “not an object”. Then train again."),
+      h("div", { class: "check-actions" }, show, where),
+    );
+  }
+
   function renderStatus(run: TrainingRun | null): void {
     clear(statusEl);
     if (!run) {
@@ -136,6 +167,8 @@ export function trainingPanel(ctx: AppContext, detector: Detector, hooks: Traini
     if (run.status === "succeeded") {
       if ((run.progress?.loss_history?.length ?? 0) > 1) statusEl.append(lossChart(run.progress.loss_history!));
       statusEl.append(scoreCard(run));
+      const check = unoutlinedCheck(run);
+      if (check) statusEl.append(check);
     }
   }
 

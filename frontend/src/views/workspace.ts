@@ -163,6 +163,11 @@ class SaveQueue {
     return result;
   }
 
+  /** Edits are still on their way to the server. */
+  get busy(): boolean {
+    return this.pending > 0;
+  }
+
   private report(): void {
     if (this.pending > 0) this.onState("saving", "Saving…");
     else if (this.lastError) this.onState("error", `Not saved: ${this.lastError}`);
@@ -253,8 +258,8 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
     updateWhileInteracting: true,
   });
 
-  // What the shown trained version found (testing areas) and its review of the accuracy areas; each feature
-  // names its image, and only the open image's are drawn.
+  // What the shown trained version found (testing areas) and its review of the accuracy areas and the
+  // training areas' unoutlined finds; each feature names its image, and only the open image's are drawn.
   const predictionSource = new VectorSource<Feature>();
   const reviewSource = new VectorSource<Feature>();
   const onOpenImage = (feature: { get(key: string): unknown }) => feature.get("image") === current?.id;
@@ -330,6 +335,7 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
       else body.detector_class = feature.get("classId");
       const saved = await ctx.api.post<Area | Annotation>(endpoint(feature), body);
       feature.set("id", saved.id);
+      feature.set("updatedAt", saved.updated_at);
       feature.setId(saved.id);
     });
   }
@@ -348,13 +354,38 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
     });
   }
 
-  function updateOnServer(feature: Feature, body: Record<string, unknown>): Promise<void> {
+  /** Save an edit made from the version this tab loaded (`If-Match`). When another tab or person changed or
+   * deleted the shape since, nothing is overwritten: the server's version replaces ours on the map. */
+  function updateOnServer(feature: Feature, body: Record<string, unknown>): Promise<"saved" | "conflict"> {
     return queue.run(async () => {
       const id = feature.get("id");
       if (!id) throw new Error("This shape is not saved yet.");
-      await ctx.api.patch(`${endpoint(feature)}${id}/`, body);
+      const version = feature.get("updatedAt") as string | undefined;
+      try {
+        const saved = await ctx.api.patch<Area | Annotation>(`${endpoint(feature)}${id}/`, body, version ? { "If-Match": `"${version}"` } : undefined);
+        feature.set("updatedAt", saved.updated_at);
+        return "saved";
+      } catch (error) {
+        if (!(error instanceof ApiError && (error.status === 412 || error.status === 404))) throw error;
+        await takeServerVersion(feature);
+        return "conflict";
+      }
     });
   }
+
+  async function takeServerVersion(feature: Feature): Promise<void> {
+    try {
+      const latest = await ctx.api.get<Area | Annotation>(`${endpoint(feature)}${feature.get("id")}/`);
+      applyServerShape(feature, latest);
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 404)) throw error;
+      removeLocal(feature);
+      feature.unset("id");
+      feature.setId(undefined);
+    }
+  }
+
+  const CHANGED_ELSEWHERE = "This shape was changed or deleted in another tab (or by someone else): the latest version is shown.";
 
   const sourceOf = (feature: Feature) => (feature.get("type") === "area" ? areaSource : outlineSource);
   const addLocal = (feature: Feature) => sourceOf(feature).hasFeature(feature) || sourceOf(feature).addFeature(feature);
@@ -438,21 +469,25 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
     });
     if (!changed.length) return;
     const states = changed.map((f) => ({ f, old: before.get(f)!, now: (f.getGeometry() as Polygon).clone() }));
+    let outcomes: Array<"saved" | "conflict">;
     try {
-      await Promise.all(changed.map((f) => updateOnServer(f, { geometry: toApiGeometry(f) })));
+      outcomes = await Promise.all(changed.map((f) => updateOnServer(f, { geometry: toApiGeometry(f) })));
     } catch (error) {
       states.forEach(({ f, old }) => f.setGeometry(old.clone()));
       await Promise.allSettled(states.map(({ f }) => updateOnServer(f, { geometry: toApiGeometry(f) })));
       toast(`The change was not saved: ${errorMessage(error)}`, "error");
       return;
     }
+    if (outcomes.includes("conflict")) toast(CHANGED_ELSEWHERE, "info");
+    const saved = states.filter((_, i) => outcomes[i] === "saved");
+    if (!saved.length) return;
     const apply = async (which: "old" | "now") => {
-      for (const state of states) {
+      for (const state of saved) {
         state.f.setGeometry(state[which].clone());
-        await updateOnServer(state.f, { geometry: toApiGeometry(state.f) });
+        if ((await updateOnServer(state.f, { geometry: toApiGeometry(state.f) })) === "conflict") throw new Error(CHANGED_ELSEWHERE);
       }
     };
-    undo.push({ label: `${verb} ${changed.length === 1 ? shapeName(changed[0]) : `${changed.length} shapes`}`, undo: () => apply("old"), redo: () => apply("now") });
+    undo.push({ label: `${verb} ${saved.length === 1 ? shapeName(saved[0].f) : `${saved.length} shapes`}`, undo: () => apply("old"), redo: () => apply("now") });
   };
   modify.on("modifystart", (e) => startGesture(e.features.getArray() as Feature[]));
   modify.on("modifyend", (e) => endGesture(e.features.getArray() as Feature[], "reshape"));
@@ -919,7 +954,7 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
         outlineLayer.setStyle((f) => (!on && f.get("flagged") ? undefined : outlineStyle(classColor(f.get("classId")), Boolean(f.get("flagged")))));
       }, "flagged"),
       row("Predictions", PREDICTION_COLOR, predictionLayer.getVisible(), (on) => predictionLayer.setVisible(on), "predictions", "(testing areas)"),
-      row("Misses and false detections", REVIEW_COLORS.miss, reviewLayer.getVisible(), (on) => reviewLayer.setVisible(on), "review", "(accuracy areas)"),
+      row("Misses, false detections, unoutlined finds", REVIEW_COLORS.miss, reviewLayer.getVisible(), (on) => reviewLayer.setVisible(on), "review"),
       row("Detected objects", classes[0]?.color ?? "#1C7ED6", detectionLayer.getVisible(), (on) => detectionLayer.setVisible(on), "detections"),
       row("Online basemap", null, Boolean(basemapLayer?.getVisible()), (on) => {
         if (on && !basemapLayer) {
@@ -941,7 +976,87 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
     mapEl.dataset.review = String(reviewSource.getFeatures().filter(onOpenImage).length);
   }
 
+  /** Zoom to the `index`-th review feature of `kind` on the open image, with room around it to judge it;
+   * returns how many there are on this image. */
+  function focusReview(kind: ReviewKind, index: number): number {
+    const found = reviewSource.getFeatures().filter((f) => onOpenImage(f) && f.get("kind") === kind);
+    if (!found.length) return 0;
+    const feature = found[((index % found.length) + found.length) % found.length];
+    const [x0, y0, x1, y1] = feature.getGeometry()!.getExtent();
+    const room = Math.max(4 * Math.max(x1 - x0, y1 - y0), 40); // map units (metres in Web Mercator): context to judge it
+    if (!reviewLayer.getVisible()) {
+      reviewLayer.setVisible(true);
+      renderLayers();
+    }
+    map.getView().fit([x0 - room, y0 - room, x1 + room, y1 + room], { duration: 350 });
+    mapEl.dataset.focused = `${kind}:${found.indexOf(feature)}`;
+    return found.length;
+  }
+
   // ---- Loading ---------------------------------------------------------------------------------------------
+  function applyServerShape(feature: Feature, shape: Area | Annotation): void {
+    feature.setGeometry(geojson.readGeometry(shape.geometry) as Polygon);
+    if ("kind" in shape) feature.setProperties({ type: "area", kind: shape.kind });
+    else feature.setProperties({ type: "outline", classId: shape.detector_class });
+    feature.set("id", shape.id);
+    feature.set("updatedAt", shape.updated_at);
+    feature.setId(shape.id);
+  }
+
+  function shapeFeature(shape: Area | Annotation): Feature {
+    const feature = new Feature();
+    applyServerShape(feature, shape);
+    return feature;
+  }
+
+  /** Back in this tab (focus, or the tab shown again): take what other tabs or people drew, changed or
+   * deleted meanwhile. Skipped while an edit is being drawn or saved here; the next return tries again. */
+  async function refreshShapes(): Promise<void> {
+    const imageId = current?.id;
+    if (!detector || !imageId || mapEl.dataset.ready !== "true" || drawingInProgress || queue.busy) return;
+    let areas: Area[];
+    let annotations: Annotation[];
+    try {
+      [areas, annotations] = await Promise.all([
+        ctx.api.list<Area>("areas/", { detector: detector.id, image: imageId }),
+        ctx.api.list<Annotation>("annotations/", { detector: detector.id, image: imageId }),
+      ]);
+    } catch {
+      return;
+    }
+    if (!alive || current?.id !== imageId || drawingInProgress || queue.busy) return;
+    let changes = 0;
+    for (const [source, shapes] of [[areaSource, areas], [outlineSource, annotations]] as const) {
+      const local = new Map(source.getFeatures().filter((f) => f.get("id")).map((f) => [f.get("id") as string, f]));
+      for (const shape of shapes as Array<Area | Annotation>) {
+        const feature = local.get(shape.id);
+        local.delete(shape.id);
+        if (!feature) {
+          source.addFeature(shapeFeature(shape));
+          changes++;
+        } else if (feature.get("updatedAt") !== shape.updated_at) {
+          applyServerShape(feature, shape);
+          changes++;
+        }
+      }
+      for (const gone of local.values()) {
+        removeLocal(gone);
+        changes++;
+      }
+    }
+    mapEl.dataset.refreshed = String(Number(mapEl.dataset.refreshed ?? 0) + 1);
+    if (changes) hintFlash(`Updated with ${changes === 1 ? "1 change" : `${changes} changes`} made elsewhere`);
+  }
+  const onReturn = () => {
+    if (document.visibilityState === "visible") refreshShapes();
+  };
+  window.addEventListener("focus", onReturn);
+  document.addEventListener("visibilitychange", onReturn);
+  disposers.push(() => {
+    window.removeEventListener("focus", onReturn);
+    document.removeEventListener("visibilitychange", onReturn);
+  });
+
   async function loadAttachments(): Promise<void> {
     if (!detector) return;
     const [links, images] = await Promise.all([
@@ -1029,14 +1144,8 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
         ctx.api.list<Annotation>("annotations/", { detector: detector.id, image: imageId }),
       ]);
       if (!alive || current?.id !== imageId) return;
-      const toFeature = (geometry: GeoPolygon, props: Record<string, unknown>) => {
-        const feature = geojson.readFeature({ type: "Feature", geometry, properties: {} }) as Feature;
-        feature.setProperties(props);
-        feature.setId(props.id as string);
-        return feature;
-      };
-      areaSource.addFeatures(areas.map((a) => toFeature(a.geometry, { type: "area", kind: a.kind, id: a.id })));
-      outlineSource.addFeatures(annotations.map((a) => toFeature(a.geometry, { type: "outline", classId: a.detector_class, id: a.id })));
+      areaSource.addFeatures(areas.map(shapeFeature));
+      outlineSource.addFeatures(annotations.map(shapeFeature));
       if (!info.footprint && (areas.length || annotations.length)) {
         const extent = (areaSource.getFeatures().length ? areaSource.getExtent() : outlineSource.getExtent())!;
         map.getView().fit(extent, { padding: [90, 60, 70, 60] });
@@ -1069,7 +1178,7 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
       }
       renderLayers();
       renderClasses();
-      const panel = trainingPanel(ctx, detector, { showResults });
+      const panel = trainingPanel(ctx, detector, { showResults, focusReview });
       trainHost.replaceWith(panel.element);
       disposers.push(() => panel.dispose());
       setTool({ mode: "select" });
