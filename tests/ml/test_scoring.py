@@ -94,11 +94,17 @@ def test_objects_found_in_a_training_area_without_an_outline_are_offered_for_che
         (box(1, 1, 10, 10), "a"),  # outlined
         (box(20, 20, 30, 30), "a"),  # outlined, as another class: not forgotten, only misclassified
         (box(60, 60, 70, 70), "a"),  # nothing drawn there: forgotten?
-        (box(9, 0, 19, 10), "a"),  # a tenth covered by an outline: still offered
+        (box(0, 40, 10, 50), "a"),  # nothing drawn there either
+        (box(-2, 0, 21, 10), "a"),  # an outlined object merged with an unoutlined neighbour: the neighbour shows
+        (box(30, 0, 33, 10), "a"),  # too small beside the outlines (30 < 0.4 x 100): left alone
         (box(300, 300, 310, 310), "a"),  # outside the training areas: not the user's business here
     ]
     found = unoutlined_detections(pred, outlines, training)
-    assert sorted(g.bounds for g, _, _ in found) == [(9.0, 0.0, 19.0, 10.0), (60.0, 60.0, 70.0, 70.0)]
+    assert sorted(g.bounds for g, _, _ in found) == [
+        (0.0, 40.0, 10.0, 50.0),
+        (10.0, 0.0, 21.0, 10.0),
+        (60.0, 60.0, 70.0, 70.0),
+    ]
     assert {k for _, _, k in found} == {"unoutlined"}
     assert unoutlined_detections(pred, outlines, []) == []
 

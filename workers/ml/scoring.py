@@ -81,20 +81,29 @@ def _area_scores(pred: Sequence[Labelled], true: Sequence[Labelled], area: BaseG
     out: dict[str, Any] = {"area_pred": pa, "area_true": ta, "area_tp": inter}
     p = inter / pa if pa else (1.0 if ta == 0 else 0.0)
     r = inter / ta if ta else (1.0 if pa == 0 else 0.0)
-    out.update(precision=p, recall=r, f1=2 * p * r / (p + r) if p + r else 0.0,
-               iou=inter / (pa + ta - inter) if pa + ta - inter > 0 else 1.0)
+    out.update(
+        precision=p,
+        recall=r,
+        f1=2 * p * r / (p + r) if p + r else 0.0,
+        iou=inter / (pa + ta - inter) if pa + ta - inter > 0 else 1.0,
+    )
     return out
 
 
-def score_detections(predicted: Sequence[Labelled], truth: Sequence[Labelled],
-                     accuracy_areas: Sequence[BaseGeometry], classes: Sequence[str],
-                     detection_type: str = "count") -> dict[str, Any]:
+def score_detections(
+    predicted: Sequence[Labelled],
+    truth: Sequence[Labelled],
+    accuracy_areas: Sequence[BaseGeometry],
+    classes: Sequence[str],
+    detection_type: str = "count",
+) -> dict[str, Any]:
     """Score predicted (geometry, class) pairs against true ones inside ``accuracy_areas``.
 
     Returns ``{"overall": {...}, "per_class": {cls: {...}}, "per_area": [{...}, ...]}``; each block holds
     precision/recall/f1 (IoU 0.5), the same at IoU 0.4 with an ``_iou40`` suffix and ``count_error`` for
     count detectors, or pixel precision/recall/f1/iou for segmentation detectors.
     """
+
     def block(pred: Sequence[Labelled], true: Sequence[Labelled], areas: Sequence[BaseGeometry]) -> dict:
         if detection_type == "segmentation":
             area = unary_union(list(areas))
@@ -106,8 +115,10 @@ def score_detections(predicted: Sequence[Labelled], truth: Sequence[Labelled],
     result: dict[str, Any] = {"detection_type": detection_type}
     if detection_type == "count":
         # matching is class-aware: overall counts the sum of per-class matches
-        per_class = {c: block([o for o in predicted if o[1] == c], [o for o in truth if o[1] == c],
-                              accuracy_areas) for c in classes}
+        per_class = {
+            c: block([o for o in predicted if o[1] == c], [o for o in truth if o[1] == c], accuracy_areas)
+            for c in classes
+        }
         tp = sum(v["matches"] for v in per_class.values())
         tp40 = sum(v["matches_iou40"] for v in per_class.values())
         n_pred = sum(v["n_pred"] for v in per_class.values())
@@ -117,8 +128,10 @@ def score_detections(predicted: Sequence[Labelled], truth: Sequence[Labelled],
         overall.update({k + "_iou40": v for k, v in _prf(tp40, n_pred, n_true).items()})
         overall["count_error"] = (n_pred - n_true) / n_true if n_true else float(n_pred)
     else:
-        per_class = {c: block([o for o in predicted if o[1] == c], [o for o in truth if o[1] == c],
-                              accuracy_areas) for c in classes}
+        per_class = {
+            c: block([o for o in predicted if o[1] == c], [o for o in truth if o[1] == c], accuracy_areas)
+            for c in classes
+        }
         overall = block(list(predicted), list(truth), accuracy_areas)
     result["overall"] = overall
     result["per_class"] = per_class
@@ -168,34 +181,30 @@ def unoutlined_detections(
     outlines: Sequence[Labelled],
     training_areas: Sequence[BaseGeometry],
     detection_type: str = "count",
-    covered: float = 0.2,
+    share: float = 0.4,
 ) -> list[tuple[BaseGeometry, str, ReviewKind]]:
     """What the trained detector finds inside training areas that no outline covers: likely objects the user
     forgot to outline (the classic mistake: they are learned as "not an object"). Shown for the user to check.
 
-    Count detectors: each prediction whose representative point is in a training area and of which outlines
-    (any class) cover less than ``covered`` of its area. Segmentation detectors: the predicted area in the
-    training areas outside every outline, in parts at least a quarter of the median outline's size.
+    The part of each prediction outside every outline (any class) is kept when it is at least ``share`` of
+    the median outline's area (or of the prediction, with no outline drawn): a forgotten object merged with
+    an outlined neighbour into one prediction still shows, slivers along outline edges do not. Predictions
+    count when their representative point lies in a training area (segmentation: clipped to the areas).
     """
     if not predicted or not training_areas:
         return []
-    drawn = [g for g, _ in outlines]
-    if detection_type == "segmentation":
-        region = unary_union(list(training_areas))
-        smallest = 0.25 * float(np.median([g.area for g in drawn])) if drawn else 0.0
-        out: list[tuple[BaseGeometry, str, ReviewKind]] = []
-        for c in dict.fromkeys(k for _, k in predicted):
-            left = unary_union([g for g, k in predicted if k == c]).intersection(region).difference(unary_union(drawn))
-            for part in getattr(left, "geoms", [left]):
-                if part.geom_type == "Polygon" and part.area > smallest:
-                    out.append((part, c, "unoutlined"))
-        return out
-    inside = [(g, c) for g, c in predicted if any(a.contains(g.representative_point()) for a in training_areas)]
-    tree = STRtree(drawn) if drawn else None
-    out = []
-    for g, c in inside:
-        near = tree.query(g) if tree is not None else []
-        overlap = sum(g.intersection(drawn[i]).area for i in near)
-        if overlap < covered * g.area:
-            out.append((g, c, "unoutlined"))
+    drawn = unary_union([g for g, _ in outlines]) if outlines else None
+    median = float(np.median([g.area for g, _ in outlines])) if outlines else 0.0
+    region = unary_union(list(training_areas))
+    out: list[tuple[BaseGeometry, str, ReviewKind]] = []
+    for g, c in predicted:
+        if detection_type == "segmentation":
+            g = g.intersection(region)
+        elif not any(a.contains(g.representative_point()) for a in training_areas):
+            continue
+        rest = g.difference(drawn) if drawn is not None else g
+        least = share * (median if median else g.area)
+        for part in getattr(rest, "geoms", [rest]):
+            if part.geom_type == "Polygon" and not part.is_empty and part.area >= least:
+                out.append((part, c, "unoutlined"))
     return out
