@@ -84,3 +84,22 @@ def test_axis_tiles_cover_the_window_within_the_limit():
             assert starts[0] == 0 and starts[-1] + t >= length
             assert all(b - a <= t - 32 for a, b in zip(starts, starts[1:], strict=False))  # overlap kept
     assert _axis_tiles(1088, CPU_MAX_TILE, 32, CPU_MAX_TILE) == (384, [0, 352, 704])  # a 1024 window + margins
+
+
+def test_predict_window_reads_a_margin_of_context_with_zeros_past_the_raster_edge(make_scene_tif, monkeypatch):
+    """Context around every window, read as zeros past the raster's edge as training chips there are
+    (clipping it at the edge cost F1 on edge objects)."""
+    import workers.ml.predict as predict_module
+
+    read = []
+    real = predict_module.read_window
+    monkeypatch.setattr(predict_module, "read_window", lambda src, w: read.append(w) or real(src, w))
+    path, _ = make_scene_tif(size=128)
+    m = _untrained()
+    with rasterio.open(path) as src:
+        predict_window(m, src, Window(0, 0, 64, 64))
+        dets = predict_window(m, src, Window(100, -10, 64, 64))
+        foot = window_geometry(Window(100, -10, 64, 64), src.transform)
+    o = m.recipe.overlap
+    assert read == [Window(-o, -o, 64 + 2 * o, 64 + 2 * o), Window(100 - o, -10 - o, 64 + 2 * o, 64 + 2 * o)]
+    assert all(foot.contains(d.geometry.representative_point()) for d in dets)

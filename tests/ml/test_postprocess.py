@@ -94,7 +94,9 @@ def _reference_detections(labels, probs, transform, config, recipe, keep=None):
     for v, poly in best.items():
         if poly.area < recipe.min_area_px or (keep is not None and not keep.contains(poly.representative_point())):
             continue
-        poly = poly.simplify(recipe.simplify_px, preserve_topology=True)
+        fast = poly.simplify(recipe.simplify_px, preserve_topology=False)
+        careful = fast.is_empty or not fast.is_valid or fast.geom_type != "Polygon"
+        poly = poly.simplify(recipe.simplify_px, preserve_topology=True) if careful else fast
         if config.output_type == "bbox":
             poly = box(*poly.bounds)
         out.append((config.classes[int(cls[v - 1])], float(scores[v - 1]), pixels_to_geometry(poly, transform).wkb))
@@ -190,3 +192,21 @@ def test_seeded_growth_matches_plain_version():
     labels, n = instance_labels(probs, "count", Recipe())
     ref, n_ref = _reference_instance_labels(probs, Recipe())
     assert n == n_ref > 10 and np.array_equal(labels, ref)
+
+
+def test_simplifying_never_loses_or_breaks_a_small_or_thin_object():
+    """Plain Douglas-Peucker collapses a thin sliver and can make a notched shape cross itself; those
+    objects are simplified again with the topology-preserving variant instead of being dropped."""
+    from rasterio.features import rasterize
+    from shapely.geometry import box
+
+    shape_ = (40, 60)
+    sliver = box(5, 5, 45, 6)  # 40 x 1 px
+    comb = box(5, 15, 45, 35).difference(box(10, 15, 11, 33)).difference(box(20, 17, 21, 35))
+    labels = rasterize([(sliver, 1), (comb, 2)], out_shape=shape_, dtype="int32")
+    fg = (labels > 0).astype(np.float32)
+    probs = np.stack([1 - fg, fg, np.zeros(shape_, np.float32)])
+    recipe = Recipe(simplify_px=1.5)
+    got = labels_to_detections(labels, probs, Affine.identity(), DetectorConfig(classes=["x"]), recipe)
+    assert len(got) == 2
+    assert all(d.geometry.geom_type == "Polygon" and d.geometry.is_valid and d.geometry.area > 0 for d in got)

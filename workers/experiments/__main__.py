@@ -4,6 +4,7 @@
     python -m workers.experiments fetch-neon                  # pip-download deepforest==2.1.0, extract its data
     python -m workers.experiments run --methodology default   # every dataset; table + var/experiments/results/
     python -m workers.experiments run --methodology scratch --datasets 'synthetic/*'
+    python -m workers.experiments run --methodology scratch --datasets 'neon/*' --seeds 3
     python -m workers.experiments compare default scratch
 """
 
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--time-budget", type=float, default=55.0,
                    help="training seconds per dataset (0: no budget, steps only)")
     r.add_argument("--device")
+    r.add_argument("--seeds", type=int, default=1, help="train each dataset with seeds 0..N-1 (default 1)")
     c = sub.add_parser("compare", help="two methodologies side by side (from saved results)")
     c.add_argument("a")
     c.add_argument("b")
@@ -34,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "run":
         from .runner import run
 
-        run(a.methodology, a.datasets, a.time_budget if a.time_budget > 0 else None, device=a.device)
+        run(a.methodology, a.datasets, a.time_budget if a.time_budget > 0 else None, device=a.device,
+            seeds=max(1, a.seeds))
     elif a.cmd == "compare":
         from .runner import compare
 

@@ -68,8 +68,30 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "precision": mean("precision", "synthetic/"), "recall": mean("recall", "synthetic/")}
 
 
+def seed_means(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per dataset run under several seeds: the mean of each score and the spread of F1, because
+    one seed's F1 on a few dozen labels moves by several points."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r["dataset"], []).append(r)
+    out = []
+    for name, rs in groups.items():
+        if len(rs) < 2:
+            continue
+        row: dict[str, Any] = {"dataset": f"{name} (mean of {len(rs)})", "labels": rs[0]["labels"]}
+        for key in ("train_s", "steps", "predict_s", "precision", "recall", "f1", "f1_iou40", "count_error"):
+            vals = [r[key] for r in rs if r.get(key) is not None]
+            row[key] = round(sum(vals) / len(vals), 3) if vals else None
+        f1s = [r["f1"] for r in rs]
+        row["seed"] = f"F1 {min(f1s)}-{max(f1s)}"
+        out.append(row)
+    return out
+
+
 def run(methodology: str, pattern: str | None = None, time_budget_s: float | None = 55.0, out_dir: Path = RESULTS,
-        device: str | None = None, echo: bool = True) -> list[dict[str, Any]]:
+        device: str | None = None, echo: bool = True, seeds: int = 1) -> list[dict[str, Any]]:
+    """Every matching dataset under seeds 0..``seeds``-1; the table and the saved JSON/CSV hold one row per
+    dataset and seed (and, with several seeds, each dataset's mean)."""
     from .methodologies import get
 
     recipe = replace(get(methodology), name=methodology)
@@ -77,16 +99,21 @@ def run(methodology: str, pattern: str | None = None, time_budget_s: float | Non
     rows = []
     for name in repository.select(pattern):
         ds = repository.load(name)
-        row = run_one(ds, recipe, time_budget_s, device=device)
-        rows.append(row)
-        if echo:
-            print(json.dumps(row), flush=True)
-    table = format_rows(rows + ([summary(rows)] if any(r["dataset"].startswith("synthetic/") for r in rows) else []))
+        for seed in range(seeds):
+            row = {"seed": seed, **run_one(ds, recipe, time_budget_s, seed=seed, device=device)}
+            rows.append(row)
+            if echo:
+                print(json.dumps(row), flush=True)
+    shown = rows + seed_means(rows) if seeds > 1 else rows
+    columns = COLUMNS[:1] + ("seed",) + COLUMNS[1:] if seeds > 1 else COLUMNS
+    table = format_rows(shown + ([summary(rows)] if any(r["dataset"].startswith("synthetic/") for r in rows) else []),
+                        columns)
     if echo:
-        print(f"\nmethodology: {tag} (time budget {time_budget_s} s)\n{table}", flush=True)
+        print(f"\nmethodology: {tag} (time budget {time_budget_s} s, seeds {seeds})\n{table}", flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{tag}.json").write_text(json.dumps({"methodology": methodology, "recipe": recipe.to_dict(),
-                                                             "time_budget_s": time_budget_s, "rows": rows}, indent=2))
+                                                     "time_budget_s": time_budget_s, "seeds": seeds,
+                                                     "rows": rows}, indent=2))
     with (out_dir / f"{tag}.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else list(COLUMNS))
         w.writeheader()
@@ -95,8 +122,14 @@ def run(methodology: str, pattern: str | None = None, time_budget_s: float | Non
 
 
 def compare(a: str, b: str, out_dir: Path = RESULTS) -> str:
-    ra = {r["dataset"]: r for r in json.loads((out_dir / f"{a}.json").read_text())["rows"]}
-    rb = {r["dataset"]: r for r in json.loads((out_dir / f"{b}.json").read_text())["rows"]}
+    """Two saved runs side by side, per dataset (the mean over seeds where a run used several)."""
+
+    def by_dataset(tag: str) -> dict[str, dict[str, Any]]:
+        rows = json.loads((out_dir / f"{tag}.json").read_text())["rows"]
+        means = {r["dataset"].split(" (mean")[0]: r for r in seed_means(rows)}
+        return {r["dataset"]: means.get(r["dataset"], r) for r in rows}
+
+    ra, rb = by_dataset(a), by_dataset(b)
     rows = []
     for name in sorted(set(ra) | set(rb)):
         x, y = ra.get(name, {}), rb.get(name, {})

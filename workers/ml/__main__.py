@@ -31,7 +31,7 @@ from .config import DetectorConfig, Recipe
 from .datasets import LabelledImage
 from .model_card import load_model, save_model
 from .postprocess import detections_to_geojson
-from .predict import predict_windows
+from .predict import WINDOW_SIDE, predict_windows
 from .raster_io import geometry_window, image_crs_to_lonlat, lonlat_to_image_crs
 from .samplers import grid_windows
 from .scoring import score_detections
@@ -112,7 +112,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
         if a.areas:
             windows = [geometry_window(g, src.transform) for g, _ in _geoms(a.areas, src.crs, a.image_crs)]
         else:
-            windows = grid_windows(Window(0, 0, src.width, src.height), 1024, 0)
+            windows = grid_windows(Window(0, 0, src.width, src.height), WINDOW_SIDE, 0)
             windows = [w.intersection(Window(0, 0, src.width, src.height)) for w in windows]
         t0 = time.monotonic()
         for _, found in predict_windows(model, src, windows):
