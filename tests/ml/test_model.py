@@ -103,3 +103,30 @@ def test_predict_window_reads_a_margin_of_context_with_zeros_past_the_raster_edg
     o = m.recipe.overlap
     assert read == [Window(-o, -o, 64 + 2 * o, 64 + 2 * o), Window(100 - o, -10 - o, 64 + 2 * o, 64 + 2 * o)]
     assert all(foot.contains(d.geometry.representative_point()) for d in dets)
+
+
+def test_a_trainable_stem_beside_the_frozen_encoder_trains_and_round_trips(tmp_path):
+    """The ``stem`` methodology: cached frozen features plus two trainable levels fed the same augmented
+    pixels; the stem's weights are saved with the decoder, the frozen encoder's are not."""
+    from workers.ml.datasets import LabelledImage
+    from workers.ml.synthetic import tiny_scene
+    from workers.ml.train import train_detector
+
+    scene = tiny_scene(seed=1, size=128, n=8, radius=8)
+    path = scene.write(tmp_path / "s.tif")
+    item = LabelledImage(str(path), [scene.to_crs(box(0, 0, 128, 128))],
+                         [(scene.to_crs(g), c) for g, c in scene.objects], [])
+    recipe = Recipe(encoder="efficientnet-lite0+stem", max_steps=3, min_steps=1, predict_tile=128, overlap=16)
+    torch.manual_seed(0)  # the initial weights train_detector(seed=0) starts from
+    before = build_network(DetectorConfig(classes=["disc"], tile_size=64), recipe).stem.state_dict()
+    m = train_detector([item], DetectorConfig(classes=["disc"], tile_size=64), recipe=recipe, time_budget_s=None)
+    assert m.card["training"]["steps"] == 3
+    assert any(not torch.equal(before[k], v) for k, v in m.network.stem.state_dict().items())  # it learnt
+    save_model(m, tmp_path / "m")
+    from safetensors.torch import load_file
+
+    saved = load_file(tmp_path / "m" / "weights.safetensors")
+    assert any(k.startswith("stem.") for k in saved) and not any(k.startswith("encoder.") for k in saved)
+    m2 = load_model(tmp_path / "m", device="cpu")
+    img = np.random.default_rng(2).integers(0, 255, (3, 96, 96), dtype=np.uint8)
+    assert np.array_equal(predict_array(m, img), predict_array(m2, img))

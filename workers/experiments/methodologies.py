@@ -16,6 +16,9 @@ METHODOLOGIES: dict[str, Recipe] = {
     "default": BASE,
     # the same network trained end to end from random init (question: does pretraining help with <100 labels?)
     "scratch": replace(BASE, name="scratch", encoder="scratch", lr=3e-3),
+    # the frozen encoder plus a small trainable stem at strides 2 and 4 (question: can fine texture be learnt
+    # at the frozen encoder's speed, where scratch wins on real crowns but needs twice the time?)
+    "stem": replace(BASE, name="stem", encoder="efficientnet-lite0+stem"),
     # no core head: touching objects are not split (question: is the core head worth it?)
     "no-core": replace(BASE, name="no-core", core_weight=0.0, seed_threshold=2.0),
     # one encoding per chip, augmentation only in feature space (question: are encoded variants worth it?)

@@ -113,13 +113,28 @@ class Detector(nn.Module):
                  pretrained: bool = True) -> None:
         super().__init__()
         self.n_classes = n_classes
-        self.encoder: nn.Module = Lite0Encoder(depth, pretrained) if encoder == "efficientnet-lite0" \
-            else ScratchEncoder(depth)
-        self.frozen_encoder = encoder == "efficientnet-lite0"
-        self.decoder = Decoder(tuple(self.encoder.channels), width, n_classes + 2)
+        lite0 = encoder in ("efficientnet-lite0", "efficientnet-lite0+stem")
+        self.encoder: nn.Module = Lite0Encoder(depth, pretrained) if lite0 else ScratchEncoder(depth)
+        self.frozen_encoder = lite0
+        # "+stem": two small trainable levels (strides 2 and 4) beside the frozen encoder, for fine texture
+        # ImageNet features may not describe; cheap enough to run on every training step
+        self.stem: ScratchEncoder | None = ScratchEncoder(2) if encoder == "efficientnet-lite0+stem" else None
+        channels = list(self.encoder.channels)
+        if self.stem is not None:
+            channels = [c + sc for c, sc in zip(channels, self.stem.channels, strict=False)] + channels[2:]
+        self.decoder = Decoder(tuple(channels), width, n_classes + 2)
 
     def encode(self, image_uint8: torch.Tensor) -> list[torch.Tensor]:
-        return self.encoder(normalise(image_uint8))
+        x = normalise(image_uint8)
+        return self.with_stem(self.encoder(x), x)
+
+    def with_stem(self, feats: list[torch.Tensor], x: torch.Tensor) -> list[torch.Tensor]:
+        """Encoder features with the trainable stem's levels appended channel-wise (unchanged without a
+        stem); ``x`` is the normalised image the features came from."""
+        if self.stem is None:
+            return feats
+        fine = self.stem(x)
+        return [torch.cat([f, fine[i]], 1) if i < len(fine) else f for i, f in enumerate(feats)]
 
     def decode(self, feats: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         return F.interpolate(self.decoder(feats), size=size, mode="bilinear", align_corners=False)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from .config import BACKBONES, DetectorConfig, Recipe
 from .datasets import IGNORE, LabelledImage, build_samples
-from .models import Detector
+from .models import Detector, normalise
 from .raster_io import BAND_ORDER, open_image
 
 ProgressFn = Callable[[int, int, float], None]
@@ -160,9 +160,10 @@ def train_detector(
     tile = config.tile_size
 
     cache: list[torch.Tensor] | None = None
+    stem_images: torch.Tensor | None = None
     if net.frozen_encoder:
         # encode each chip (plus augmented variants) once; steps then only run the decoder
-        feats, cm, cc = [], [], []
+        feats, cm, cc, ci = [], [], [], []
         for v in range(max(1, recipe.feature_variants)):
             if v == 0:
                 vi, vm, vc = imgs, masks, cores
@@ -171,11 +172,14 @@ def train_detector(
             with torch.no_grad(), amp:
                 eb = 16 if dev.type == "cuda" else 2  # small CPU batches: bandwidth bound, measured faster
                 for i in range(0, len(vi), eb):
-                    feats.append([f.float().cpu() for f in net.encode(vi[i : i + eb].to(dev))])
+                    feats.append([f.float().cpu() for f in net.encoder(normalise(vi[i : i + eb].to(dev)))])
             cm.append(vm)
             cc.append(vc)
+            ci.append(vi)
         cache = [torch.cat([f[lvl] for f in feats]) for lvl in range(len(feats[0]))]
         masks, cores = torch.cat(cm), torch.cat(cc)
+        # a trainable stem sees the very (augmented) pixels the cached features came from
+        stem_images = torch.cat(ci) if net.stem is not None else None
         if dev.type == "cuda":
             cache = [c.to(dev) for c in cache]
             masks, cores = masks.to(dev), cores.to(dev)
@@ -217,6 +221,9 @@ def train_detector(
             mb = _dihedral(masks[idx.to(masks.device), r0 : r0 + crop : 2, c0 : c0 + crop : 2], k, flip).to(dev)
             cb = _dihedral(cores[idx.to(cores.device), r0 : r0 + crop : 2, c0 : c0 + crop : 2], k, flip).to(dev)
             with amp:
+                if stem_images is not None:
+                    ib = _dihedral(stem_images[idx, :, r0 : r0 + crop, c0 : c0 + crop], k, flip).to(dev)
+                    fb = net.with_stem(fb, normalise(ib))
                 logits = net.decode(fb, mb.shape[-2:])
         else:
             ib, mb, cb = augment(imgs[idx], masks[idx], cores[idx], gen)
