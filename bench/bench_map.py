@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.bench_detect import configure, drop_database
-from bench.bench_tiles import free_port, start, stop
+from bench.bench_tiles import free_port, gunicorn_command, start, stop
 from bench.report import BenchRow, emit
 
 REPO = Path(__file__).resolve().parent.parent
@@ -215,17 +215,7 @@ def main() -> int:
         try:
             detector, run = setup_platform(tmp)
             port = free_port()
-            cmd = [
-                str(Path(sys.executable).parent / "gunicorn"),
-                "picterra.wsgi",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "2",
-                "--threads",
-                "4",
-                "--no-control-socket",
-            ]
+            cmd = gunicorn_command("picterra.wsgi", port, workers=2, threads=4)
             url = f"http://127.0.0.1:{port}"
             server_env = {**os.environ, **env, "PUBLIC_BASE_URL": url, "TILE_BASE_URL": url}
             server = start(cmd, server_env, tmp / "gunicorn.log", port, "/healthz")

@@ -144,6 +144,12 @@ def tile_addresses(image, cog_path: str) -> list[tuple[int, int, int]]:
     return chosen[:REQUESTS]
 
 
+def gunicorn_command(app: str, port: int, workers: int, threads: int) -> list[str]:
+    """The platform's WSGI ``app`` under gunicorn from this virtualenv, as the benches serve it."""
+    return [str(Path(sys.executable).parent / "gunicorn"), app, "--bind", f"127.0.0.1:{port}",
+            "--workers", str(workers), "--threads", str(threads), "--no-control-socket"]
+
+
 def start(cmd: list[str], env: dict[str, str], log: Path, port: int, health: str) -> subprocess.Popen:
     process = subprocess.Popen(
         cmd, env=env, cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
@@ -248,17 +254,7 @@ def main() -> None:
             k: str(v // (1024 * 1024)) if k == "GDAL_CACHEMAX" else str(v) for k, v in tiles.TILE_GDAL_ENV.items()
         }
         ours_port, theirs_port = free_port(), free_port()
-        ours_cmd = [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "imagery.tile_wsgi",
-            "--bind",
-            f"127.0.0.1:{ours_port}",
-            "--workers",
-            str(WORKERS),
-            "--threads",
-            str(OUR_THREADS),
-            "--no-control-socket",
-        ]
+        ours_cmd = gunicorn_command("imagery.tile_wsgi", ours_port, WORKERS, OUR_THREADS)
         (tmp / "titiler_app.py").write_text(TITILER_APP)
         theirs_cmd = [
             str(venv / "bin" / "uvicorn"),

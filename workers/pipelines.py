@@ -190,8 +190,8 @@ def _predict_and_score(run: TrainingRun, model, inputs, classes: list[str]) -> d
     """Predict in testing, accuracy and training areas: store the testing predictions, score the accuracy
     areas, and review both the accuracy areas (matches, misses, false detections) and the training areas
     (what the detector finds there that no outline covers: objects the user may have forgotten)."""
-    from workers.ml.predict import predict_window
-    from workers.ml.raster_io import geometry_window, image_crs_to_lonlat_many, to_geojson
+    from workers.ml.predict import predict_areas
+    from workers.ml.raster_io import image_crs_to_lonlat_many, to_geojson
     from workers.ml.scoring import review_detections, score_detections, unoutlined_detections
 
     class_ids = dict(DetectorClass.objects.filter(detector=run.detector).values_list("name", "pk"))
@@ -205,21 +205,12 @@ def _predict_and_score(run: TrainingRun, model, inputs, classes: list[str]) -> d
         model, recipe=dataclasses.replace(model.recipe, fg_threshold=min(model.recipe.fg_threshold, 0.3))
     )
     for item in inputs:
-        found_in: dict[str, list] = {"testing": [], "accuracy": [], "training": []}
         with rasterio.open(item.cog_path) as src:
-            for kind, areas, predictor in (
-                ("testing", item.testing_areas, model),
-                ("accuracy", item.accuracy_areas, model),
-                ("training", item.training_areas, sensitive),
-            ):
-                for area in areas:
-                    window = geometry_window(area, src.transform).intersection(
-                        rasterio.windows.Window(0, 0, src.width, src.height)
-                    )
-                    found = predict_window(predictor, src, window)
-                    found_in[kind] += [d for d in found if d.geometry.intersects(area)]
-        stored = stored_geometries([d.geometry for d in found_in["testing"]], item.crs)
-        for d, (geometry, area_m2) in zip(found_in["testing"], stored, strict=True):
+            in_testing = predict_areas(model, src, item.testing_areas)
+            in_accuracy = predict_areas(model, src, item.accuracy_areas)
+            in_training = predict_areas(sensitive, src, item.training_areas)
+        stored = stored_geometries([d.geometry for d in in_testing], item.crs)
+        for d, (geometry, area_m2) in zip(in_testing, stored, strict=True):
             rows.append(
                 DetectedObject(
                     training_run=run,
@@ -230,7 +221,7 @@ def _predict_and_score(run: TrainingRun, model, inputs, classes: list[str]) -> d
                     area_m2=area_m2,
                 )
             )
-        predicted_here = [(d.geometry, d.class_name) for d in found_in["accuracy"]]
+        predicted_here = [(d.geometry, d.class_name) for d in in_accuracy]
         predicted_in_accuracy += predicted_here
         truth += item.accuracy_outlines
         accuracy_areas += item.accuracy_areas
@@ -240,7 +231,7 @@ def _predict_and_score(run: TrainingRun, model, inputs, classes: list[str]) -> d
                 predicted_here, item.accuracy_outlines, item.accuracy_areas, classes, detection_type
             )
         forgotten = unoutlined_detections(
-            [(d.geometry, d.class_name) for d in found_in["training"]],
+            [(d.geometry, d.class_name) for d in in_training],
             item.training_outlines,
             item.training_areas,
             detection_type,

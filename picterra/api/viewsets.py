@@ -72,8 +72,10 @@ class ConditionalWriteMixin:
     a plain message, so a stale tab never overwrites a newer edit silently. Without `If-Match` the write
     applies (last write wins), as API clients expect."""
 
-    def etag(self, obj) -> str:
-        return f'"{serializers.DateTimeField().to_representation(obj.updated_at)}"'
+    @staticmethod
+    def etag(updated_at: str) -> str:
+        """The ETag of a row whose serialized `updated_at` is this (the form responses carry)."""
+        return f'"{updated_at}"'
 
     def get_object(self):
         obj = super().get_object()
@@ -81,7 +83,7 @@ class ConditionalWriteMixin:
         if self.request.method in ("PUT", "PATCH", "DELETE") and expected and expected != "*":
             # Re-read under a row lock so two writes with the same ETag cannot both pass.
             obj = type(obj).objects.select_for_update().get(pk=obj.pk)
-            if expected.removeprefix("W/") != self.etag(obj):
+            if expected.removeprefix("W/") != self.etag(serializers.DateTimeField().to_representation(obj.updated_at)):
                 raise PreconditionFailed()
         return obj
 
@@ -103,5 +105,5 @@ class ConditionalWriteMixin:
     def _with_etag(self, response):
         updated = (response.data or {}).get("updated_at") if isinstance(response.data, dict) else None
         if updated:
-            response["ETag"] = f'"{updated}"'
+            response["ETag"] = self.etag(updated)
         return response

@@ -130,3 +130,24 @@ def test_a_trainable_stem_beside_the_frozen_encoder_trains_and_round_trips(tmp_p
     m2 = load_model(tmp_path / "m", device="cpu")
     img = np.random.default_rng(2).integers(0, 255, (3, 96, 96), dtype=np.uint8)
     assert np.array_equal(predict_array(m, img), predict_array(m2, img))
+
+
+def test_overlapping_areas_report_each_object_once(make_scene_tif):
+    """Two overlapping areas are predicted as one: a network that sees one object filling every window
+    gives one detection, not one per area."""
+    from workers.ml.predict import predict_areas
+
+    m = _untrained()
+    head = m.network.decoder.head
+    with torch.no_grad():  # background very unlikely, core everywhere: each window is one object
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([-10.0, 10.0, 10.0]))
+    path, _ = make_scene_tif(size=128)
+    with rasterio.open(path) as src:
+        a = window_geometry(Window(10, 10, 60, 60), src.transform)
+        b = window_geometry(Window(40, 40, 60, 60), src.transform)
+        apart = window_geometry(Window(0, 110, 128, 18), src.transform)
+        assert len(predict_window(m, src, Window(10, 10, 60, 60))) == 1
+        assert len(predict_areas(m, src, [a, b])) == 1
+        assert len(predict_areas(m, src, [a, b, apart])) == 2
+        assert predict_areas(m, src, []) == []

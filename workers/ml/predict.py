@@ -8,7 +8,7 @@ window in a background thread while the model runs on the current one.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -16,9 +16,11 @@ import torch
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 from shapely.geometry import box
+from shapely.geometry.base import BaseGeometry
+from shapely.ops import unary_union
 
 from .postprocess import Detection, instance_labels, labels_to_detections
-from .raster_io import read_window, window_transform
+from .raster_io import geometry_window, read_window, window_transform
 from .train import TrainedModel
 
 
@@ -144,6 +146,19 @@ def predict_window(model: TrainedModel, src: DatasetReader, window: Window) -> l
     """
     m = _margin(model)
     return _predict_read(model, src, window, _read_padded(src, window, m), m)
+
+
+def predict_areas(model: TrainedModel, src: DatasetReader, areas: Sequence[BaseGeometry]) -> list[Detection]:
+    """The objects touching any of ``areas`` (image CRS), each once: overlapping areas are merged first, so
+    an object inside two of them is neither predicted nor reported twice."""
+    if not areas:
+        return []
+    merged = unary_union(list(areas))
+    found: list[Detection] = []
+    for part in getattr(merged, "geoms", [merged]):
+        window = geometry_window(part, src.transform).intersection(Window(0, 0, src.width, src.height))
+        found += [d for d in predict_window(model, src, window) if d.geometry.intersects(part)]
+    return found
 
 
 def predict_windows(model: TrainedModel, src: DatasetReader,

@@ -200,7 +200,7 @@ def unoutlined_detections(
     for g, c in predicted:
         if detection_type == "segmentation":
             g = g.intersection(region)
-        elif not any(a.contains(g.representative_point()) for a in training_areas):
+        elif not region.contains(g.representative_point()):
             continue
         rest = g.difference(drawn) if drawn is not None else g
         least = share * (median if median else g.area)

@@ -1003,6 +1003,14 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
     feature.setId(shape.id);
   }
 
+  /** The detector's areas and outlines on one image, as the server has them. */
+  function listShapes(detectorId: string, imageId: string): Promise<[Area[], Annotation[]]> {
+    return Promise.all([
+      ctx.api.list<Area>("areas/", { detector: detectorId, image: imageId }),
+      ctx.api.list<Annotation>("annotations/", { detector: detectorId, image: imageId }),
+    ]);
+  }
+
   function shapeFeature(shape: Area | Annotation): Feature {
     const feature = new Feature();
     applyServerShape(feature, shape);
@@ -1017,10 +1025,7 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
     let areas: Area[];
     let annotations: Annotation[];
     try {
-      [areas, annotations] = await Promise.all([
-        ctx.api.list<Area>("areas/", { detector: detector.id, image: imageId }),
-        ctx.api.list<Annotation>("annotations/", { detector: detector.id, image: imageId }),
-      ]);
+      [areas, annotations] = await listShapes(detector.id, imageId);
     } catch {
       return;
     }
@@ -1139,10 +1144,7 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
     }
     setImageLayer(info);
     try {
-      const [areas, annotations] = await Promise.all([
-        ctx.api.list<Area>("areas/", { detector: detector.id, image: imageId }),
-        ctx.api.list<Annotation>("annotations/", { detector: detector.id, image: imageId }),
-      ]);
+      const [areas, annotations] = await listShapes(detector.id, imageId);
       if (!alive || current?.id !== imageId) return;
       areaSource.addFeatures(areas.map(shapeFeature));
       outlineSource.addFeatures(annotations.map(shapeFeature));
