@@ -1,6 +1,7 @@
 from django.contrib.gis import admin
 
 from detectors.models import Annotation, Area, DetectionRun, Detector, DetectorClass, DetectorImage, TrainingRun
+from imagery.purge import DeleteWithBlobsAdminMixin
 
 
 class DetectorClassInline(admin.TabularInline):
@@ -15,7 +16,7 @@ class DetectorImageInline(admin.TabularInline):
 
 
 @admin.register(Detector)
-class DetectorAdmin(admin.ModelAdmin):
+class DetectorAdmin(DeleteWithBlobsAdminMixin, admin.ModelAdmin):
     list_display = ["name", "organization", "detection_type", "backbone", "tile_size", "created_at"]
     list_filter = ["organization", "detection_type"]
     search_fields = ["name"]
@@ -37,12 +38,12 @@ class AnnotationAdmin(admin.GISModelAdmin):
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(admin.ModelAdmin):
+class TrainingRunAdmin(DeleteWithBlobsAdminMixin, admin.ModelAdmin):
     list_display = ["detector", "version", "status", "created_at", "finished_at"]
     list_filter = ["status"]
 
 
 @admin.register(DetectionRun)
-class DetectionRunAdmin(admin.ModelAdmin):
+class DetectionRunAdmin(DeleteWithBlobsAdminMixin, admin.ModelAdmin):
     list_display = ["id", "detector", "status", "cells_done", "cells_total", "objects_count", "created_at"]
     list_filter = ["status"]

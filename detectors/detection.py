@@ -11,7 +11,16 @@ from pyproj import Geod
 from shapely import wkb
 from shapely.ops import unary_union
 
-from detectors.models import Annotation, Area, DetectionCell, DetectionRun, Detector, RunStatus, TrainingRun
+from detectors.models import (
+    Annotation,
+    Area,
+    DetectionCell,
+    DetectionRun,
+    Detector,
+    DetectorClass,
+    RunStatus,
+    TrainingRun,
+)
 from imagery.models import Image
 from picterra.jobs import enqueue_on_commit
 
@@ -31,6 +40,29 @@ def detection_version(detector: Detector, training_run: TrainingRun | None = Non
     if run is None or run.status != RunStatus.SUCCEEDED or run.detector_id != detector.pk:
         raise CannotDetect("Train the detector first: it has no successfully trained version yet.")
     return run
+
+
+def model_class_ids(training_run: TrainingRun, model_classes: list[str]) -> dict[str, str | None]:
+    """Each class the version learnt (by its name then) → the id of that class now, or None if deleted.
+
+    Matched by the ids saved when the version trained (`config["class_ids"]`), never by today's names: a
+    class renamed since keeps its objects under its new name, and a class deleted since has nothing to
+    hold its objects, so they are skipped (the user removed it; the other classes' results still stand).
+    Versions trained before ids were saved fall back to today's names.
+    """
+    config = training_run.config or {}
+    names, ids = config.get("classes") or [], config.get("class_ids") or []
+    rows = DetectorClass.objects.filter(detector_id=training_run.detector_id).values_list("pk", "name")
+    current = {str(pk): name for pk, name in rows}
+    saved = dict(zip(names, (str(i) for i in ids), strict=True)) if len(names) == len(ids) and ids else {}
+    by_name = {name: pk for pk, name in current.items()}
+    mapping: dict[str, str | None] = {}
+    for name in model_classes:
+        if saved:
+            mapping[name] = saved[name] if saved.get(name) in current else None
+        else:
+            mapping[name] = by_name.get(name)
+    return mapping
 
 
 def largest_object_m(detector: Detector) -> float:
@@ -78,6 +110,12 @@ def start_detection(
     from workers.tasks import detect_cell
 
     version = detection_version(detector, training_run)
+    learnt = (version.config or {}).get("classes") or []
+    if learnt and not any(model_class_ids(version, learnt).values()):
+        raise CannotDetect(
+            "Every class this version was trained for has been deleted since. Add the classes you want to "
+            "find, outline a few examples and train again."
+        )
     not_ready = [i.name for i in images if i.status != Image.Status.READY]
     if not images:
         raise CannotDetect("Choose at least one image to detect on.")

@@ -14,6 +14,23 @@ from django.db.models import Count, Sum
 from detectors.models import Area, DetectedObject, DetectionRun
 
 BATCH = 5000
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@")
+CONTROL_STARTS = ("\t", "\r", "\n")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A text cell a spreadsheet shows as text: a leading apostrophe when it could start a formula.
+
+    Class and image names are chosen by users, and whoever opens the CSV must not run their formulas
+    (`=HYPERLINK(...)` leaking data, `=cmd|...`). Leading spaces do not protect: spreadsheets skip them.
+    Numbers stay numbers, so counts and areas still add up.
+    """
+    if not isinstance(value, str) or not value:
+        return value
+    if value.startswith(CONTROL_STARTS) or value.lstrip(" \t\r\n").startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _objects(run: DetectionRun):
@@ -116,4 +133,4 @@ def _write_counts(run: DetectionRun, path: Path) -> None:
         writer = csv.writer(fh)
         writer.writerow(columns)
         for row in detection_counts(run):
-            writer.writerow([row[c] for c in columns])
+            writer.writerow([spreadsheet_safe(row[c]) for c in columns])

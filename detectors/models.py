@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib.gis.db import models
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db.models import Q
+from django.utils import timezone
 
 from imagery.models import Image
 from picterra.organizations.models import Organization, OrganizationScopedQuerySet, Project
@@ -172,6 +173,23 @@ class RunStatus(models.TextChoices):
 TERMINAL_RUN_STATUSES = (RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
+# Where runs keep their files in the blob store. The names live here, beside the rows that own the files, so
+# that deleting a run (imagery.purge) and writing its files (workers.pipelines) agree on them.
+def training_run_prefix(run_id) -> str:
+    """Weights and model card of a training run, one ``<attempt>/`` folder per attempt below it."""
+    return f"training-runs/{run_id}/"
+
+
+def detection_run_prefix(run_id) -> str:
+    """Exports of a detection run (GeoJSON, GeoPackage, counts CSV)."""
+    return f"detection-runs/{run_id}/"
+
+
+def public_api_detection_run_prefix(run_id) -> str:
+    """The public API's per-class result files of a detection run (``picterra.public_api.translate``)."""
+    return f"public-api/detection-runs/{run_id}/"
+
+
 class Run(models.Model):
     """What training and detection runs share: a status with explicit terminal states, and timing."""
 
@@ -186,8 +204,11 @@ class Run(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # Moved by the worker while it makes progress; the sweeper fails rows whose heartbeat went stale.
+    # Moved by the worker while it makes progress; the sweeper re-queues (or, attempts spent, fails) rows
+    # whose heartbeat went stale.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # When its message was last sent: the sweeper sends it again once this and the heartbeat are stale.
+    queued_at = models.DateTimeField(default=timezone.now)
 
     organization_lookup = "detector__organization"
     objects = OrganizationScopedQuerySet.as_manager()
@@ -215,6 +236,8 @@ class TrainingRun(Run):
     stats = models.JSONField(default=dict, blank=True)
     weights_key = models.CharField(max_length=500, blank=True, default="")
     model_card_key = models.CharField(max_length=500, blank=True, default="")
+    # Claims of the run by a worker (a killed worker counts): bounded by settings.TRAINING_MAX_ATTEMPTS.
+    attempts = models.PositiveSmallIntegerField(default=0)
 
     class Meta(Run.Meta):
         constraints = [
@@ -224,6 +247,12 @@ class TrainingRun(Run):
 
     def __str__(self) -> str:
         return f"{self.detector} v{self.version} ({self.status})"
+
+    # Blob store folders whose entries are named by a training run id (``imagery.purge``, ``blob_orphans``).
+    blob_namespaces = ("training-runs/",)
+
+    def blob_prefixes(self) -> list[str]:
+        return [training_run_prefix(self.pk)]
 
 
 class DetectionRun(Run):
@@ -237,12 +266,19 @@ class DetectionRun(Run):
     cells_failed = models.PositiveIntegerField(default=0)
     objects_count = models.PositiveIntegerField(default=0)
     result_keys = models.JSONField(default=dict, blank=True, help_text="Export format → blob store key.")
+    # Starts of the final step (merge, exports) since a cell last ran: bounded by DETECTION_FINISH_ATTEMPTS.
+    finish_attempts = models.PositiveSmallIntegerField(default=0)
 
     class Meta(Run.Meta):
         pass
 
     def __str__(self) -> str:
         return f"Detection {self.id} of {self.detector} ({self.status})"
+
+    blob_namespaces = ("detection-runs/", "public-api/detection-runs/")
+
+    def blob_prefixes(self) -> list[str]:
+        return [detection_run_prefix(self.pk), public_api_detection_run_prefix(self.pk)]
 
 
 class DetectionCell(models.Model):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import io
@@ -77,6 +78,15 @@ def validate_prefix(prefix: str) -> str:
     return prefix
 
 
+@dataclasses.dataclass(frozen=True)
+class BlobInfo:
+    """A stored blob: its key, size in bytes and last write as Unix seconds (UTC)."""
+
+    key: str
+    size: int
+    modified: float
+
+
 def _check_signing_args(method: str, expires_s: int) -> None:
     if method not in ("GET", "PUT"):
         raise ValueError(f"signed URLs are for GET or PUT, not {method!r}")
@@ -135,6 +145,10 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     def list(self, prefix: str = "") -> Iterator[str]:
         """Keys starting with ``prefix`` (a string prefix: ``"a"`` matches ``"a/x"`` and ``"ab"``), sorted."""
+
+    @abc.abstractmethod
+    def list_info(self, prefix: str = "") -> Iterator[BlobInfo]:
+        """Like ``list`` (sorted by key), with each blob's size and last-modified time (for cleanups)."""
 
     @abc.abstractmethod
     def signed_url(self, key: str, method: Method, expires_s: int, content_type: str | None = None) -> str:
@@ -354,6 +368,14 @@ class LocalBlobStore(BlobStore):
         validate_prefix(prefix)
         return iter(sorted(self._walk(prefix, include_partial=False)))
 
+    def list_info(self, prefix: str = "") -> Iterator[BlobInfo]:
+        for key in self.list(prefix):
+            try:
+                stat = (self.root / key).stat()
+            except FileNotFoundError:  # deleted since it was listed
+                continue
+            yield BlobInfo(key, stat.st_size, stat.st_mtime)
+
     def _walk(self, prefix: str, *, include_partial: bool) -> Iterator[str]:
         # Walk only the deepest folder the prefix names, then filter by string prefix (GCS semantics).
         base = self.root / prefix.rpartition("/")[0]
@@ -554,6 +576,16 @@ class GCSBlobStore(BlobStore):
         cut = len(self.prefix)
         names = (blob.name[cut:] for blob in self.client.list_blobs(self.bucket, prefix=self.prefix + prefix))
         return iter(sorted(names))
+
+    def list_info(self, prefix: str = "") -> Iterator[BlobInfo]:
+        validate_prefix(prefix)
+        cut = len(self.prefix)
+        infos = [
+            # An object without a known write time counts as just written: cleanups never take it.
+            BlobInfo(blob.name[cut:], blob.size or 0, blob.updated.timestamp() if blob.updated else time.time())
+            for blob in self.client.list_blobs(self.bucket, prefix=self.prefix + prefix)
+        ]
+        return iter(sorted(infos, key=lambda info: info.key))
 
     def signed_url(self, key: str, method: Method, expires_s: int, content_type: str | None = None) -> str:
         """A V4 signed URL; a PUT must then send exactly ``content_type`` (if given) as its Content-Type."""

@@ -12,12 +12,15 @@ import uuid
 from pathlib import Path
 
 import rasterio
+from django.conf import settings
 from django.contrib.gis.geos import GEOSGeometry
+from django.db.models import F
+from django.utils.timezone import now
 
-from imagery.cog import RasterRejected, convert_to_cog, display_rescale, inspect_raster
+from imagery.cog import SNIFF_BYTES, RasterRejected, convert_to_cog, display_rescale, inspect_raster
 from imagery.models import Image
 from imagery.storage import get_blob_store, image_cog_key, image_cog_prefix
-from picterra.jobs import enqueue_on_commit
+from picterra.jobs import enqueue_on_commit, heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -31,22 +34,47 @@ def enqueue_ingest(image: Image) -> None:
     enqueue_on_commit(ingest_task, str(image.pk))
 
 
+def worker_stopped_message(times: int) -> str:
+    return f"Processing this file stopped the worker {times} times; it may be too large or damaged."
+
+
 def ingest_image(image_id: str) -> str:
-    """Run the ingest of one image; returns the image's final status."""
-    claimed = Image.objects.filter(pk=image_id, status__in=CLAIMABLE).update(status=Image.Status.INGESTING, error="")
+    """Run the ingest of one image; returns the image's final status.
+
+    The claim counts the attempt before any work (a worker killed by the file, e.g. out of memory, has
+    counted it) and moves updated_at, the heartbeat the sweeper reads; past INGEST_MAX_ATTEMPTS the
+    image is failed instead of being opened again.
+    """
+    claimed = Image.objects.filter(
+        pk=image_id, status__in=CLAIMABLE, ingest_attempts__lt=settings.INGEST_MAX_ATTEMPTS
+    ).update(status=Image.Status.INGESTING, error="", ingest_attempts=F("ingest_attempts") + 1, updated_at=now())
     if not claimed:
         image = Image.objects.filter(pk=image_id).only("status").first()
+        if image is not None and image.status in CLAIMABLE:
+            # Every attempt so far ended with the worker gone: do not give the file another one.
+            Image.objects.filter(pk=image_id, status__in=CLAIMABLE).update(
+                status=Image.Status.FAILED, error=worker_stopped_message(settings.INGEST_MAX_ATTEMPTS), updated_at=now()
+            )
+            get_blob_store().delete_prefix(image_cog_prefix(image_id))
+            return Image.Status.FAILED
         logger.info("ingest of %s skipped: status is %s", image_id, image.status if image else "deleted")
         return image.status if image else "deleted"
     image = Image.objects.get(pk=image_id)
     store = get_blob_store()
     version = uuid.uuid4().hex[:16]
     cog_key = image_cog_key(image.pk, version)
+    beat = Image.objects.filter(pk=image_id, status=Image.Status.INGESTING)
     try:
-        with tempfile.TemporaryDirectory(prefix="ingest-") as tmp, rasterio.Env(**store.gdal_env()):
+        with (
+            heartbeat(lambda: beat.update(updated_at=now())),
+            tempfile.TemporaryDirectory(prefix="ingest-") as tmp,
+            rasterio.Env(**store.gdal_env()),
+        ):
             workdir = Path(tmp)
             source = store.gdal_path(image.original_key)
-            info = inspect_raster(source)
+            # The format is recognised from the first bytes, through the store, before GDAL sees the file.
+            head = store.read_range(image.original_key, 0, SNIFF_BYTES - 1)
+            info = inspect_raster(source, head=head, size=store.size(image.original_key))
             cog_path = workdir / "cog.tif"
             convert_to_cog(source, cog_path, info, workdir)
             rescale = display_rescale(str(cog_path), info.display_bands)

@@ -7,6 +7,7 @@ import uuid
 from django.conf import settings
 from django.contrib.gis.db import models
 
+from imagery.storage import image_prefix
 from picterra.organizations.models import OrganizationScopedQuerySet, Project
 
 
@@ -32,6 +33,8 @@ class Image(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     captured_at = models.DateTimeField(null=True, blank=True)
 
+    # Ingest attempts started (a worker killed by the file counts): bounded by settings.INGEST_MAX_ATTEMPTS.
+    ingest_attempts = models.PositiveSmallIntegerField(default=0)
     # Blob store keys: the file as uploaded, and the Cloud-Optimized GeoTIFF every read goes to.
     original_key = models.CharField(max_length=500, blank=True, default="")
     original_filename = models.CharField(max_length=300, blank=True, default="")
@@ -78,3 +81,31 @@ class Image(models.Model):
     @property
     def organization_id(self):
         return self.project.organization_id
+
+    # The blob store folders whose entries are named by an image id (``imagery.purge``, ``blob_orphans``).
+    blob_namespaces = ("images/",)
+
+    def blob_prefixes(self) -> list[str]:
+        """Everything this image owns in the blob store: the original and every COG."""
+        return [image_prefix(self.pk)]
+
+
+class BlobPurge(models.Model):
+    """A blob store prefix to delete because the rows that owned it were deleted (an outbox row).
+
+    Written in the same transaction as the delete, so a crash, a broker outage or a failing store can
+    never forget it: ``imagery.purge.purge_pending_blobs`` deletes the prefix and then the row, and keeps
+    the row (``attempts``, ``last_error``) when the store fails, for the next run to try again.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    prefix = models.CharField(max_length=500)
+    created_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["attempts", "created_at"]
+
+    def __str__(self) -> str:
+        return self.prefix

@@ -16,7 +16,8 @@ maps its outcomes to HTTP through one small table (``_no_tile``). What it answer
 
 Authentication is the API's own: the session cookie or ``X-Api-Key``, and ``Image.objects.for_user`` decides
 visibility. Tile servers answer many small requests per map view, so the outcome of that check is cached in
-the process for ``TILE_AUTH_CACHE_S`` seconds per (credential, image): a revoked key, a removed membership or a
+the process for ``TILE_AUTH_CACHE_S`` seconds per (credential, image); an API key sees only its own
+organization's images, even when its user belongs to others. A revoked key, a removed membership or a
 logout reaches the tile server within that time (0 turns the cache off). A new COG version is always seen at
 once, because a URL whose version differs from the cached one goes back to the database.
 """
@@ -42,7 +43,9 @@ from rest_framework.views import APIView
 from imagery import tiles
 from imagery.models import Image
 from imagery.storage import get_blob_store
+from picterra.api.viewsets import scoped_to_key
 from picterra.organizations.authentication import ApiKeyAuthentication
+from picterra.security import api_key_blocked_for
 
 EXTENSIONS: dict[str, tiles.TileFormat] = {"png": "png", "jpg": "jpeg", "jpeg": "jpeg", "webp": "webp"}
 IMMUTABLE = "private, max-age=31536000, immutable"
@@ -208,17 +211,23 @@ def _credential(request: HttpRequest) -> str | None:
 
 
 def _resolve(request: HttpRequest, image_id: str) -> _Outcome:
-    """The database check: the API's authentication, then ``for_user`` (the one visibility rule)."""
+    """The database check: the API's authentication, then ``for_user`` narrowed to an API key's organization
+    (the API's own visibility rule, ``scoped_to_key``). The outcome is cached per credential, and a key names
+    one organization, so a cached outcome never serves another organization's image."""
     if request.META.get(ApiKeyAuthentication.header):
         try:
-            user = ApiKeyAuthentication().authenticate(request)[0]
+            user, key = ApiKeyAuthentication().authenticate(request)
+        except exceptions.Throttled:
+            return status.HTTP_429_TOO_MANY_REQUESTS
         except exceptions.AuthenticationFailed:
             return status.HTTP_401_UNAUTHORIZED
+        images = Image.objects.for_user(user).filter(**{f"{Image.organization_lookup}_id": key.organization_id})
     else:
         user = request.user
-    if not user or not user.is_authenticated:
-        return status.HTTP_401_UNAUTHORIZED
-    image = Image.objects.for_user(user).filter(pk=image_id).first()
+        if not user or not user.is_authenticated:
+            return status.HTTP_401_UNAUTHORIZED
+        images = Image.objects.for_user(user)
+    image = images.filter(pk=image_id).first()
     return status.HTTP_404_NOT_FOUND if image is None else TileSource.from_image(image)
 
 
@@ -231,7 +240,7 @@ def _tile_source(request: HttpRequest, image_id: str, cog_version: str) -> _Outc
     outcome = _outcomes.get(key) if ttl > 0 else None
     if outcome is None or (isinstance(outcome, TileSource) and outcome.cog_version != cog_version):
         outcome = _resolve(request, image_id)
-        if ttl > 0:
+        if ttl > 0 and outcome != status.HTTP_429_TOO_MANY_REQUESTS:
             _outcomes.put(key, outcome, ttl)
     return outcome
 
@@ -251,6 +260,7 @@ def _error(code: int, message: str) -> JsonResponse:
 _STATUS_MESSAGES = {
     status.HTTP_401_UNAUTHORIZED: "Sign in, or send an API key in the X-Api-Key header.",
     status.HTTP_404_NOT_FOUND: "Not found.",
+    status.HTTP_429_TOO_MANY_REQUESTS: "Too many requests with a wrong or revoked API key came from this address.",
 }
 
 
@@ -272,7 +282,10 @@ def image_tile(request, image_id: str, cog_version: str, z: str, x: str, y: str,
     tilesize = 512 if scale == "2" else 256
     source = _tile_source(request, image_id, cog_version)
     if isinstance(source, int):
-        return _error(source, _STATUS_MESSAGES[source])
+        response = _error(source, _STATUS_MESSAGES[source])
+        if source == status.HTTP_429_TOO_MANY_REQUESTS:
+            response["Retry-After"] = str(api_key_blocked_for(request) or 1)
+        return response
     if not source.cog_version:
         return _error(status.HTTP_404_NOT_FOUND, "This image has no tiles yet: it is still being processed.")
     if source.cog_version != cog_version:
@@ -331,7 +344,7 @@ class ImageTileJSON(APIView):
         responses={200: OpenApiTypes.OBJECT},
     )
     def get(self, request, image_id):
-        image = Image.objects.for_user(request.user).filter(pk=image_id).first()
+        image = scoped_to_key(Image.objects.for_user(request.user), request).filter(pk=image_id).first()
         if image is None:
             raise exceptions.NotFound()
         if image.status != Image.Status.READY or not image.cog_version:

@@ -17,5 +17,6 @@ app.conf.task_queues = tuple(
 app.conf.task_routes = {"workers.tasks.train_*": {"queue": "gpu"}, "workers.tasks.detect_*": {"queue": "gpu"}}
 app.conf.beat_schedule = {
     "sweep-stale-jobs": {"task": "workers.tasks.sweep_stale_jobs", "schedule": 300.0},
+    "sweep-storage": {"task": "workers.tasks.sweep_storage", "schedule": 300.0},
 }
 app.autodiscover_tasks(["workers"])

@@ -14,6 +14,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from picterra.env import env_bool, env_int, env_list, env_str
+from picterra.security import loopback_only, startup_problem
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
@@ -32,6 +33,13 @@ def _secret_key() -> str:
     return key_file.read_text().strip()
 
 
+# The address the embedded run binds (`scripts/run.sh`, `Procfile`). Off loopback, a generated key on disk and the
+# demo account's well-known password would face the network: refuse to start without explicit ones.
+HOST = env_str("HOST", "127.0.0.1")
+DEMO_PASSWORD = env_str("DEMO_PASSWORD", "")
+_exposure_problem = startup_problem(HOST, env_str("SECRET_KEY", ""), DEMO_PASSWORD)
+if _exposure_problem:
+    raise ImproperlyConfigured(_exposure_problem)
 SECRET_KEY = _secret_key()
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
@@ -60,11 +68,14 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before whitenoise, so static files get the headers too.
+    "picterra.security.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "picterra.security.SignInThrottleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -165,11 +176,23 @@ TRAINING_TIME_BUDGET_S = env_int("TRAINING_TIME_BUDGET_S", 60, minimum=5)
 # Side of a detection grid cell in pixels: each cell is one retryable job.
 DETECTION_CELL_SIZE = env_int("DETECTION_CELL_SIZE", 2048, minimum=256)
 DETECTION_CELL_ATTEMPTS = env_int("DETECTION_CELL_ATTEMPTS", 3, minimum=1)
-# Jobs whose row has not moved for this long are failed (or re-queued) by the periodic sweeper.
+# Jobs whose row has not moved for this long are re-queued (their message may be lost) or, once their
+# attempts are spent, failed by the periodic sweeper.
 STALE_JOB_TIMEOUT_S = env_int("STALE_JOB_TIMEOUT_S", 3600, minimum=60)
 # A running training row whose heartbeat (written every few seconds) is older than this belongs to a
 # dead worker, and a redelivered task may take it over. Keep it below CELERY_VISIBILITY_TIMEOUT_S.
 JOB_HEARTBEAT_STALE_S = env_int("JOB_HEARTBEAT_STALE_S", 120, minimum=5)
+# How often a working job moves its heartbeat (updated_at for images) in long phases without progress.
+JOB_HEARTBEAT_EVERY_S = max(1.0, JOB_HEARTBEAT_STALE_S / 4)
+# Attempts a job may start before it is failed: a file or a run that kills its worker every time (out of
+# memory) is redelivered at once (acks_late + reject_on_worker_lost); these bound that loop. Counted when
+# the job is claimed, so a killed worker counts.
+INGEST_MAX_ATTEMPTS = env_int("INGEST_MAX_ATTEMPTS", 3, minimum=1)
+TRAINING_MAX_ATTEMPTS = env_int("TRAINING_MAX_ATTEMPTS", 3, minimum=1)
+DETECTION_FINISH_ATTEMPTS = env_int("DETECTION_FINISH_ATTEMPTS", 3, minimum=1)
+# A worker that loses the broker finishes the tasks in hand (the database records their outcome); the
+# messages of those tasks may be gone with a restarted broker, which the sweeper covers.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -187,13 +210,20 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "picterra.api.exception_handler",
+    # JSON nested too deeply for the decoder is a 400, not a RecursionError (a 500).
+    "DEFAULT_PARSER_CLASSES": [
+        "picterra.api.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     # Requests made with an API key are throttled per key (429 with Retry-After); see API_KEY_THROTTLE_RATE.
     "DEFAULT_THROTTLE_CLASSES": ["picterra.organizations.throttling.ApiKeyRateThrottle"],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 # Requests per API key, as "<number>/<second|minute|hour|day>" (counted in the Django cache).
 API_KEY_THROTTLE_RATE = env_str("API_KEY_THROTTLE_RATE", "600/minute")
-# Shared counters (API key throttling): Redis when CACHE_URL is set, else memory of each process.
+# Shared counters (API key throttling, failed sign-ins): Redis when CACHE_URL is set (`make run` points it at its
+# embedded Redis), else memory of each process, which several gunicorn workers would each count alone.
 CACHE_URL = env_str("CACHE_URL", "")
 CACHES = {
     "default": (
@@ -235,6 +265,11 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# Nothing is served as "media" (uploads live in the blob store). Set only so that no server, Django's test
+# live server included, treats every path as a media file: with MEDIA_URL empty it serves the working
+# directory's files and answers encoded traversal paths with a 500.
+MEDIA_URL = "/media/"
+MEDIA_ROOT = VAR_DIR / "media"
 # The built web app (frontend/dist, made by `npm run build`) is served under /static/app/; without a build
 # the backend runs as before and /app/ says how to build it.
 FRONTEND_DIST = BASE_DIR / "frontend" / "dist"
@@ -243,8 +278,33 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+
+# --- Security (see picterra/security.py) ----------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Behind a proxy that terminates TLS: "HTTP_X_FORWARDED_PROTO,https" makes requests it marks secure count as
+# HTTPS (HSTS, secure redirects). Set it only when that proxy always overwrites the header.
+_ssl_header = env_list("SECURE_PROXY_SSL_HEADER", [])
+if _ssl_header and len(_ssl_header) != 2:
+    raise ImproperlyConfigured(
+        "Environment variable SECURE_PROXY_SSL_HEADER must be a header and a value, e.g. HTTP_X_FORWARDED_PROTO,https."
+    )
+SECURE_PROXY_SSL_HEADER = tuple(_ssl_header) if _ssl_header else None
+# Cookies only over HTTPS, except on a server nobody else reaches (`make run` on http://127.0.0.1) or in DEBUG.
+_cookies_secure = not DEBUG and not loopback_only(HOST, PUBLIC_BASE_URL)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", _cookies_secure)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", SESSION_COOKIE_SECURE)
+# Sent only on HTTPS responses (Django's SecurityMiddleware); 0 turns HSTS off.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000, minimum=0)
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Failed sign-ins (per username, per address) and wrong API keys (per address) within the window, before 429.
+AUTH_FAILURE_LIMIT_PER_USERNAME = env_int("AUTH_FAILURE_LIMIT_PER_USERNAME", 10, minimum=1)
+AUTH_FAILURE_LIMIT_PER_IP = env_int("AUTH_FAILURE_LIMIT_PER_IP", 50, minimum=1)
+AUTH_FAILURE_WINDOW_S = env_int("AUTH_FAILURE_WINDOW_S", 900, minimum=1)
+# Proxies in front of the server that append to X-Forwarded-For (0: the client is REMOTE_ADDR).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0, maximum=5)
 
 # GDAL < 3.9 cannot block file access from spatial references. Django's GDAL only ever parses
 # GeoJSON that picterra/api/fields.py rebuilds from bare coordinates (no "crs" member), so no

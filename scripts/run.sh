@@ -15,6 +15,11 @@ VAR_DIR=${VAR_DIR:-$PWD/var}
 export VAR_DIR
 mkdir -p "$VAR_DIR/run" "$VAR_DIR/log"
 
+# Off loopback the platform needs credentials nobody can guess (picterra/security.py: startup_problem).
+problem=$(.venv/bin/python -c 'import os; from picterra.security import startup_problem
+print(startup_problem(os.environ["HOST"], os.environ.get("SECRET_KEY", ""), os.environ.get("DEMO_PASSWORD", "")) or "")')
+if [ -n "$problem" ]; then echo "run: $problem" >&2; exit 1; fi
+
 redis_pid=""
 cleanup() {
   if [ -n "$redis_pid" ] && kill -0 "$redis_pid" 2>/dev/null; then kill -TERM "$redis_pid"; fi
@@ -31,6 +36,8 @@ if [ -z "${CELERY_BROKER_URL:-}" ]; then
   for _ in $(seq 50); do [ -S "$socket" ] && break; sleep 0.1; done
   [ -S "$socket" ] || { echo "run: Redis did not start, see $VAR_DIR/log/redis.log" >&2; exit 1; }
   redis_pid=$(cat "$VAR_DIR/run/redis.pid")
+  # Throttling counters (per API key, failed sign-ins) shared by every web and tile process: database 1 of it.
+  export CACHE_URL=${CACHE_URL:-unix://$socket?db=1}
 fi
 
 .venv/bin/python manage.py migrate --noinput -v 0

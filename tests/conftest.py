@@ -31,6 +31,17 @@ def _static_files_without_manifest(settings):
     }
 
 
+@pytest.fixture(autouse=True)
+def _fresh_throttling_counters():
+    """Each test starts with no failed sign-ins or API key counts (a per-process memory cache keeps them)."""
+    from django.core.cache import caches
+    from django.core.cache.backends.locmem import LocMemCache
+
+    for cache in caches.all(initialized_only=True):
+        if isinstance(cache, LocMemCache):
+            cache.clear()
+
+
 @dataclass
 class Personas:
     organization: Organization

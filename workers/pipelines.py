@@ -19,7 +19,8 @@ import rasterio
 from django.conf import settings
 from django.contrib.gis.geos import GEOSGeometry
 from django.db import transaction
-from django.db.models import Count, F, Sum
+from django.db.models import Count, F, Q, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from pyproj import Geod
 
@@ -28,13 +29,14 @@ from detectors.models import (
     DetectedObject,
     DetectionCell,
     DetectionRun,
-    DetectorClass,
     RunStatus,
     TrainingRun,
+    detection_run_prefix,  # the key names live beside the rows; still importable from here
+    training_run_prefix,
 )
 from detectors.training_inputs import gather_training_inputs, training_problems, training_stats
 from imagery.storage import get_blob_store
-from picterra.jobs import enqueue_on_commit
+from picterra.jobs import enqueue_on_commit, heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +51,45 @@ class RunCancelled(Exception):
     pass
 
 
-def training_run_prefix(run_id) -> str:
-    return f"training-runs/{run_id}/"
-
-
 def _finish(run_id, status: str, **fields) -> None:
     TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
         status=status, finished_at=timezone.now(), heartbeat_at=timezone.now(), **fields
     )
+
+
+def _claim_training_run(run_id: str) -> str:
+    """Take a queued run, or one whose worker died (heartbeat stale), counting the attempt first.
+
+    A fresh heartbeat may be a live worker or one that died a moment ago: RUNNING_ELSEWHERE asks the
+    caller to look again once a heartbeat would have gone stale, so a duplicate message (the sweeper's or
+    the broker's) never runs a run twice at once. Past TRAINING_MAX_ATTEMPTS the run is failed: it kept
+    stopping its worker (out of memory), and a redelivery would only do that again.
+    """
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=settings.JOB_HEARTBEAT_STALE_S)
+    takeable = Q(status=RunStatus.PENDING) | Q(status=RunStatus.RUNNING, heartbeat_at__lt=stale_before)
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().filter(pk=run_id).only("status", "attempts").first()
+        if run is None:
+            return "deleted"
+        if not TrainingRun.objects.filter(takeable, pk=run_id).exists():
+            return RUNNING_ELSEWHERE if run.status == RunStatus.RUNNING else run.status
+        if run.attempts >= settings.TRAINING_MAX_ATTEMPTS:
+            TrainingRun.objects.filter(pk=run_id).update(
+                status=RunStatus.FAILED,
+                error=f"Training stopped its worker {run.attempts} times; it may need less memory. "
+                "Try fewer or smaller images, or contact your administrator.",
+                finished_at=now,
+                heartbeat_at=now,
+            )
+            return RunStatus.FAILED
+        TrainingRun.objects.filter(pk=run_id).update(
+            status=RunStatus.RUNNING,
+            started_at=Coalesce(F("started_at"), Value(now)),
+            heartbeat_at=now,
+            attempts=F("attempts") + 1,
+        )
+    return RunStatus.RUNNING
 
 
 def run_training(run_id: str) -> str:
@@ -66,23 +99,9 @@ def run_training(run_id: str) -> str:
     from workers.ml.model_card import save_model
     from workers.ml.train import train_detector
 
-    now = timezone.now()
-    claimed = TrainingRun.objects.filter(pk=run_id, status=RunStatus.PENDING).update(
-        status=RunStatus.RUNNING, started_at=now, heartbeat_at=now
-    )
-    if not claimed:
-        # Delivered again after a worker died mid-run: the row says running but its heartbeat stopped;
-        # start it over. A fresh heartbeat may be a live worker or one that died a moment ago: ask the
-        # caller to look again once a heartbeat would have gone stale.
-        stale_before = now - timedelta(seconds=settings.JOB_HEARTBEAT_STALE_S)
-        claimed = TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING, heartbeat_at__lt=stale_before).update(
-            heartbeat_at=now
-        )
-        if not claimed:
-            run = TrainingRun.objects.filter(pk=run_id).only("status").first()
-            if run is not None and run.status == RunStatus.RUNNING:
-                return RUNNING_ELSEWHERE
-            return run.status if run else "deleted"
+    claimed = _claim_training_run(run_id)
+    if claimed != RunStatus.RUNNING:
+        return claimed
     run = TrainingRun.objects.select_related("detector").get(pk=run_id)
     detector = run.detector
     inputs = gather_training_inputs(detector)
@@ -91,7 +110,12 @@ def run_training(run_id: str) -> str:
         _finish(run_id, RunStatus.FAILED, error=" ".join(problems))
         return RunStatus.FAILED
     stats = training_stats(detector, inputs)
-    classes = list(detector.classes.order_by("position", "name").values_list("name", flat=True))
+    class_rows = list(detector.classes.order_by("position", "name").values_list("pk", "name"))
+    classes = [name for _, name in class_rows]
+    # The classes as this model learns them, with their ids: detection maps the model's outputs back by id,
+    # so renaming a class later keeps its objects (detectors.detection.model_class_ids).
+    run.config = {**run.config, "classes": classes, "class_ids": [str(pk) for pk, _ in class_rows]}
+    TrainingRun.objects.filter(pk=run_id).update(config=run.config)
     config = DetectorConfig.from_dict({**run.config, "classes": classes})
     images = [
         LabelledImage(
@@ -127,8 +151,10 @@ def run_training(run_id: str) -> str:
     store = get_blob_store()
     # Each attempt writes under its own prefix: an attempt that loses a race never deletes the winner's files.
     prefix = f"{training_run_prefix(run_id)}{uuid.uuid4().hex[:12]}/"
+    beating = TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING)
     try:
-        with rasterio.Env(**inputs[0].gdal_env):
+        # Progress reports beat during the training loop; this covers loading, saving, predicting, scoring.
+        with heartbeat(lambda: beating.update(heartbeat_at=timezone.now())), rasterio.Env(**inputs[0].gdal_env):
             model = train_detector(
                 images,
                 config,
@@ -190,11 +216,12 @@ def _predict_and_score(run: TrainingRun, model, inputs, classes: list[str]) -> d
     """Predict in testing, accuracy and training areas: store the testing predictions, score the accuracy
     areas, and review both the accuracy areas (matches, misses, false detections) and the training areas
     (what the detector finds there that no outline covers: objects the user may have forgotten)."""
+    from detectors.detection import model_class_ids
     from workers.ml.predict import predict_areas
     from workers.ml.raster_io import image_crs_to_lonlat_many, to_geojson
     from workers.ml.scoring import review_detections, score_detections, unoutlined_detections
 
-    class_ids = dict(DetectorClass.objects.filter(detector=run.detector).values_list("name", "pk"))
+    class_ids = model_class_ids(run, classes)  # a class deleted meanwhile: its predictions are not stored
     detection_type = run.detector.detection_type
     predicted_in_accuracy, truth, accuracy_areas = [], [], []
     rows, review = [], []
@@ -209,8 +236,9 @@ def _predict_and_score(run: TrainingRun, model, inputs, classes: list[str]) -> d
             in_testing = predict_areas(model, src, item.testing_areas)
             in_accuracy = predict_areas(model, src, item.accuracy_areas)
             in_training = predict_areas(sensitive, src, item.training_areas)
-        stored = stored_geometries([d.geometry for d in in_testing], item.crs)
-        for d, (geometry, area_m2) in zip(in_testing, stored, strict=True):
+        kept = [d for d in in_testing if class_ids.get(d.class_name)]
+        stored = stored_geometries([d.geometry for d in kept], item.crs)
+        for d, (geometry, area_m2) in zip(kept, stored, strict=True):
             rows.append(
                 DetectedObject(
                     training_run=run,
@@ -309,34 +337,55 @@ def load_trained_model(training_run: TrainingRun):
     return _models[key]
 
 
+def cell_stopped_message(times: int) -> str:
+    return f"Detecting in this part of the image stopped the worker {times} times; it may need less memory."
+
+
 def run_detection_cell(cell_id: str) -> str:
     """Detect the objects owned by one grid cell and replace that cell's objects with them."""
     from shapely.ops import unary_union
 
+    from detectors.detection import model_class_ids
     from workers.ml.grid import GridCell
     from workers.ml.predict import predict_window
     from workers.ml.raster_io import window_geometry
 
     now = timezone.now()
-    claimed = DetectionCell.objects.filter(
+    # The attempt is counted (and updated_at, the cell's heartbeat, moved) before any work, so a worker
+    # killed by this cell has counted it; a redelivery past DETECTION_CELL_ATTEMPTS fails the cell.
+    claimable = DetectionCell.objects.filter(
         pk=cell_id,
         status__in=(DetectionCell.Status.PENDING, DetectionCell.Status.RUNNING),
         run__status__in=(RunStatus.PENDING, RunStatus.RUNNING),
-    ).update(status=DetectionCell.Status.RUNNING, attempts=F("attempts") + 1)
+    )
+    claimed = claimable.filter(attempts__lt=settings.DETECTION_CELL_ATTEMPTS).update(
+        status=DetectionCell.Status.RUNNING, attempts=F("attempts") + 1, updated_at=now
+    )
     if not claimed:
+        if claimable.exists():
+            fail_detection_cell(cell_id, cell_stopped_message(settings.DETECTION_CELL_ATTEMPTS))
+            return "failed"
         return "skipped"
     cell = DetectionCell.objects.select_related("run__training_run", "image").get(pk=cell_id)
     run = cell.run
+    # A cell runs again (retry of failed cells): the final step that follows starts with a fresh budget.
+    DetectionRun.objects.filter(pk=run.pk, finish_attempts__gt=0).update(finish_attempts=0)
     DetectionRun.objects.filter(pk=run.pk, status=RunStatus.PENDING).update(status=RunStatus.RUNNING, started_at=now)
     started = time.monotonic()
     model = load_trained_model(run.training_run)
     store = get_blob_store()
     image = cell.image
-    class_ids = dict(DetectorClass.objects.filter(detector_id=run.detector_id).values_list("name", "pk"))
+    # By the ids saved when the version trained: a renamed class keeps its objects, a deleted one's are skipped.
+    class_ids = model_class_ids(run.training_run, list(model.config.classes))
     areas = Area.objects.filter(detector_id=run.detector_id, image=image, kind=Area.Kind.DETECTION)
     col, row, width, height = cell.window
     grid_cell = GridCell(0, 0, rasterio.windows.Window(col, row, width, height))
-    with rasterio.Env(**store.gdal_env()), rasterio.open(store.gdal_path(image.cog_key)) as src:
+    beating = DetectionCell.objects.filter(pk=cell_id, status=DetectionCell.Status.RUNNING)
+    with (
+        heartbeat(lambda: beating.update(updated_at=timezone.now())),
+        rasterio.Env(**store.gdal_env()),
+        rasterio.open(store.gdal_path(image.cog_key)) as src,
+    ):
         owned = window_geometry(grid_cell.window, src.transform)
         if areas.exists():
             region = unary_union([_to_shapely(a.geometry.transform(image.crs, clone=True)) for a in areas])
@@ -347,7 +396,8 @@ def run_detection_cell(cell_id: str) -> str:
 
     # A neighbouring cell owns the objects whose representative point falls in its window.
     points = shapely.point_on_surface([d.geometry for d in found]) if found else []
-    found = [d for d, inside in zip(found, shapely.contains(owned, points), strict=True) if inside]
+    inside = shapely.contains(owned, points)
+    found = [d for d, here in zip(found, inside, strict=True) if here and class_ids.get(d.class_name)]
     rows = [
         DetectedObject(
             detection_run=run,
@@ -453,13 +503,48 @@ def _finish_when_no_cell_left(run_id) -> None:
         enqueue_on_commit(finish_detection, str(run_id))
 
 
+def _claim_finish(run_id: str) -> str:
+    """Count a start of the final step, unless another one is working (its heartbeat is fresh).
+
+    A worker killed while merging or exporting has counted its attempt; its redelivered message waits
+    for the heartbeat to go stale (RUNNING_ELSEWHERE), then takes over, or past DETECTION_FINISH_ATTEMPTS
+    fails the run. Duplicates (two cells ending at once each queue the final step) do not count twice.
+    """
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=settings.JOB_HEARTBEAT_STALE_S)
+    active = (RunStatus.PENDING, RunStatus.RUNNING)
+    if _cells_left(run_id):
+        return DetectionRun.objects.filter(pk=run_id).values_list("status", flat=True).first() or "deleted"
+    free = Q(finish_attempts=0) | Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True)
+    runs = DetectionRun.objects.filter(free, pk=run_id, status__in=active)
+    if runs.filter(finish_attempts__lt=settings.DETECTION_FINISH_ATTEMPTS).update(
+        finish_attempts=F("finish_attempts") + 1, heartbeat_at=now
+    ):
+        return RunStatus.RUNNING
+    if runs.update(
+        status=RunStatus.FAILED,
+        error=f"Putting the results together stopped the worker {settings.DETECTION_FINISH_ATTEMPTS} times; "
+        "it may need less memory. Please contact your administrator.",
+        finished_at=now,
+        heartbeat_at=now,
+    ):
+        return RunStatus.FAILED
+    status = DetectionRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
+    return RUNNING_ELSEWHERE if status in active else status or "deleted"
+
+
 def finish_detection(run_id: str) -> str:
     """All cells ended: write the exports and give the run its final state. Safe to run twice, at once too:
-    the run's row is locked for the whole finish, and the second caller finds it final."""
+    the start is claimed (and counted), so one caller works at a time; the heartbeat moves throughout.
+    No transaction is open while merging and exporting (SpatiaLite would block every other writer for the
+    whole export): only the final status update is one, short, with the run's row locked."""
+    claimed = _claim_finish(run_id)
+    if claimed != RunStatus.RUNNING:
+        return claimed
+    beating = DetectionRun.objects.filter(pk=run_id, status__in=(RunStatus.PENDING, RunStatus.RUNNING))
     try:
-        with transaction.atomic():
-            run = DetectionRun.objects.select_for_update().filter(pk=run_id).first()
-            return _finish_locked_run(run)
+        with heartbeat(lambda: beating.update(heartbeat_at=timezone.now())):
+            return _finish_claimed_run(run_id)
     except Exception:
         DetectionRun.objects.filter(pk=run_id, status__in=(RunStatus.PENDING, RunStatus.RUNNING)).update(
             status=RunStatus.FAILED,
@@ -469,15 +554,31 @@ def finish_detection(run_id: str) -> str:
         raise
 
 
-def _finish_locked_run(run: DetectionRun | None) -> str:
-    if run is None or run.status not in (RunStatus.PENDING, RunStatus.RUNNING):
+def _finish_claimed_run(run_id) -> str:
+    """Merge, export, then end the run. A retry redoes the same work: the merge leaves merged objects
+    alone and the exports overwrite the same keys, so nothing is doubled or left behind."""
+    active = (RunStatus.PENDING, RunStatus.RUNNING)
+    unfinished = (DetectionCell.Status.PENDING, DetectionCell.Status.RUNNING)
+    run = DetectionRun.objects.filter(pk=run_id).first()
+    if run is None or run.status not in active:
         return run.status if run else "deleted"
-    cells = run.cells.all()
-    if cells.filter(status__in=(DetectionCell.Status.PENDING, DetectionCell.Status.RUNNING)).exists():
+    if run.cells.filter(status__in=unfinished).exists():
         return run.status
+    merge_border_objects(run)  # its own short transaction per image
+    keys = write_detection_exports(run)  # files and blobs, outside any transaction
+    with transaction.atomic():
+        run = DetectionRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.status not in active:
+            return run.status if run else "deleted"  # cancelled (or ended by another caller) meanwhile
+        if run.cells.filter(status__in=unfinished).exists():
+            return run.status
+        return _end_run(run, keys)
+
+
+def _end_run(run: DetectionRun, keys: dict[str, str]) -> str:
+    """The final state from the cells, in the caller's transaction."""
+    cells = run.cells.all()
     failed = cells.filter(status=DetectionCell.Status.FAILED).count()
-    merge_border_objects(run)
-    keys = write_detection_exports(run)
     if failed == 0:
         status, error = RunStatus.SUCCEEDED, ""
     elif failed < cells.count():
@@ -558,10 +659,6 @@ def _cell_border_strips(run: DetectionRun, image) -> GEOSGeometry | None:
     strips = affinity.affine_transform(strips_px, [t.a, t.b, t.d, t.e, t.c, t.f])
     lonlat = image_crs_to_lonlat(strips, image.crs)
     return GEOSGeometry(memoryview(lonlat.wkb), srid=4326)
-
-
-def detection_run_prefix(run_id) -> str:
-    return f"detection-runs/{run_id}/"
 
 
 def write_detection_exports(run: DetectionRun) -> dict[str, str]:

@@ -1,7 +1,9 @@
 """Celery tasks: thin wrappers keyed by ids that call one pipeline function each.
 
 Arguments are ids, never model instances or file contents. The database row is the truth about a
-job; a task that is delivered twice (acks_late after a worker died) finds the row and acts idempotently.
+job; a task that is delivered twice (acks_late after a worker died, or queued again by the sweeper after
+its message was lost) finds the row and acts idempotently: each pipeline claims its row with a conditional
+UPDATE that counts the attempt, so a job that keeps killing its worker ends failed after a bounded number.
 """
 
 from __future__ import annotations
@@ -61,11 +63,18 @@ def detect_cell(self, cell_id: str) -> str:
         raise
 
 
-@shared_task(name="workers.tasks.finish_detection", acks_late=True)
-def finish_detection(run_id: str) -> str:
+@shared_task(name="workers.tasks.finish_detection", bind=True, acks_late=True, max_retries=None)
+def finish_detection(self, run_id: str) -> str:
+    """A delivery that finds the final step busy elsewhere comes back later: that worker may have died."""
+    from django.conf import settings
+
+    from workers.pipelines import RUNNING_ELSEWHERE
     from workers.pipelines import finish_detection as run_finish
 
-    return run_finish(run_id)
+    result = run_finish(run_id)
+    if result == RUNNING_ELSEWHERE:
+        raise self.retry(countdown=settings.JOB_HEARTBEAT_STALE_S)
+    return result
 
 
 @shared_task(name="workers.tasks.sweep_stale_jobs")
@@ -73,6 +82,21 @@ def sweep_stale_jobs() -> dict:
     from workers.sweeper import sweep_stale_jobs as run_sweep
 
     return run_sweep()
+
+
+@shared_task(name="workers.tasks.sweep_storage")
+def sweep_storage() -> dict:
+    from workers.sweeper import sweep_storage as run_sweep
+
+    return run_sweep()
+
+
+@shared_task(name="workers.tasks.purge_blobs", acks_late=True)
+def purge_blobs() -> dict:
+    """Delete the blobs of deleted rows (queued after each delete; the periodic storage sweep runs it too)."""
+    from imagery.purge import purge_pending_blobs
+
+    return purge_pending_blobs()
 
 
 @shared_task(name="workers.tasks.ping")

@@ -222,10 +222,34 @@ class TrainingRunSerializer(serializers.ModelSerializer):
 
 
 class DetectRequestSerializer(serializers.Serializer):
+    """What to detect on. With the detector in the context (``detector``), its images and version must be its own
+    organization's: a user of two organizations must not run one's detector on the other's images, which
+    would let the first organization's members read what was found in the second's."""
+
     images = ScopedPrimaryKeyRelatedField(queryset=Image.objects.all(), many=True)
     training_run = ScopedPrimaryKeyRelatedField(
         queryset=TrainingRun.objects.all(), required=False, help_text="Defaults to the detector's chosen version."
     )
+
+    def validate(self, attrs):
+        detector = self.context.get("detector")
+        if detector is None:
+            return attrs
+        foreign = images_of_other_organizations(detector, Image.objects.filter(pk__in=[i.pk for i in attrs["images"]]))
+        if foreign:
+            raise serializers.ValidationError(
+                {"images": f"These images belong to another organization than the detector: {', '.join(foreign)}."}
+            )
+        run = attrs.get("training_run")
+        if run is not None and run.detector_id != detector.pk:
+            raise serializers.ValidationError({"training_run": "This training run is of another detector."})
+        return attrs
+
+
+def images_of_other_organizations(detector: Detector, images) -> list[str]:
+    """Names of the images (a queryset) that are not in the detector's organization, at most five."""
+    others = images.exclude(**{f"{Image.organization_lookup}_id": detector.organization_id})
+    return list(others.order_by("name").values_list("name", flat=True).distinct()[:5])
 
 
 class DetectionRunSerializer(serializers.ModelSerializer):

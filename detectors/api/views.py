@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib.gis.geos import Polygon
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q
 from django.http import Http404, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -18,6 +18,7 @@ from detectors.api.serializers import (
     DetectorSerializer,
     DetectRequestSerializer,
     TrainingRunSerializer,
+    images_of_other_organizations,
 )
 from detectors.detection import CannotDetect, cancel_detection, retry_failed_cells, start_detection
 from detectors.exports import detection_counts
@@ -34,6 +35,8 @@ from detectors.models import (
 from detectors.results import feature_collection
 from detectors.training import NotTrainable, cancel_training, start_training
 from detectors.vector_tiles import detection_tile, valid_tile
+from imagery.models import Image
+from imagery.purge import delete_with_blobs
 from imagery.storage import get_blob_store
 from picterra.api.errors import bad_request
 from picterra.api.viewsets import (
@@ -42,6 +45,11 @@ from picterra.api.viewsets import (
     OrganizationScopedViewSet,
     ReadOnlyOrganizationScopedViewSet,
 )
+
+
+def training_image_of(detector: Detector) -> Q:
+    """Images a training of the detector reads: attached to it, or under one of its areas or outlines."""
+    return Q(detector_images__detector=detector) | Q(areas__detector=detector) | Q(annotations__detector=detector)
 
 
 class DetectorViewSet(OrganizationScopedViewSet):
@@ -61,12 +69,22 @@ class DetectorViewSet(OrganizationScopedViewSet):
     def perform_create(self, serializer):
         serializer.save(created_by=self.request.user)
 
+    def perform_destroy(self, instance):
+        delete_with_blobs(instance)  # its runs' weights and exports are purged by a worker once this commits
+
     @extend_schema(request=None, responses={201: TrainingRunSerializer})
     @action(detail=True, methods=["post"])
     def train(self, request, pk=None):
         """Train a new version of the detector from its training areas and outlines."""
+        detector = self.get_object()
+        foreign = images_of_other_organizations(detector, Image.objects.filter(training_image_of(detector)))
+        if foreign:
+            return bad_request(
+                f"The detector is attached to images of another organization ({', '.join(foreign)}): "
+                "remove them from the detector before training it."
+            )
         try:
-            run = start_training(self.get_object(), request.user)
+            run = start_training(detector, request.user)
         except NotTrainable as exc:
             return Response({"detail": str(exc), "problems": exc.problems}, status=status.HTTP_400_BAD_REQUEST)
         return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
@@ -76,7 +94,9 @@ class DetectorViewSet(OrganizationScopedViewSet):
     def detect(self, request, pk=None):
         """Run a trained version of the detector over whole images, cell by cell."""
         detector = self.get_object()
-        body = DetectRequestSerializer(data=request.data, context=self.get_serializer_context())
+        body = DetectRequestSerializer(
+            data=request.data, context={**self.get_serializer_context(), "detector": detector}
+        )
         body.is_valid(raise_exception=True)
         try:
             run = start_detection(
@@ -191,6 +211,12 @@ class DetectionRunViewSet(ReadOnlyOrganizationScopedViewSet):
     @action(detail=True, methods=["post"], url_path="retry-failed-cells")
     def retry_failed_cells(self, request, pk=None):
         run = self.get_object()
+        foreign = images_of_other_organizations(run.detector, run.images.all())
+        if foreign:
+            return bad_request(
+                f"This detection covers images of another organization than its detector ({', '.join(foreign)}): "
+                "it cannot be retried."
+            )
         if not retry_failed_cells(run):
             return bad_request("This detection has no failed cells to retry.")
         run.refresh_from_db()

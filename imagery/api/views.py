@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import parsers, status
@@ -16,7 +15,7 @@ from imagery.api.serializers import (
     UploadTicketSerializer,
 )
 from imagery.models import Image
-from imagery.storage import get_blob_store, image_prefix
+from imagery.purge import delete_with_blobs
 from imagery.uploads import (
     UPLOAD_URL_TTL_S,
     UploadNotReceived,
@@ -96,6 +95,4 @@ class ImageViewSet(OrganizationScopedViewSet):
         return {"image": self.get_serializer(image).data, "upload_url": url, "expires_at": expires_at.isoformat()}
 
     def perform_destroy(self, instance):
-        prefix = image_prefix(instance.pk)
-        instance.delete()
-        transaction.on_commit(lambda: get_blob_store().delete_prefix(prefix))
+        delete_with_blobs(instance)  # the original and COGs are purged by a worker once this commits

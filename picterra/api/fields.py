@@ -29,7 +29,7 @@ def parse_polygon(value) -> Polygon:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise serializers.ValidationError("Geometry is not valid JSON.") from exc
     if not isinstance(value, dict) or value.get("type") != "Polygon" or not isinstance(value.get("coordinates"), list):
         raise serializers.ValidationError("Geometry must be a GeoJSON object with type 'Polygon' and coordinates.")

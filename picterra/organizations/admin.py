@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from imagery.purge import DeleteWithBlobsAdminMixin
 from picterra.organizations.models import ApiKey, Membership, Organization, Project
 
 
@@ -10,14 +11,14 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(DeleteWithBlobsAdminMixin, admin.ModelAdmin):
     list_display = ["name", "created_at"]
     search_fields = ["name"]
     inlines = [MembershipInline]
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(DeleteWithBlobsAdminMixin, admin.ModelAdmin):
     list_display = ["name", "organization", "created_at"]
     list_filter = ["organization"]
     search_fields = ["name"]

@@ -52,6 +52,13 @@ class Organization(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    # The public API keeps GeoJSON upload tickets under ``public-api/uploads/<organization>/`` (its
+    # ``upload_key``): they go with the organization (``imagery.purge``, ``blob_orphans``).
+    blob_namespaces = ("public-api/uploads/",)
+
+    def blob_prefixes(self) -> list[str]:
+        return [f"public-api/uploads/{self.pk}/"]
+
 
 class Membership(models.Model):
     class Role(models.TextChoices):

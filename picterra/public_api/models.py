@@ -42,9 +42,12 @@ class Operation(models.Model):
     image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     training_run = models.ForeignKey(TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     detection_run = models.ForeignKey(DetectionRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    # Stored once the operation has ended; results may hold "blob:<key>" values, signed on every read.
+    # Stored once the operation has ended. Results are plain data: a string in them is never taken for a blob,
+    # whoever chose it (class names end up there). The blobs the server wrote are listed apart, in blob_refs,
+    # as [{"path": ["by_class", 0, "result", "url"], "key": "<blob key>"}], and signed at those places on read.
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     results = models.JSONField(null=True, blank=True)
+    blob_refs = models.JSONField(default=list, blank=True)
     errors = models.JSONField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -103,6 +106,13 @@ class VectorLayer(models.Model):
             )
         ]
 
+    # Blob store folder whose entries are named by a layer id (``imagery.purge``, ``blob_orphans``).
+    blob_namespaces = ("public-api/vector-layers/",)
+
+    def blob_prefixes(self) -> list[str]:
+        """The uploaded file (``<id>.geojson``) and the downloads written for it (``<id>/…``)."""
+        return [f"public-api/vector-layers/{self.pk}"]
+
 
 class Marker(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -120,3 +130,28 @@ class Marker(models.Model):
 
     class Meta:
         ordering = ["created_at"]
+
+
+class TemporaryFile(models.Model):
+    """Something the public API hands out for a while only: an upload ticket or a written download.
+
+    Each has an expiry; `picterra.public_api.cleanup.expire_public_api_temporaries` (called by the sweeper)
+    deletes what expired: the blob, and for a raster upload never committed, the waiting raster too.
+    """
+
+    class Kind(models.TextChoices):
+        GEOJSON_UPLOAD = "geojson_upload"  # a GeoJSON file PUT to `key`, read by the next commit
+        RASTER_UPLOAD = "raster_upload"  # a raster waiting for its bytes (`image`); dropped when committed
+        DOWNLOAD = "download"  # a file written for one download operation (`operation`)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    key = models.CharField(max_length=500, blank=True, default="")
+    image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    operation = models.ForeignKey(Operation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    organization_lookup = "organization"
+    objects = OrganizationScopedQuerySet.as_manager()

@@ -6,7 +6,9 @@ in is validated with the same polygon rules as our own API.
 
 from __future__ import annotations
 
+import copy
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -24,7 +26,6 @@ from picterra.api.fields import parse_polygon
 from picterra.public_api.models import Operation, RasterDetails, VectorLayer
 
 DOWNLOAD_URL_TTL_S = 3600
-BLOB_PREFIX = "blob:"
 ANNOTATION_TYPES = ("outline", "training_area", "testing_area", "validation_area")
 
 
@@ -170,7 +171,7 @@ def operation_json(operation: Operation) -> dict[str, Any]:
         "id": str(operation.pk),
         "type": operation.kind,
         "status": operation.status,
-        "results": _signed(operation.results),
+        "results": signed_results(operation.results, operation.blob_refs),
         "errors": operation.errors,
         "metadata": operation.metadata,
         "created_at": operation.created_at.isoformat(),
@@ -183,12 +184,15 @@ def operation_reference(operation: Operation) -> dict[str, Any]:
 
 
 def finished_operation(organization, user, kind: str, results=None, errors=None, metadata=None) -> Operation:
+    """An operation done in the request; `BlobRef`s in `results` become its blob_refs."""
+    results, refs = split_blob_refs(None if errors else results)
     return Operation.objects.create(
         organization=organization,
         created_by=user,
         kind=kind,
         status=Operation.Status.FAILED if errors else Operation.Status.SUCCESS,
-        results=None if errors else results,
+        results=results,
+        blob_refs=refs,
         errors=errors,
         metadata=metadata or {},
         finished_at=timezone.now(),
@@ -200,13 +204,15 @@ def _settle(operation: Operation) -> None:
     if outcome is None:
         return
     status, results, errors = outcome
+    results, refs = split_blob_refs(results)
     # Conditional: two polls racing to end the same operation store one result.
     updated = Operation.objects.filter(pk=operation.pk, status=Operation.Status.RUNNING).update(
-        status=status, results=results, errors=errors, finished_at=timezone.now()
+        status=status, results=results, blob_refs=refs, errors=errors, finished_at=timezone.now()
     )
     operation.refresh_from_db() if not updated else None
     if updated:
         operation.status, operation.results, operation.errors = status, results, errors
+        operation.blob_refs = refs
 
 
 def _outcome(operation: Operation) -> tuple[str, Any, Any] | None:
@@ -271,12 +277,12 @@ def detection_results(run) -> dict[str, Any]:
         by_class.append(
             {
                 "class": {"id": str(detector_class.pk), "name": detector_class.name},
-                "result": {"url": BLOB_PREFIX + key, "vector_layer_id": str(layer.pk)},
+                "result": {"url": BlobRef(key), "vector_layer_id": str(layer.pk)},
             }
         )
     key = f"{prefix}/all.geojson"
     _put_json(store, key, {"type": "MultiPolygon", "coordinates": everything})
-    return {"url": BLOB_PREFIX + key, "by_class": by_class}
+    return {"url": BlobRef(key), "by_class": by_class}
 
 
 def _put_json(store, key: str, data: Any) -> None:
@@ -285,15 +291,56 @@ def _put_json(store, key: str, data: Any) -> None:
     store.put_stream(key, io.BytesIO(json.dumps(data).encode()))
 
 
-def _signed(value: Any) -> Any:
-    """Results keep blob keys; every read gets fresh signed URLs (the downloads need no API key)."""
-    if isinstance(value, str) and value.startswith(BLOB_PREFIX):
-        return get_blob_store().signed_url(value[len(BLOB_PREFIX) :], "GET", DOWNLOAD_URL_TTL_S)
-    if isinstance(value, dict):
-        return {k: _signed(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_signed(v) for v in value]
-    return value
+@dataclass(frozen=True)
+class BlobRef:
+    """A blob the server wrote, put where its download URL goes while results are built.
+
+    Only code can make one (JSON never decodes to it), so no string a user chose is ever signed.
+    """
+
+    key: str
+
+
+def split_blob_refs(value: Any) -> tuple[Any, list[dict[str, Any]]]:
+    """Results to store (None where a blob goes) and their blob_refs: `[{"path": [...], "key": ...}]`."""
+    refs: list[dict[str, Any]] = []
+
+    def walk(item: Any, path: list) -> Any:
+        if isinstance(item, BlobRef):
+            refs.append({"path": path, "key": item.key})
+            return None
+        if isinstance(item, dict):
+            return {k: walk(v, [*path, k]) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [walk(v, [*path, i]) for i, v in enumerate(item)]
+        return item
+
+    return walk(value, []), refs
+
+
+def signed_results(results: Any, blob_refs: list | None) -> Any:
+    """The stored results with a fresh signed URL at each place listed in blob_refs, and nowhere else.
+
+    Every read signs again (downloads need no API key and links expire); a path that no longer fits the
+    results is skipped rather than guessed at.
+    """
+    if not blob_refs or not isinstance(results, dict | list):
+        return results
+    rendered = copy.deepcopy(results)
+    store = get_blob_store()
+    for ref in blob_refs:
+        path, key = (ref.get("path"), ref.get("key")) if isinstance(ref, dict) else (None, None)
+        if not isinstance(path, list) or not path or not isinstance(key, str) or not key:
+            continue
+        target = rendered
+        try:
+            for step in path[:-1]:
+                target = target[step]
+            target[path[-1]]  # noqa: B018 - the place must exist: nothing is added to what was stored
+            target[path[-1]] = store.signed_url(key, "GET", DOWNLOAD_URL_TTL_S)
+        except (KeyError, IndexError, TypeError):
+            continue
+    return rendered
 
 
 # --- GeoJSON files -----------------------------------------------------------------------------------------------
@@ -305,6 +352,8 @@ def polygons_from_geojson(raw: bytes, limit: int = 100_000) -> list[Polygon]:
         document = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadGeoJSON("The file is not valid JSON.") from exc
+    except RecursionError as exc:
+        raise BadGeoJSON("The file's JSON is nested too deeply.") from exc
     geometries = []
     if isinstance(document, dict) and document.get("type") == "FeatureCollection":
         features = document.get("features")

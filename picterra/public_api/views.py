@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.http import Http404, JsonResponse
 from django.utils.dateparse import parse_datetime
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, status
@@ -27,16 +28,31 @@ from detectors.detection import CannotDetect, start_detection
 from detectors.models import Area, DetectedObject, Detector, DetectorImage
 from detectors.training import NotTrainable, start_training
 from imagery.models import Image
-from imagery.storage import get_blob_store, image_prefix
+from imagery.purge import delete_with_blobs
+from imagery.storage import get_blob_store
 from imagery.uploads import UploadNotReceived, commit_upload, start_upload
 from picterra.organizations.authentication import ApiKeyAuthentication
 from picterra.organizations.models import ApiKey, Membership, Organization, Project
 from picterra.public_api import serializers as public
-from picterra.public_api.models import Marker, Operation, RasterDetails, RasterDetectionArea, VectorLayer
+from picterra.public_api.cleanup import (
+    raster_committed,
+    record_download,
+    record_geojson_upload,
+    record_raster_upload,
+)
+from picterra.public_api.models import (
+    Marker,
+    Operation,
+    RasterDetails,
+    RasterDetectionArea,
+    TemporaryFile,
+    VectorLayer,
+)
 from picterra.public_api.translate import (
     ANNOTATION_TYPES,
     DOWNLOAD_URL_TTL_S,
     BadGeoJSON,
+    BlobRef,
     apply_band_specification,
     check_inside,
     class_for,
@@ -134,6 +150,7 @@ class PublicView(APIView):
         """A signed PUT URL for a file the next commit reads (GeoJSON uploads)."""
         upload_id = str(uuid.uuid4())
         key = upload_key(self.organization, kind, upload_id)
+        record_geojson_upload(self.organization, upload_id, key)  # expires; the sweeper removes the file
         return {"upload_id": upload_id, "upload_url": get_blob_store().signed_url(key, "PUT", UPLOAD_TTL_S)}
 
     def uploaded(self, kind: str, upload_id: str) -> bytes:
@@ -259,6 +276,7 @@ class RasterUploadView(PublicView):
                 cloud_coverage=data.get("cloud_coverage"),
                 multispectral=data.get("multispectral", True),
             )
+            record_raster_upload(self.organization, image)  # never committed: removed once it expires
         return Response({"raster_id": str(image.pk), "upload_url": url}, status=status.HTTP_201_CREATED)
 
 
@@ -280,6 +298,7 @@ class RasterCommitView(PublicView):
             image = commit_upload(image)
         except UploadNotReceived as exc:
             raise exceptions.ValidationError({"detail": str(exc)}) from None
+        raster_committed(image)
         return self.operation(kind=Operation.Kind.UPLOAD_RASTER, image=image, metadata={"raster_id": str(image.pk)})
 
 
@@ -313,10 +332,7 @@ class RasterDetailView(PublicView):
 
     @extend_schema(responses={204: None})
     def delete(self, request, raster_id):
-        image = self.get_one(Image, raster_id)
-        prefix = image_prefix(image.pk)
-        image.delete()
-        transaction.on_commit(lambda: get_blob_store().delete_prefix(prefix))
+        delete_with_blobs(self.get_one(Image, raster_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -498,10 +514,7 @@ class VectorLayerDetailView(PublicView):
             DetectedObject.objects.filter(
                 detection_run_id=layer.detection_run_id, detector_class_id=layer.detector_class_id, image=layer.image
             ).delete()
-        if layer.blob_key:
-            key = layer.blob_key
-            transaction.on_commit(lambda: get_blob_store().delete(key))
-        layer.delete()
+        delete_with_blobs(layer)  # its uploaded file and downloads are purged after commit
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -510,20 +523,27 @@ class VectorLayerDownloadView(PublicView):
     def post(self, request, vector_layer_id):
         """A FeatureCollection of Polygons at a signed URL (written now; small enough for one request)."""
         layer = self.get_one(VectorLayer, vector_layer_id)
-        key = layer.blob_key
+        key, temporary = layer.blob_key, None
         if layer.detection_run_id:
             objects = DetectedObject.objects.filter(
                 detection_run_id=layer.detection_run_id, detector_class_id=layer.detector_class_id, image=layer.image
             ).order_by("pk")
+            # Built from ids only: the class name goes inside the file, never into its key.
             key = f"public-api/vector-layers/{layer.pk}/{uuid.uuid4().hex}.geojson"
+            temporary = record_download(self.organization, key)  # the file expires (cleanup.DOWNLOAD_KEEP_S)
             class_name = layer.detector_class.name if layer.detector_class else layer.name
             collection = polygons_feature_collection([o.geometry for o in objects], {"class_name": class_name})
             _put_json(key, collection)
-        return self.finished(
+        operation = finished_operation(
+            self.organization,
+            request.user,
             Operation.Kind.VECTOR_LAYER_DOWNLOAD,
-            results={"download_url": "blob:" + key, "expiration": DOWNLOAD_URL_TTL_S},
+            results={"download_url": BlobRef(key) if key else None, "expiration": DOWNLOAD_URL_TTL_S},
             metadata={"raster_id": str(layer.image_id), "vector_layer_id": str(layer.pk)},
         )
+        if temporary is not None:
+            TemporaryFile.objects.filter(pk=temporary.pk).update(operation=operation)
+        return Response(operation_reference(operation), status=status.HTTP_201_CREATED)
 
 
 # --- detectors -----------------------------------------------------------------------------------------------------
@@ -578,7 +598,7 @@ class DetectorDetailView(PublicView):
 
     @extend_schema(responses={204: None})
     def delete(self, request, detector_id):
-        self.get_one(Detector, detector_id).delete()
+        delete_with_blobs(self.get_one(Detector, detector_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -749,6 +769,7 @@ class GrantsView(PublicView):
         return Response(self._grants(), status=status.HTTP_201_CREATED)
 
 
+@csrf_exempt  # an unknown path answers the API's JSON 404 for every method, never Django's CSRF page
 def unknown_path(request, *args, **kwargs) -> JsonResponse:
     hint = "" if request.path.endswith("/") else " Public API paths end with a slash."
     return JsonResponse({"detail": f"No such endpoint: {request.path}.{hint}"}, status=404)

@@ -16,6 +16,7 @@ from rio_cogeo.cogeo import cog_validate
 
 from imagery.ingest import ingest_image
 from imagery.models import Image
+from imagery.purge import purge_pending_blobs
 from imagery.sample import write_sample_geotiff
 from imagery.storage import get_blob_store
 
@@ -144,6 +145,7 @@ def test_deleting_an_image_removes_its_blobs(
     assert store.exists(Image.objects.get(pk=image_id).cog_key)
     with django_capture_on_commit_callbacks(execute=True):
         assert client.delete(reverse("v1:image-detail", args=[image_id])).status_code == 204
+    purge_pending_blobs()  # what the queued workers.tasks.purge_blobs runs (tests/imagery/test_storage_lifecycle.py)
     assert not list(store.list(f"images/{image_id}/"))
     assert not list(store.list(f"images/{image_id}/"))
 

@@ -17,6 +17,7 @@ from rio_cogeo.cogeo import cog_validate
 from imagery.blobstore import GCSBlobStore
 from imagery.ingest import ingest_image
 from imagery.models import Image
+from imagery.purge import purge_pending_blobs
 from imagery.sample import write_sample_geotiff
 from imagery.storage import get_blob_store
 
@@ -64,4 +65,6 @@ def test_upload_and_ingest_with_the_gcs_blob_store(
 
     with django_capture_on_commit_callbacks(execute=True):
         assert client.delete(reverse("v1:image-detail", args=[image_id])).status_code == 204
+    assert list(gcs_platform_store.list(f"images/{image_id}/")), "the delete purges later, in a job"
+    purge_pending_blobs()  # what the queued purge_blobs job does
     assert list(gcs_platform_store.list(f"images/{image_id}/")) == []

@@ -1,4 +1,4 @@
-"""Stale jobs end: lost ingest messages are re-queued, rows whose worker died are failed with a reason."""
+"""Stale jobs end: lost messages are re-queued, rows whose attempts are spent are failed with a reason."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from datetime import timedelta
 from django.utils import timezone
 
 from detectors.models import DetectionCell, DetectionRun, Detector, RunStatus, TrainingRun
-from imagery.models import Image
+from imagery.models import BlobPurge, Image
 from imagery.storage import get_blob_store
-from workers.sweeper import UPLOAD_ABANDONED, WORKER_LOST, sweep_stale_jobs
+from workers.sweeper import UPLOAD_ABANDONED, WORKER_LOST, sweep_stale_jobs, sweep_storage
 
 
 def test_sweeper_requeues_fails_and_leaves_fresh_work_alone(
@@ -23,23 +23,36 @@ def test_sweeper_requeues_fails_and_leaves_fresh_work_alone(
     dead_run = TrainingRun.objects.create(
         detector=detector, version=1, status=RunStatus.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now()
     )
+    spent = Image.objects.create(
+        project=project, name="x", status=Image.Status.INGESTING, ingest_attempts=settings.INGEST_MAX_ATTEMPTS
+    )
+    spent_run = TrainingRun.objects.create(
+        detector=detector,
+        version=2,
+        status=RunStatus.RUNNING,
+        heartbeat_at=timezone.now(),
+        attempts=settings.TRAINING_MAX_ATTEMPTS,
+    )
     with django_capture_on_commit_callbacks() as callbacks:
         result = sweep_stale_jobs(now=later)
     assert result == {
         "detections_finished": 0,
-        "images_requeued": 1,
+        "detection_cells_requeued": 0,
+        "images_requeued": 2,
         "images_failed": 1,
         "uploads_abandoned": 0,
+        "training_runs_requeued": 1,
         "runs_failed": 1,
     }
-    assert len(callbacks) == 1  # the ingest of `queued` is asked for again
-    queued.refresh_from_db()
-    stuck.refresh_from_db()
-    dead_run.refresh_from_db()
-    assert queued.status == Image.Status.UPLOADED
-    assert (stuck.status, stuck.error) == (Image.Status.FAILED, WORKER_LOST)
-    assert (dead_run.status, dead_run.error) == (RunStatus.FAILED, WORKER_LOST)
-    assert dead_run.finished_at == later
+    # Ingest of `queued` and `stuck` and training of `dead_run` are asked for again (attempts remain).
+    assert len(callbacks) == 3
+    for row in (queued, stuck, dead_run, spent, spent_run):
+        row.refresh_from_db()
+    assert queued.status == Image.Status.UPLOADED and stuck.status == Image.Status.INGESTING
+    assert dead_run.status == RunStatus.RUNNING and dead_run.queued_at == later
+    assert spent.status == Image.Status.FAILED and "stopped the worker 3 times" in spent.error
+    assert (spent_run.status, spent_run.error) == (RunStatus.FAILED, WORKER_LOST)
+    assert spent_run.finished_at == later
 
     fresh = sweep_stale_jobs(now=timezone.now())
     assert not any(fresh.values())
@@ -77,9 +90,26 @@ def test_sweeper_finishes_a_detection_whose_cells_all_ended(
         runs[name] = run
     with django_capture_on_commit_callbacks() as callbacks:
         result = sweep_stale_jobs(now=later)
-    assert result["detections_finished"] == 1 and result["runs_failed"] == 1
-    assert len(callbacks) == 1  # finish_detection of the ended run
+    # The busy run's running cell stopped moving too (its worker died): it is queued again.
+    assert result["detections_finished"] == 1 and result["detection_cells_requeued"] == 1
+    assert len(callbacks) == 2  # finish_detection of the ended run, detect_cell of the busy one
     runs["ended"].refresh_from_db()
     runs["busy"].refresh_from_db()
-    assert runs["ended"].status == RunStatus.RUNNING and runs["ended"].heartbeat_at == later
-    assert (runs["busy"].status, runs["busy"].error) == (RunStatus.FAILED, WORKER_LOST)
+    assert runs["ended"].status == RunStatus.RUNNING and runs["ended"].queued_at == later
+    assert runs["busy"].status == RunStatus.RUNNING and runs["busy"].queued_at == later
+    assert not any(sweep_stale_jobs(now=later).values()), "asked for at most once per STALE_JOB_TIMEOUT_S"
+
+
+def test_storage_sweep_carries_out_purges_whose_message_was_lost(db):
+    """A purge recorded by a delete whose task never ran is carried out by the periodic storage sweep."""
+    store = get_blob_store()
+    store.put_stream("images/00000000-0000-0000-0000-00000000dead/cog-1.tif", io.BytesIO(b"x"))
+    store.put_stream("images/00000000-0000-0000-0000-00000000beef/cog-1.tif", io.BytesIO(b"y"))
+    BlobPurge.objects.create(prefix="images/00000000-0000-0000-0000-00000000dead/")
+
+    result = sweep_storage()
+
+    assert result["blob_prefixes_purged"] == 1 and result["blob_purges_failed"] == 0
+    assert not BlobPurge.objects.exists()
+    assert not store.exists("images/00000000-0000-0000-0000-00000000dead/cog-1.tif")
+    assert store.exists("images/00000000-0000-0000-0000-00000000beef/cog-1.tif")

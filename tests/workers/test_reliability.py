@@ -8,9 +8,6 @@ timeout (shortened for the test) has passed.
 
 from __future__ import annotations
 
-import json
-import time
-
 import pytest
 import rasterio
 from django.urls import reverse
@@ -20,51 +17,14 @@ from detectors.models import DetectedObject, DetectionCell, DetectionRun, RunSta
 from imagery.models import Image
 from imagery.storage import get_blob_store
 from tests.conftest import wait_for
-from tests.detectors.test_training_flow import trainable  # noqa: F401 - the fixture
-from workers.ml.grid import GridCell
-from workers.pipelines import load_trained_model, run_training, training_run_prefix
+from tests.workers.conftest import broker_messages, cell_window_key, finished
+from workers.pipelines import load_trained_model, training_run_prefix
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 VISIBILITY_TIMEOUT_S = 10
 # What a worker needs to take over the dead one's work promptly.
 RECOVERY_ENV = {"CELERY_VISIBILITY_TIMEOUT_S": str(VISIBILITY_TIMEOUT_S), "JOB_HEARTBEAT_STALE_S": "8"}
-FINAL = (RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus.FAILED, RunStatus.CANCELLED)
-
-
-def finished(model, pk):
-    return lambda: model.objects.filter(pk=pk, status__in=FINAL).first()
-
-
-@pytest.fixture
-def trained_version(trainable, settings):  # noqa: F811
-    """A detector with a succeeded version, trained in this process (briefly: these tests check jobs)."""
-    client, detector, image_id = trainable
-    settings.TRAINING_TIME_BUDGET_S = 12
-    response = client.post(reverse("v1:detector-train", args=[detector["id"]]))
-    assert response.status_code == 201, response.json()
-    # The queued message stays in the broker; the worker started later finds the run already done.
-    assert run_training(response.json()["id"]) == RunStatus.SUCCEEDED
-    return client, detector, image_id, TrainingRun.objects.get(pk=response.json()["id"])
-
-
-@pytest.fixture
-def faults(tmp_path):
-    """The fault rules a worker started with `include=("tests.workers.faults",)` obeys; editable live."""
-    path = tmp_path / "faults.json"
-
-    def write(**rules) -> dict[str, str]:
-        path.write_text(json.dumps(rules))
-        return {"PICTERRA_TEST_FAULTS": str(path)}
-
-    write()
-    return write
-
-
-def cell_window_key(cell: DetectionCell, width: int, height: int) -> str:
-    col, row, w, h = cell.window
-    padded = GridCell(0, 0, Window(col, row, w, h)).padded(cell.margin, width, height)
-    return ",".join(str(int(v)) for v in (padded.col_off, padded.row_off, padded.width, padded.height))
 
 
 def assert_each_object_once(run: DetectionRun, training_run: TrainingRun, image_id: str) -> None:
@@ -85,22 +45,23 @@ def assert_each_object_once(run: DetectionRun, training_run: TrainingRun, image_
             )
 
 
-def test_training_finishes_after_its_worker_is_killed(celery_workers, trainable, settings):  # noqa: F811
+def test_training_finishes_after_its_worker_is_killed(celery_workers, faults, trainable):
+    """Killed while it holds the run (parked at the training loop, so where it dies is not left to chance)."""
     client, detector, _ = trainable
-    first = celery_workers.start(TRAINING_TIME_BUDGET_S="20", **RECOVERY_ENV)
+    first = celery_workers.start(include=("tests.workers.faults",), **RECOVERY_ENV, **faults(hang={"train": True}))
     run_id = client.post(reverse("v1:detector-train", args=[detector["id"]])).json()["id"]
-    wait_for(lambda: (TrainingRun.objects.get(pk=run_id).progress or {}).get("step", 0) > 0, timeout=120)
+    wait_for(lambda: faults.reached("train") == 1, timeout=120)
     celery_workers.kill(first)
-    killed_at = time.monotonic()
-    assert TrainingRun.objects.get(pk=run_id).status == RunStatus.RUNNING
+    run = TrainingRun.objects.get(pk=run_id)
+    assert (run.status, run.attempts) == (RunStatus.RUNNING, 1)
 
-    celery_workers.start(TRAINING_TIME_BUDGET_S="20", **RECOVERY_ENV)
+    celery_workers.start(include=("tests.workers.faults",), TRAINING_TIME_BUDGET_S="10", **RECOVERY_ENV, **faults())
     # Bounded: the visibility timeout, one heartbeat-staleness wait, then a whole training run.
     run = wait_for(finished(TrainingRun, run_id), timeout=300, interval=1)
     assert run.status == RunStatus.SUCCEEDED, run.error
-    assert time.monotonic() - killed_at < 300
+    assert (run.attempts, faults.reached("train")) == (2, 1)
     assert run.metrics["score"] is not None and run.progress["step"] > 0
-    # The dead attempt wrote no weights (it died while training); exactly one attempt's files remain.
+    # The dead attempt wrote no weights (it died before training); exactly one attempt's files remain.
     attempts = {key.split("/")[2] for key in get_blob_store().list(training_run_prefix(run_id))}
     assert len(attempts) == 1
     assert run.weights_key.startswith(training_run_prefix(run_id) + attempts.pop())
@@ -108,26 +69,30 @@ def test_training_finishes_after_its_worker_is_killed(celery_workers, trainable,
 
 
 def test_detection_finishes_after_its_worker_is_killed(celery_workers, trained_version, faults, settings):
+    """Killed while predicting one chosen cell (parked there): that cell runs again, no other does."""
     client, detector, image_id, training_run = trained_version
     settings.DETECTION_CELL_SIZE = 128  # 16 cells over 512 px, objects straddling many borders
-    env = {**RECOVERY_ENV, **faults(delay_s=0.7)}  # slow cells, so the kill lands mid-run
-    first = celery_workers.start(include=("tests.workers.faults",), **env)
     response = client.post(reverse("v1:detector-detect", args=[detector["id"]]), {"images": [image_id]}, format="json")
     assert response.status_code == 201, response.json()
     run_id = response.json()["id"]
     assert response.json()["cells_total"] == 16
-    wait_for(lambda: DetectionRun.objects.get(pk=run_id).cells_done >= 3, timeout=120)
+    image = Image.objects.get(pk=image_id)
+    victim = DetectionCell.objects.filter(run_id=run_id).order_by("pk")[5]
+    point = f"cell:{cell_window_key(victim, image.width, image.height)}"
+    first = celery_workers.start(include=("tests.workers.faults",), **RECOVERY_ENV, **faults(hang={point: True}))
+    wait_for(lambda: faults.reached(point) == 1, timeout=120)
     celery_workers.kill(first)
-    done_before = DetectionRun.objects.get(pk=run_id).cells_done
-    assert done_before < 16, "the run finished before the kill: slow the cells down"
+    victim.refresh_from_db()
+    assert (victim.status, victim.attempts) == ("running", 1)
 
-    celery_workers.start(include=("tests.workers.faults",), **{**RECOVERY_ENV, **faults()})
+    celery_workers.start(include=("tests.workers.faults",), **RECOVERY_ENV, **faults())
     run = wait_for(finished(DetectionRun, run_id), timeout=180, interval=1)
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert run.cells_done == 16 and run.cells_failed == 0
+    # The cell the dead worker held ran twice (its objects replaced, not added to); every other cell once.
+    attempts = dict(DetectionCell.objects.filter(run=run).values_list("pk", "attempts"))
+    assert attempts == {pk: 2 if pk == victim.pk else 1 for pk in attempts}
     assert DetectionCell.objects.filter(run=run, status="done").count() == 16
-    # The cell the dead worker held ran twice; its objects were replaced, not added to.
-    assert DetectionCell.objects.filter(run=run, attempts__gte=2).exists()
     assert_each_object_once(run, training_run, image_id)
     links = client.get(reverse("v1:detectionrun-downloads", args=[run_id])).json()
     assert set(links) == {"geojson", "gpkg", "csv"}
@@ -174,21 +139,25 @@ def test_flaky_cells_are_retried_and_a_broken_cell_can_be_retried_later(
 
 
 def test_cancel_stops_a_detection_promptly(celery_workers, trained_version, faults, settings):
+    """Cancelled while one cell is in hand (parked there): that cell may end, no queued cell ever starts."""
     client, detector, image_id, _ = trained_version
     settings.DETECTION_CELL_SIZE = 128  # 16 cells
-    celery_workers.start(include=("tests.workers.faults",), **faults(delay_s=0.7))
+    celery_workers.start(include=("tests.workers.faults",), **faults(hang={"cell": True}))
     run_id = client.post(
         reverse("v1:detector-detect", args=[detector["id"]]), {"images": [image_id]}, format="json"
     ).json()["id"]
-    wait_for(lambda: DetectionRun.objects.get(pk=run_id).cells_done >= 2, timeout=120)
+    wait_for(lambda: faults.reached("cell") == 1, timeout=120)
     response = client.post(reverse("v1:detectionrun-cancel", args=[run_id]))
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
-    # The cell in hand may finish; every queued one is skipped without running.
-    wait_for(lambda: not DetectionCell.objects.filter(run_id=run_id, status="running").exists(), timeout=30)
-    time.sleep(3)  # long enough for several more cells, had they not been stopped
     cells = DetectionCell.objects.filter(run_id=run_id)
-    assert cells.filter(status="done").count() <= DetectionRun.objects.get(pk=run_id).cells_done + 1
-    assert cells.filter(status="cancelled").count() >= 10
+    assert cells.filter(status="cancelled").count() == 15 and cells.filter(status="running").count() == 1
+
+    faults()  # counts from zero; the cell in hand goes on, each queued cell's job finds its row cancelled
+    wait_for(lambda: not cells.filter(status="running").exists(), timeout=60)
+    wait_for(lambda: broker_messages() == 0, timeout=60)
+    assert cells.filter(status="done").count() == 1
+    assert cells.filter(status="cancelled").count() == 15
     assert not cells.filter(status="cancelled", attempts__gt=0).exists()
+    assert faults.reached("cell") == 0, "a queued cell started predicting after the cancel"
     assert DetectionRun.objects.get(pk=run_id).status == RunStatus.CANCELLED
     assert client.post(reverse("v1:detectionrun-cancel", args=[run_id])).status_code == 400

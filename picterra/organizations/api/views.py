@@ -5,8 +5,10 @@ from django.db.models import Prefetch
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
+from imagery.purge import delete_with_blobs
 from picterra.api.viewsets import OrganizationScopedMixin, OrganizationScopedViewSet
 from picterra.organizations.api.serializers import (
     ApiKeySerializer,
@@ -37,6 +39,9 @@ class OrganizationViewSet(OrganizationScopedViewSet):
     def perform_create(self, serializer):
         organization = serializer.save()
         Membership.objects.create(organization=organization, user=self.request.user, role=Membership.Role.OWNER)
+
+    def perform_destroy(self, instance):
+        delete_with_blobs(instance)  # everything it owns goes, blobs included (purged after commit)
 
 
 class MembershipViewSet(OrganizationScopedViewSet):
@@ -76,6 +81,9 @@ class ProjectViewSet(OrganizationScopedViewSet):
     def perform_create(self, serializer):
         serializer.save(created_by=self.request.user)
 
+    def perform_destroy(self, instance):
+        delete_with_blobs(instance)  # its images' originals and COGs are purged after commit
+
 
 class ApiKeyViewSet(
     OrganizationScopedMixin,
@@ -85,7 +93,11 @@ class ApiKeyViewSet(
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
-    """The caller's own API keys. The key is shown once, on creation; DELETE revokes it."""
+    """The caller's own API keys. The key is shown once, on creation; DELETE revokes it.
+
+    Only a signed-in session creates or revokes keys: a key that could mint keys would outlive its own revocation
+    through its children, and a leaked key could revoke its owner's others.
+    """
 
     serializer_class = ApiKeySerializer
 
@@ -93,6 +105,11 @@ class ApiKeyViewSet(
 
     def get_queryset(self):
         return super().get_queryset().filter(user=self.request.user, revoked_at__isnull=True)
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if self.action in ("create", "destroy") and isinstance(request.auth, ApiKey):
+            raise PermissionDenied("API keys are created and revoked in the web app (signed in), not with an API key.")
 
     @extend_schema(responses={201: IssuedApiKeySerializer})
     def create(self, request, *args, **kwargs):
