@@ -12,7 +12,8 @@ from workers.ml.config import Recipe
 BASE = Recipe()
 
 METHODOLOGIES: dict[str, Recipe] = {
-    # frozen ImageNet EfficientNet-Lite0 encoder, cached features, decoder with class + core heads
+    # frozen ImageNet EfficientNet-Lite0 encoder, cached features, decoder with class + core heads, and the
+    # size prior (count detectors drop regions under half the smallest training outline's area)
     "default": BASE,
     # the same network trained end to end from random init (question: does pretraining help with <100 labels?)
     "scratch": replace(BASE, name="scratch", encoder="scratch", lr=3e-3),
@@ -25,6 +26,15 @@ METHODOLOGIES: dict[str, Recipe] = {
     "one-variant": replace(BASE, name="one-variant", feature_variants=1),
     # larger steps: more chips and crops per step
     "wide-batch": replace(BASE, name="wide-batch", batch_size=32),
+    # 2026-11-30, real imagery (docs/experiments.md): the default before the size prior (question: does
+    # dropping fragments much smaller than any outline help?)
+    "no-prior": replace(BASE, name="no-prior", size_prior=0.0),
+    # scale matching: chips and prediction resampled so the median outline is ~64 px across (1-2x)
+    "scaled": replace(BASE, name="scaled", target_object_px=64.0),
+    # the last encoder block (stride 16, 112 channels) and its batch norms fine-tuned on cached features
+    "tail-1": replace(BASE, name="tail-1", train_blocks=1),
+    # the upper side of the size prior: regions over twice the largest outline's area (merged crowns) dropped
+    "max-prior": replace(BASE, name="max-prior", size_prior_max=2.0),
 }
 
 

@@ -96,6 +96,24 @@ class Recipe:
     seed_threshold: float = 0.5
     min_area_px: float = 12.0
     simplify_px: float = 0.75
+    # size prior: predictions under this fraction of the smallest training outline's area are fragments,
+    # not objects; training raises ``min_area_px`` to it (0: off)
+    size_prior: float = 0.5
+    # the other side of the prior: predictions over this multiple of the largest outline's area are merged
+    # objects; training sets ``max_area_px`` from it (0: off, no upper limit)
+    size_prior_max: float = 0.0
+    max_area_px: float = 0.0
+    # scale matching: chips and prediction tiles are resampled by ``scale`` (2.0: twice the pixels across).
+    # With ``target_object_px`` > 0 training picks the scale that gives the median outline that many pixels
+    # across (sqrt of its area), within ``min_scale``-``max_scale`` in quarter steps, and writes it here
+    scale: float = 1.0
+    target_object_px: float = 0.0
+    min_scale: float = 1.0
+    max_scale: float = 2.0
+    # encoder adaptation: the last ``train_blocks`` blocks of the ImageNet encoder (and their batch norms)
+    # train at ``encoder_lr_scale`` x the decoder's learning rate, on cached features of the blocks before
+    train_blocks: int = 0
+    encoder_lr_scale: float = 0.1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

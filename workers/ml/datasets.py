@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from affine import Affine
 from rasterio.features import rasterize
 from rasterio.windows import Window
 from scipy import ndimage
@@ -79,6 +80,19 @@ def rasterize_targets(outlines_px: Sequence[tuple[BaseGeometry, int]], areas_px:
     return mask, core
 
 
+def resample_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(3, h, w) uint8 resampled to ``size`` (bilinear; antialiased when shrinking); unchanged if it fits."""
+    if image.shape[-2:] == tuple(size):
+        return image
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(image).float()[None]
+    shrink = size[0] < image.shape[-2] or size[1] < image.shape[-1]
+    out = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+    return out[0].round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+
 def build_samples(images: Sequence[LabelledImage], config: DetectorConfig, recipe: Recipe,
                   rng: np.random.Generator) -> list[dict[str, Any]]:
     """Read every selected chip once and rasterise its targets.
@@ -88,6 +102,9 @@ def build_samples(images: Sequence[LabelledImage], config: DetectorConfig, recip
     """
     class_index = {c: i + 1 for i, c in enumerate(config.classes)}
     tile = config.tile_size
+    # scale matching: a chip covers ``tile / scale`` image pixels, resampled to ``tile``
+    scale = recipe.scale if recipe.scale > 0 else 1.0
+    native = max(8, int(round(tile / scale)))
     candidates: list[tuple[int, Window, bool]] = []
     prepared = []
     for n, item in enumerate(images):
@@ -98,11 +115,11 @@ def build_samples(images: Sequence[LabelledImage], config: DetectorConfig, recip
         prepared.append((transform, crs, outlines, tree, item))
         for area in item.training_areas:
             area_px = geometry_to_pixels(area, transform)
-            wins = area_chip_windows(area_px, tile, rng)
+            wins = area_chip_windows(area_px, native, rng)
             # small areas get several jittered framings: more distinct chips for the same labels
             passes = max(1, min(4, recipe.max_chips // max(1, len(item.training_areas) * len(wins))))
             for _ in range(passes - 1):
-                wins += area_chip_windows(area_px, tile, rng)
+                wins += area_chip_windows(area_px, native, rng)
             for win in wins:
                 foot = window_geometry(win, transform).intersection(area)
                 hit = tree is not None and any(
@@ -117,9 +134,9 @@ def build_samples(images: Sequence[LabelledImage], config: DetectorConfig, recip
             transform, crs, outlines, tree, item = prepared[n]
             if n not in handles:
                 handles[n] = open_image(item.source)
-            image = read_window(handles[n], win)
+            image = resample_image(read_window(handles[n], win), (tile, tile))
             foot = window_geometry(win, transform)
-            wt = window_transform(transform, win)
+            wt = window_transform(transform, win) @ Affine.scale(win.width / tile, win.height / tile)
             near = [outlines[j] for j in tree.query(foot)] if tree is not None else []
             outl_px = [(geometry_to_pixels(g, wt), c) for g, c in near]
             areas_px = [geometry_to_pixels(a, wt) for a in item.training_areas if a.intersects(foot)]

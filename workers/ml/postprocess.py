@@ -109,6 +109,8 @@ def labels_to_detections(labels: np.ndarray, probs: np.ndarray, transform: Affin
         cls = np.zeros(n + 1, np.intp)
     # a part's area is at most its instance's pixel count; the representative point lies in its pixels' box
     cand = counts >= recipe.min_area_px
+    if recipe.max_area_px > 0:  # far larger than any outline: merged objects, not one
+        cand &= counts <= recipe.max_area_px
     cand[0] = False
     if keep is not None:
         kx0, ky0, kx1, ky1 = keep.bounds

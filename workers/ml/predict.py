@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 from shapely.geometry import box
@@ -81,6 +82,12 @@ def predict_array(model: TrainedModel, image: np.ndarray) -> np.ndarray:
     tile, limit = model.recipe.predict_tile, None
     if not cuda and tile > CPU_MAX_TILE:
         tile = limit = CPU_MAX_TILE
+    # scale matching: tiles are cut from the image's pixels and resampled by the model's scale, so the
+    # network sees objects at the size it was trained at; its output is taken back to the image's pixels
+    scale = model.recipe.scale if model.recipe.scale > 0 else 1.0
+    if abs(scale - 1.0) > 1e-6:
+        tile = max(64, int(tile / scale) // 32 * 32)
+        limit = None if limit is None else max(64, int(limit / scale) // 32 * 32)
     th, rows = _axis_tiles(h, tile, overlap, limit)
     tw, cols = _axis_tiles(w, tile, overlap, limit)
     ph, pw = max(h, th), max(w, tw)
@@ -101,7 +108,13 @@ def predict_array(model: TrainedModel, image: np.ndarray) -> np.ndarray:
         if cuda:
             batch = batch.pin_memory().to(dev, non_blocking=True)
         with amp:
-            logits = net(batch).float()
+            if abs(scale - 1.0) > 1e-6:
+                size = (max(32, round(th * scale / 32) * 32), max(32, round(tw * scale / 32) * 32))
+                up = F.interpolate(batch.float(), size=size, mode="bilinear", align_corners=False,
+                                   antialias=scale < 1)
+                logits = net.decode(net.encode(up.round_().clamp_(0, 255)), (th, tw)).float()
+            else:
+                logits = net(batch).float()
         probs = torch.cat([logits[:, :-1].softmax(1), logits[:, -1:].sigmoid()], 1).cpu()
         for (r, c), p in zip(group, probs, strict=True):
             acc[:, r : r + th, c : c + tw].add_(p.mul_(ramp))

@@ -15,7 +15,7 @@ import platform
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -52,7 +52,54 @@ def build_network(config: DetectorConfig, recipe: Recipe, pretrained: bool = Tru
     width, deepest = BACKBONES[config.backbone]
     depth = 5 if deepest == 32 else 4
     with contextlib.redirect_stdout(io.StringIO()):  # the weights loader prints a line
-        return Detector(len(config.classes), recipe.encoder, width, depth, pretrained)
+        return Detector(len(config.classes), recipe.encoder, width, depth, pretrained, recipe.train_blocks)
+
+
+def outline_sizes_px(images: Sequence[LabelledImage]) -> np.ndarray:
+    """Each training outline's area in image pixels (the unit chips are read in)."""
+    out = []
+    for item in images:
+        with open_image(item.source) as src:
+            px_area = abs(src.transform.a * src.transform.e - src.transform.b * src.transform.d) or 1.0
+        out += [g.area / px_area for g, _ in item.outlines if not g.is_empty]
+    return np.asarray(out, np.float64)
+
+
+def fit_recipe_to_outlines(images: Sequence[LabelledImage], recipe: Recipe, count: bool = True) -> Recipe:
+    """The imagery-dependent choices, made from the outlines and written into the recipe the model keeps
+    (so a saved model predicts as it was trained): the resampling scale that gives the median object
+    ``recipe.target_object_px`` pixels across, and the object sizes kept (the size prior, count detectors
+    only: a segmentation region cut by a window or an area edge is legitimately small)."""
+    areas = outline_sizes_px(images)
+    if not areas.size:
+        return recipe
+    changes: dict[str, float] = {}
+    if recipe.target_object_px > 0:
+        across = float(np.sqrt(np.median(areas)))
+        s = float(np.clip(recipe.target_object_px / max(across, 1.0), recipe.min_scale, recipe.max_scale))
+        changes["scale"] = round(s * 4) / 4
+    if recipe.size_prior > 0 and count:
+        changes["min_area_px"] = max(recipe.min_area_px, recipe.size_prior * float(areas.min()))
+    if recipe.size_prior_max > 0 and count:
+        changes["max_area_px"] = recipe.size_prior_max * float(areas.max())
+    return replace(recipe, **changes) if changes else recipe
+
+
+def summary_line(card: dict[str, Any]) -> str:
+    """One sentence for people: what was trained, how long, at which scale."""
+    t, r = card["training"], card["recipe"]
+    parts = [f"Trained {t['steps']} steps in {t['seconds']:.0f} s on {t['outlines']} outlines"]
+    scale = float(r.get("scale", 1.0))
+    if abs(scale - 1.0) > 1e-6:
+        parts.append(f"at {scale:g}x the image's resolution")
+    if r.get("train_blocks", 0) and r.get("encoder", "").startswith("efficientnet"):
+        parts.append(f"fine-tuning the encoder's last {r['train_blocks']} blocks")
+    else:
+        parts.append("with a frozen ImageNet encoder" if r.get("encoder", "").startswith("efficientnet")
+                     else "trained from scratch")
+    if r.get("min_area_px", 0) > Recipe().min_area_px:
+        parts.append(f"ignoring objects under {r['min_area_px']:.0f} px")
+    return ", ".join(parts) + f" (stopped: {t['stop_reason']})."
 
 
 def seed_everything(seed: int) -> None:
@@ -147,6 +194,7 @@ def train_detector(
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     count = config.detection_type == "count"
+    recipe = fit_recipe_to_outlines(images, recipe, count)
     samples = build_samples(images, config, recipe, rng)
     if not samples:
         raise ValueError("no training chips: draw at least one training area")
@@ -161,6 +209,7 @@ def train_detector(
 
     cache: list[torch.Tensor] | None = None
     stem_images: torch.Tensor | None = None
+    tail = len(getattr(net.encoder, "tail", ())) > 0
     if net.frozen_encoder:
         # encode each chip (plus augmented variants) once; steps then only run the decoder
         feats, cm, cc, ci = [], [], [], []
@@ -172,7 +221,14 @@ def train_detector(
             with torch.no_grad(), amp:
                 eb = 16 if dev.type == "cuda" else 2  # small CPU batches: bandwidth bound, measured faster
                 for i in range(0, len(vi), eb):
-                    feats.append([f.float().cpu() for f in net.encoder(normalise(vi[i : i + eb].to(dev)))])
+                    x = normalise(vi[i : i + eb].to(dev))
+                    # with a trainable tail: the frozen taps, then the tail's input as the last level
+                    if tail:
+                        head, mid = net.encoder.forward_head(x)
+                        fs = [*head, mid]
+                    else:
+                        fs = net.encoder(x)
+                    feats.append([f.float().cpu() for f in fs])
             cm.append(vm)
             cc.append(vc)
             ci.append(vi)
@@ -185,8 +241,12 @@ def train_detector(
             masks, cores = masks.to(dev), cores.to(dev)
     t_prep = time.monotonic() - t_start
 
-    params = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    enc_params = [p for p in net.encoder.parameters() if p.requires_grad] if net.frozen_encoder else []
+    enc_ids = {id(p) for p in enc_params}
+    groups = [{"params": [p for p in net.parameters() if p.requires_grad and id(p) not in enc_ids], "mult": 1.0}]
+    if enc_params:
+        groups.append({"params": enc_params, "mult": recipe.encoder_lr_scale})
+    opt = torch.optim.AdamW(groups, lr=recipe.lr, weight_decay=recipe.weight_decay)
     planned = min(config.training_steps, recipe.max_steps or config.training_steps)
     n = masks.shape[0]
     net.train()
@@ -205,7 +265,7 @@ def train_detector(
             break
         lr = recipe.lr * 0.5 * (1 + math.cos(math.pi * frac)) * min(1.0, (step + 1) / 20)
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g["mult"]
         idx = torch.randint(0, n, (bs,), generator=gen)
         crop = min(recipe.train_crop or tile, tile)
         r0, c0 = (int(v) * 32 for v in torch.randint(0, (tile - crop) // 32 + 1, (2,), generator=gen))
@@ -224,6 +284,8 @@ def train_detector(
                 if stem_images is not None:
                     ib = _dihedral(stem_images[idx, :, r0 : r0 + crop, c0 : c0 + crop], k, flip).to(dev)
                     fb = net.with_stem(fb, normalise(ib))
+                if tail:
+                    fb = fb[:-1] + net.encoder.forward_tail(fb[-1])
                 logits = net.decode(fb, mb.shape[-2:])
         else:
             ib, mb, cb = augment(imgs[idx], masks[idx], cores[idx], gen)
@@ -267,5 +329,8 @@ def train_detector(
             "seconds": round(time.monotonic() - t_start, 2), "device": dev.type, "seed": seed,
         },
         "versions": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
+        "scale": recipe.scale,
+        "working_gsd": gsd / recipe.scale if gsd else None,
     }
+    card["summary"] = summary_line(card)
     return TrainedModel(net, config, recipe, card, str(dev))
