@@ -32,8 +32,13 @@ def main(argv: list[str]) -> int:
                 failed.append(script.name)
         rows = read_rows(rows_file)
     print("\n" + format_table(rows))
-    results = {r.name: {"value": r.value, "unit": r.unit, "goal": r.goal, "conditions": r.conditions} for r in rows}
-    (BENCH_DIR / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    results_path = BENCH_DIR / "results.json"
+    # A partial run (`make bench BENCH=ml`) replaces its own rows and keeps the other benches' rows.
+    results = json.loads(results_path.read_text()) if argv and results_path.exists() else {}
+    results.update(
+        {r.name: {"value": r.value, "unit": r.unit, "goal": r.goal, "conditions": r.conditions} for r in rows}
+    )
+    results_path.write_text(json.dumps(results, indent=2) + "\n")
     if failed:
         print(f"\nfailed: {', '.join(failed)}", file=sys.stderr)
         return 1
