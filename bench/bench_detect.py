@@ -91,23 +91,23 @@ def train_on_scene(tmp: Path):
     return model, folder, scene
 
 
-def write_big_image(path: Path, scene) -> None:
-    """The scene tiled over SIZE x SIZE, each copy in one of the eight dihedral orientations."""
+def write_big_image(path: Path, scene, size: int = SIZE) -> None:
+    """The scene tiled over ``size`` x ``size``, each copy in one of the eight dihedral orientations."""
     import rasterio
     from affine import Affine
     from rasterio.windows import Window
 
     profile = dict(
-        driver="GTiff", width=SIZE, height=SIZE, count=3, dtype="uint8", crs=scene.crs,
+        driver="GTiff", width=size, height=size, count=3, dtype="uint8", crs=scene.crs,
         transform=Affine(scene.gsd, 0, scene.transform.c, 0, -scene.gsd, scene.transform.f),
         tiled=True, blockxsize=512, blockysize=512, compress="deflate", photometric="RGB", BIGTIFF="YES",
     )  # fmt: skip
     variants = [np.rot90(scene.image, k, axes=(1, 2)) for k in range(4)]
     variants += [v[:, :, ::-1] for v in variants]
     with rasterio.open(path, "w", **profile) as dst:
-        for i, row in enumerate(range(0, SIZE, SCENE)):
-            for j, col in enumerate(range(0, SIZE, SCENE)):
-                h, w = min(SCENE, SIZE - row), min(SCENE, SIZE - col)
+        for i, row in enumerate(range(0, size, SCENE)):
+            for j, col in enumerate(range(0, size, SCENE)):
+                h, w = min(SCENE, size - row), min(SCENE, size - col)
                 dst.write(np.ascontiguousarray(variants[(i * 3 + j) % 8][:, :h, :w]), window=Window(col, row, w, h))
 
 

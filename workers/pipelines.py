@@ -7,7 +7,6 @@ explicit final state with a message a non-expert understands.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import tempfile
 import time
@@ -49,6 +48,19 @@ GEOD = Geod(ellps="WGS84")
 
 class RunCancelled(Exception):
     pass
+
+
+def training_summary(card: dict) -> dict:
+    """What was trained and for how long, from the model card, for the run's final progress: the Train panel
+    shows ``summary`` in plain words. Not in ``stats``: the public API returns those as the spec's counts."""
+    done = card.get("training", {})
+    # The last progress write may be a few steps behind (writes are throttled): the card has the final step.
+    return {
+        **({"step": done["steps"]} if "steps" in done else {}),
+        "summary": card.get("summary", ""),
+        "seconds": done.get("seconds"),
+        "stop_reason": done.get("stop_reason", ""),
+    }
 
 
 def _finish(run_id, status: str, **fields) -> None:
@@ -192,6 +204,7 @@ def run_training(run_id: str) -> str:
         progress={
             **(TrainingRun.objects.get(pk=run_id).progress or {}),
             "loss_history": history[-LOSS_HISTORY_LENGTH:],
+            **training_summary(model.card),
         },
     )
     _keep_only_the_winning_attempt(run_id, prefix)
@@ -213,30 +226,31 @@ def _keep_only_the_winning_attempt(run_id, prefix: str) -> None:
 
 
 def _predict_and_score(run: TrainingRun, model, inputs, classes: list[str]) -> dict:
-    """Predict in testing, accuracy and training areas: store the testing predictions, score the accuracy
-    areas, and review both the accuracy areas (matches, misses, false detections) and the training areas
-    (what the detector finds there that no outline covers: objects the user may have forgotten)."""
+    """Evaluate the trained model on every image as the ML core does for every caller
+    (``workers.ml.evaluation``: testing, accuracy and training areas predicted, accuracy areas scored and
+    reviewed, unoutlined finds in training areas), then store the testing predictions and the review."""
     from detectors.detection import model_class_ids
-    from workers.ml.predict import predict_areas
+    from workers.ml.evaluation import evaluate_image, evaluation_metrics
     from workers.ml.raster_io import image_crs_to_lonlat_many, to_geojson
-    from workers.ml.scoring import review_detections, score_detections, unoutlined_detections
 
     class_ids = model_class_ids(run, classes)  # a class deleted meanwhile: its predictions are not stored
     detection_type = run.detector.detection_type
-    predicted_in_accuracy, truth, accuracy_areas = [], [], []
-    rows, review = [], []
-    unoutlined = 0
-    # An object left without an outline was taught as background, so the detector's confidence there is
-    # damped: the training areas' check looks with a lower foreground threshold (it only suggests a look).
-    sensitive = dataclasses.replace(
-        model, recipe=dataclasses.replace(model.recipe, fg_threshold=min(model.recipe.fg_threshold, 0.3))
-    )
+    evaluations, rows, review = [], [], []
     for item in inputs:
         with rasterio.open(item.cog_path) as src:
-            in_testing = predict_areas(model, src, item.testing_areas)
-            in_accuracy = predict_areas(model, src, item.accuracy_areas)
-            in_training = predict_areas(sensitive, src, item.training_areas)
-        kept = [d for d in in_testing if class_ids.get(d.class_name)]
+            evaluation = evaluate_image(
+                model,
+                src,
+                classes=classes,
+                detection_type=detection_type,
+                accuracy_areas=item.accuracy_areas,
+                truth=item.accuracy_outlines,
+                testing_areas=item.testing_areas,
+                training_areas=item.training_areas,
+                training_outlines=item.training_outlines,
+            )
+        evaluations.append(evaluation)
+        kept = [d for d in evaluation.testing if class_ids.get(d.class_name)]
         stored = stored_geometries([d.geometry for d in kept], item.crs)
         for d, (geometry, area_m2) in zip(kept, stored, strict=True):
             rows.append(
@@ -249,23 +263,6 @@ def _predict_and_score(run: TrainingRun, model, inputs, classes: list[str]) -> d
                     area_m2=area_m2,
                 )
             )
-        predicted_here = [(d.geometry, d.class_name) for d in in_accuracy]
-        predicted_in_accuracy += predicted_here
-        truth += item.accuracy_outlines
-        accuracy_areas += item.accuracy_areas
-        reviewed = []
-        if item.accuracy_areas:
-            reviewed += review_detections(
-                predicted_here, item.accuracy_outlines, item.accuracy_areas, classes, detection_type
-            )
-        forgotten = unoutlined_detections(
-            [(d.geometry, d.class_name) for d in in_training],
-            item.training_outlines,
-            item.training_areas,
-            detection_type,
-        )
-        unoutlined += len(forgotten)
-        reviewed += forgotten
         review += [
             {
                 "type": "Feature",
@@ -273,22 +270,16 @@ def _predict_and_score(run: TrainingRun, model, inputs, classes: list[str]) -> d
                 "properties": {"kind": kind, "class": class_name, "image": item.image_id},
             }
             for (_, class_name, kind), lonlat in zip(
-                reviewed, image_crs_to_lonlat_many([g for g, _, _ in reviewed], item.crs), strict=True
+                evaluation.review,
+                image_crs_to_lonlat_many([g for g, _, _ in evaluation.review], item.crs),
+                strict=True,
             )
         ]
     with transaction.atomic():
         DetectedObject.objects.filter(training_run=run).delete()
         DetectedObject.objects.bulk_create(rows, batch_size=1000)
         TrainingRun.objects.filter(pk=run.pk).update(review={"type": "FeatureCollection", "features": review})
-    if not accuracy_areas:
-        return {
-            "score": None,
-            "unoutlined": unoutlined,
-            "note": "Draw an accuracy area and outline its objects to get a score.",
-        }
-    scores = score_detections(predicted_in_accuracy, truth, accuracy_areas, classes, detection_type)
-    overall = scores.get("overall", {})
-    return {**scores, "score": round(100 * float(overall.get("f1", 0.0)), 2), "unoutlined": unoutlined}
+    return evaluation_metrics(evaluations, classes, detection_type)
 
 
 def stored_geometries(geometries: list, crs) -> list[tuple[GEOSGeometry, float]]:

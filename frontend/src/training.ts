@@ -70,3 +70,19 @@ export function detectVersion(runs: TrainingRun[], chosen: string | null): Train
   const succeeded = runs.filter((r) => r.status === "succeeded");
   return succeeded.find((r) => r.id === chosen) ?? succeeded[0] ?? null;
 }
+
+const STOPPED_BECAUSE: Record<string, string> = {
+  steps: "it ran all its planned steps",
+  "time budget": "it reached its time limit",
+  converged: "it had stopped improving",
+};
+
+/** What was trained and for how long, in plain words: the model card's summary with its "(stopped: …)" told
+ * as a sentence. Null until the run is trained (older versions have no summary). */
+export function trainedInWords(run: Pick<TrainingRun, "status" | "progress">): string | null {
+  const summary = run.status === "succeeded" ? run.progress?.summary?.trim() : undefined;
+  if (!summary) return null;
+  const why = STOPPED_BECAUSE[run.progress.stop_reason ?? ""];
+  const tail = ` (stopped: ${run.progress.stop_reason}).`;
+  return why && summary.endsWith(tail) ? `${summary.slice(0, -tail.length)}. It stopped because ${why}.` : summary;
+}

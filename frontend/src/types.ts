@@ -121,7 +121,16 @@ export interface TrainingRun {
   version: number;
   status: RunStatus;
   error: string;
-  progress: { step?: number; total?: number; loss?: number; loss_history?: number[] };
+  progress: {
+    step?: number;
+    total?: number;
+    loss?: number;
+    loss_history?: number[];
+    /** Once trained: what was trained and for how long, in plain words (from the model card). */
+    summary?: string;
+    seconds?: number;
+    stop_reason?: string;
+  };
   metrics: {
     score?: number | null;
     note?: string;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { countSummary, currentRun, detectVersion, formatDuration, isActive, lossPath, percent, secondsLeft } from "../src/training";
+import { countSummary, currentRun, detectVersion, formatDuration, isActive, lossPath, percent, secondsLeft, trainedInWords } from "../src/training";
 import type { TrainingRun } from "../src/types";
 
 function run(partial: Partial<TrainingRun>): TrainingRun {
@@ -85,5 +85,22 @@ describe("which run", () => {
     expect(detectVersion(runs, "a")?.id).toBe("a");
     expect(detectVersion(runs, null)?.id).toBe("b");
     expect(detectVersion(runs, "c")?.id).toBe("b");
+  });
+});
+
+describe("what was trained", () => {
+  const summary = "Trained 500 steps in 38 s on 21 outlines, on top of a network pretrained on everyday photos (stopped: time budget).";
+  it("tells why it stopped as a sentence", () => {
+    expect(trainedInWords(run({ progress: { summary, stop_reason: "time budget" } }))).toBe(
+      "Trained 500 steps in 38 s on 21 outlines, on top of a network pretrained on everyday photos. It stopped because it reached its time limit.",
+    );
+  });
+  it("keeps a summary it cannot reword", () => {
+    const odd = "Trained 3 steps in 1 s on 2 outlines (stopped: meteor).";
+    expect(trainedInWords(run({ progress: { summary: odd, stop_reason: "meteor" } }))).toBe(odd);
+  });
+  it("says nothing before the run is trained, or for versions without a summary", () => {
+    expect(trainedInWords(run({ status: "running", progress: { summary, stop_reason: "time budget" } }))).toBeNull();
+    expect(trainedInWords(run({ progress: {} }))).toBeNull();
   });
 });

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework import serializers
 
-from detectors.models import DetectedObject, Detector, DetectorClass, RunStatus
+from detectors.models import DetectedObject, Detector, DetectorClass, RunStatus, public_api_detection_run_prefix
 from imagery.models import Image
 from imagery.storage import get_blob_store
 from imagery.tile_views import tile_query, tile_url_template
@@ -254,7 +254,7 @@ def _outcome(operation: Operation) -> tuple[str, Any, Any] | None:
 def detection_results(run) -> dict[str, Any]:
     """One vector layer per (class, raster) of the run, and the legacy MultiPolygon files."""
     store = get_blob_store()
-    prefix = f"public-api/detection-runs/{run.pk}"
+    prefix = public_api_detection_run_prefix(run.pk)  # ends with "/"
     by_class = []
     everything: list = []
     image = run.images.order_by("created_at").first()
@@ -272,7 +272,7 @@ def detection_results(run) -> dict[str, Any]:
                 "count": len(polygons),
             },
         )
-        key = f"{prefix}/class-{detector_class.pk}.geojson"
+        key = f"{prefix}class-{detector_class.pk}.geojson"
         _put_json(store, key, {"type": "MultiPolygon", "coordinates": polygons})
         by_class.append(
             {
@@ -280,7 +280,7 @@ def detection_results(run) -> dict[str, Any]:
                 "result": {"url": BlobRef(key), "vector_layer_id": str(layer.pk)},
             }
         )
-    key = f"{prefix}/all.geojson"
+    key = f"{prefix}all.geojson"
     _put_json(store, key, {"type": "MultiPolygon", "coordinates": everything})
     return {"url": BlobRef(key), "by_class": by_class}
 

@@ -151,6 +151,10 @@ def test_a_newcomer_uploads_draws_trains_sees_the_score_detects_and_downloads(
     assert overall["n_true"] == len(accuracy_trees)
     assert f"Found {overall['matches']} of {overall['n_true']}" in score.inner_text()
     assert int(page.locator("[data-testid=loss-chart]").get_attribute("data-points")) > 1
+    # what was trained and for how long, in plain words under the score, and on the version's row
+    trained = page.locator("[data-testid=train-summary]").inner_text()
+    assert trained.startswith(f"Trained {run.progress['step']} steps in ") and "It stopped because" in trained
+    assert trained in page.locator("[data-testid=version-row][data-version='1'] .version-pick").get_attribute("title")
     the_map = page.locator("[data-testid=map]")
     page.wait_for_function("() => +document.querySelector('[data-testid=map]').dataset.review > 0")
     assert int(the_map.get_attribute("data-review")) == len(run.review["features"])

@@ -25,24 +25,12 @@ from detectors.models import (
 )
 from imagery.storage import get_blob_store
 from tests.detectors.test_border_merge import run_with_pieces  # noqa: F401 - the fixture
-from tests.detectors.test_training_flow import trainable  # noqa: F401 - the fixture
 from workers.pipelines import detection_run_prefix, finish_detection, run_detection_cell, run_training
 
 FORMULA = '=HYPERLINK("http://x")'
 
 
 # --- classes changed after training ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def trained_version(trainable, settings):  # noqa: F811
-    """A detector with a succeeded version, trained in this process (briefly: the model only has to find trees)."""
-    client, detector, image_id = trainable
-    settings.TRAINING_TIME_BUDGET_S = 12
-    response = client.post(reverse("v1:detector-train", args=[detector["id"]]))
-    assert response.status_code == 201, response.json()
-    assert run_training(response.json()["id"]) == RunStatus.SUCCEEDED
-    return client, detector, image_id, TrainingRun.objects.get(pk=response.json()["id"])
 
 
 def _version(detector: Detector, classes: list[DetectorClass], **config) -> TrainingRun:
@@ -85,8 +73,14 @@ def test_detecting_with_a_version_whose_classes_were_all_deleted_is_a_plain_400(
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_a_class_renamed_after_training_keeps_its_objects(trained_version):  # noqa: F811
-    client, detector, image_id, version = trained_version
+def test_a_class_renamed_after_training_keeps_its_objects(trainable, settings):
+    """Trained here by the platform (briefly: the model only has to find trees): the class ids it saves are tested."""
+    client, detector, image_id = trainable
+    settings.TRAINING_TIME_BUDGET_S = 12
+    response = client.post(reverse("v1:detector-train", args=[detector["id"]]))
+    assert response.status_code == 201, response.json()
+    assert run_training(response.json()["id"]) == RunStatus.SUCCEEDED
+    version = TrainingRun.objects.get(pk=response.json()["id"])
     tree = DetectorClass.objects.get(detector_id=detector["id"])
     assert version.config["class_ids"] == [str(tree.pk)] and version.config["classes"] == ["tree"]
     renamed = client.patch(reverse("v1:detectorclass-detail", args=[tree.pk]), {"name": FORMULA}, format="json")

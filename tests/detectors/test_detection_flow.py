@@ -16,7 +16,6 @@ from detectors.models import DetectedObject, DetectionCell, DetectionRun, RunSta
 from imagery.models import Image
 from imagery.storage import get_blob_store
 from tests.conftest import wait_for
-from tests.detectors.test_training_flow import trainable  # noqa: F401 - the fixture
 from workers.pipelines import load_trained_model
 
 
@@ -27,7 +26,7 @@ def path_of(url: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_detection_in_cells_reports_each_object_once(celery_worker_process, trainable, settings):  # noqa: F811
+def test_detection_in_cells_reports_each_object_once(celery_worker_process, trainable, settings):
     client, detector_data, image_id = trainable
     settings.DETECTION_CELL_SIZE = 160  # 4 x 4 cells over 512 px: many trees straddle cell borders
     training = client.post(reverse("v1:detector-train", args=[detector_data["id"]])).json()

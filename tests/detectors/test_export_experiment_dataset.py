@@ -10,12 +10,11 @@ import rasterio
 from django.core.management import CommandError, call_command
 from shapely.ops import unary_union
 
-from tests.detectors.test_training_flow import trainable  # noqa: F401 - the fixture
 from workers.experiments.repository import project_dataset
 
 
 @pytest.mark.django_db(transaction=True)
-def test_export_a_detector_and_load_it_as_an_experiment_dataset(trainable, tmp_path):  # noqa: F811
+def test_export_a_detector_and_load_it_as_an_experiment_dataset(trainable, tmp_path):
     _, detector, image_id = trainable
     out = StringIO()
     call_command("export_experiment_dataset", detector["id"], "--output", str(tmp_path), stdout=out)

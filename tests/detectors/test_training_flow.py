@@ -4,67 +4,16 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
-from shapely.geometry import box, mapping
 
 from detectors.models import DetectedObject, RunStatus, TrainingRun
-from imagery.ingest import ingest_image
-from imagery.models import Image
-from imagery.sample import write_sample_geotiff
 from tests.conftest import wait_for
-from workers.ml.raster_io import image_crs_to_lonlat
-
-
-@pytest.fixture
-def trainable(personas, project, client_for, tmp_path):
-    """A ready image of trees with a detector, training/testing/accuracy areas and every tree outlined."""
-    sample = write_sample_geotiff(tmp_path / "trees.tif", size=512, trees=40, seed=3)
-    client = client_for(personas.owner)
-    with sample.path.open("rb") as fh:
-        image_id = client.post(
-            reverse("v1:image-list"), {"project": str(project.pk), "file": fh}, format="multipart"
-        ).json()["id"]
-    # With a worker running, the upload's own ingest job may get there first; then this call does nothing.
-    ingest_image(image_id)
-    image = wait_for(
-        lambda: Image.objects.filter(pk=image_id, status__in=(Image.Status.READY, Image.Status.FAILED)).first(),
-        timeout=120,
-    )
-    assert image.status == Image.Status.READY, image.error
-    detector = client.post(
-        reverse("v1:detector-list"),
-        {"organization": str(personas.organization.pk), "name": "Trees", "initial_classes": [{"name": "tree"}]},
-        format="json",
-    ).json()
-    client.post(reverse("v1:detectorimage-list"), {"detector": detector["id"], "image": image_id}, format="json")
-    left, top = sample.transform.c, sample.transform.f
-    size = 512 * sample.transform.a
-    areas = {
-        "training": box(left, top - size, left + 0.6 * size, top),
-        "accuracy": box(left + 0.6 * size, top - size, left + size, top - 0.5 * size),
-        "testing": box(left + 0.6 * size, top - 0.5 * size, left + size, top),
-    }
-
-    def post(basename, geometry, **extra):
-        lonlat = mapping(image_crs_to_lonlat(geometry, sample.crs))
-        geojson = {"type": "Polygon", "coordinates": [[list(p) for p in ring] for ring in lonlat["coordinates"]]}
-        response = client.post(
-            reverse(f"v1:{basename}-list"),
-            {"detector": detector["id"], "image": image_id, "geometry": geojson, **extra},
-            format="json",
-        )
-        assert response.status_code == 201, response.json()
-
-    for kind, geometry in areas.items():
-        post("area", geometry, kind=kind)
-    for tree in sample.objects:
-        post("annotation", tree)
-    return client, detector, image_id
 
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_train_from_the_api_with_a_worker(celery_worker_process, trainable, personas, client_for):
+def test_train_from_the_api_with_a_worker(celery_workers, trainable, personas, client_for):
     client, detector, image_id = trainable
+    celery_workers.start(TRAINING_TIME_BUDGET_S="5")  # the shortest the settings accept: the plumbing is tested
     response = client.post(reverse("v1:detector-train", args=[detector["id"]]))
     assert response.status_code == 201, response.json()
     run_id = response.json()["id"]
@@ -82,6 +31,10 @@ def test_train_from_the_api_with_a_worker(celery_worker_process, trainable, pers
     assert 0 <= run.metrics["score"] <= 100
     assert {"precision", "recall", "f1"} <= set(run.metrics["overall"])
     assert run.weights_key and run.model_card_key
+    # what was trained, in plain words, as the Train panel shows it under the score
+    shown = client.get(reverse("v1:trainingrun-detail", args=[run_id])).json()["progress"]
+    assert shown["summary"].startswith(f"Trained {shown['step']} steps in ") and shown["step"] > 0
+    assert f"(stopped: {shown['stop_reason']})" in shown["summary"] and shown["seconds"] > 0
     predictions = client.get(reverse("v1:trainingrun-predictions", args=[run_id])).json()
     assert predictions["type"] == "FeatureCollection"
     assert all(f["geometry"]["type"] == "Polygon" for f in predictions["features"])

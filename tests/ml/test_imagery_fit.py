@@ -10,7 +10,8 @@ from workers.ml.datasets import LabelledImage, build_samples
 from workers.ml.model_card import load_model, save_model
 from workers.ml.predict import predict_array
 from workers.ml.synthetic import tiny_scene
-from workers.ml.train import TrainedModel, build_network, fit_recipe_to_outlines, train_detector
+from workers.ml.train import build_network, fit_recipe_to_outlines, train_detector
+from workers.ml.trained import TrainedModel
 
 
 def _scene_item(tmp_path, radius=8, size=128):
@@ -31,7 +32,11 @@ def test_scale_and_size_prior_come_from_the_outlines(tmp_path):
     # clipped to the allowed range, in quarter steps; nothing changes when both are off
     assert fit_recipe_to_outlines([item], Recipe(target_object_px=100 * across)).scale == 2.0
     assert fit_recipe_to_outlines([item], Recipe(target_object_px=1.3 * across)).scale == 1.25
-    assert fit_recipe_to_outlines([item], Recipe(size_prior=0.0)) == Recipe(size_prior=0.0)
+    off = Recipe(size_prior=0.0, peak_spacing=0.0)
+    assert fit_recipe_to_outlines([item], off) == off
+    # seeds at least a fraction of the median outline's width apart
+    assert np.isclose(fit_recipe_to_outlines([item], Recipe(peak_spacing=0.5)).seed_radius_px, 0.5 * across, atol=0.05)
+    assert fit_recipe_to_outlines([item], Recipe(peak_spacing=0.5), count=False).seed_radius_px == 0.0
     assert Recipe().size_prior > 0  # the default drops fragments
     # segmentation regions cut by a window or an area edge are legitimately small: no prior there
     assert fit_recipe_to_outlines([item], Recipe(), count=False).min_area_px == Recipe().min_area_px
@@ -89,7 +94,7 @@ def test_fine_tuned_encoder_blocks_train_save_and_reload(tmp_path):
     after = m.network.encoder.tail.state_dict()
     assert any(not torch.equal(before[k], v) for k, v in after.items() if v.is_floating_point())
     assert m.recipe.scale == m.card["scale"] and m.recipe.min_area_px > Recipe().min_area_px
-    assert "Trained 3 steps" in m.card["summary"] and "last 1 blocks" in m.card["summary"]
+    assert "Trained 3 steps" in m.card["summary"] and "last 1 layers" in m.card["summary"]
     save_model(m, tmp_path / "m")
     from safetensors.torch import load_file
 

@@ -8,7 +8,8 @@ from workers.ml.config import DetectorConfig, Recipe
 from workers.ml.model_card import load_model, load_state_equal, save_model
 from workers.ml.predict import predict_array, predict_window, predict_windows
 from workers.ml.raster_io import window_geometry
-from workers.ml.train import TrainedModel, build_network
+from workers.ml.train import build_network
+from workers.ml.trained import TrainedModel
 
 
 def _untrained(classes=("disc",), encoder="efficientnet-lite0") -> TrainedModel:

@@ -210,3 +210,20 @@ def test_simplifying_never_loses_or_breaks_a_small_or_thin_object():
     got = labels_to_detections(labels, probs, Affine.identity(), DetectorConfig(classes=["x"]), recipe)
     assert len(got) == 2
     assert all(d.geometry.geom_type == "Polygon" and d.geometry.is_valid and d.geometry.area > 0 for d in got)
+
+
+def test_peak_seeds_split_touching_objects_whose_cores_merge():
+    # two crowns in closed canopy: one foreground blob, and a core map whose saddle between the two centres
+    # stays above the threshold, so its connected region is one seed; its local maxima are two
+    yy, xx = np.mgrid[0:64, 0:96].astype(np.float32)
+    bump = [h * np.exp(-((xx - cx) ** 2 + (yy - 32) ** 2) / (2 * 9.0**2)) for cx, h in ((36, 1.0), (56, 0.95))]
+    core = np.maximum(*bump)
+    fg = ((xx - 46) ** 2 / 26**2 + (yy - 32) ** 2 / 14**2 < 1).astype(np.float32)
+    probs = np.stack([1 - fg, fg, core * fg])
+    assert instance_labels(probs, "count", Recipe())[1] == 1
+    labels, n = instance_labels(probs, "count", Recipe(seed_radius_px=8))
+    assert n == 2
+    # each pixel goes to its nearest peak: the split runs between the two centres
+    assert labels[32, 36] != labels[32, 56] and labels[32, 36] > 0 and labels[32, 56] > 0
+    # peaks closer than the radius are one object
+    assert instance_labels(probs, "count", Recipe(seed_radius_px=24))[1] == 1

@@ -11,14 +11,16 @@ from pathlib import Path
 
 import pytest
 import redis
-from django.urls import reverse
 from rasterio.windows import Window
 
-from detectors.models import DetectionCell, RunStatus, TrainingRun
+from detectors.models import DetectionCell, RunStatus
 from tests.conftest import stop_process, wait_for
-from tests.detectors.test_training_flow import trainable  # noqa: F401 - the fixture
+from tests.detectors import conftest as detector_fixtures
 from workers.ml.grid import GridCell
-from workers.pipelines import run_training
+
+# The detectors' fixtures, for the tests here: a detector ready to train, and a trained version of it.
+trainable = detector_fixtures.trainable
+trained_version = detector_fixtures.trained_version
 
 FINAL = (RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus.FAILED, RunStatus.CANCELLED)
 
@@ -58,18 +60,6 @@ def faults(tmp_path) -> Faults:
     rules = Faults(tmp_path / "faults.json")
     rules()
     return rules
-
-
-@pytest.fixture
-def trained_version(trainable, settings):  # noqa: F811
-    """A detector with a succeeded version, trained in this process (briefly: these tests check jobs)."""
-    client, detector, image_id = trainable
-    settings.TRAINING_TIME_BUDGET_S = 12
-    response = client.post(reverse("v1:detector-train", args=[detector["id"]]))
-    assert response.status_code == 201, response.json()
-    # The queued message stays in the broker; the worker started later finds the run already done.
-    assert run_training(response.json()["id"]) == RunStatus.SUCCEEDED
-    return client, detector, image_id, TrainingRun.objects.get(pk=response.json()["id"])
 
 
 def _free_port() -> int:

@@ -12,10 +12,9 @@ from typing import Any
 import rasterio
 
 from workers.ml.config import DetectorConfig, Recipe
-from workers.ml.predict import predict_windows
-from workers.ml.raster_io import geometry_window
-from workers.ml.scoring import score_detections
+from workers.ml.evaluation import evaluate_image, evaluation_metrics
 from workers.ml.train import train_detector
+from workers.ml.trained import TrainedModel
 
 from . import repository
 from .repository import VAR, ExperimentDataset
@@ -25,6 +24,17 @@ COLUMNS = ("dataset", "labels", "train_s", "steps", "predict_s", "precision", "r
            "count_error")
 
 
+def evaluate_on_dataset(model: TrainedModel, ds: ExperimentDataset) -> tuple[dict[str, Any], float]:
+    """A trained model's metrics on the dataset's accuracy areas, computed as a training run computes them
+    (``workers.ml.evaluation``), and the seconds spent predicting there."""
+    if not ds.item.accuracy_areas:
+        raise ValueError(f"{ds.name} has no accuracy area: there is nothing to score")
+    with rasterio.open(ds.item.source) as src:
+        evaluation = evaluate_image(model, src, classes=ds.classes, detection_type=ds.detection_type,
+                                    accuracy_areas=ds.item.accuracy_areas, truth=ds.truth)
+    return evaluation_metrics([evaluation], ds.classes, ds.detection_type), evaluation.predict_s
+
+
 def run_one(ds: ExperimentDataset, recipe: Recipe, time_budget_s: float | None = 55.0, seed: int = 0,
             device: str | None = None) -> dict[str, Any]:
     """Train on the dataset's training areas, predict its accuracy areas, score there."""
@@ -32,15 +42,8 @@ def run_one(ds: ExperimentDataset, recipe: Recipe, time_budget_s: float | None =
     t0 = time.monotonic()
     model = train_detector([ds.item], config, recipe=recipe, time_budget_s=time_budget_s, seed=seed, device=device)
     train_s = time.monotonic() - t0
-    t1 = time.monotonic()
-    dets = []
-    with rasterio.open(ds.item.source) as src:
-        windows = [geometry_window(a, src.transform) for a in ds.item.accuracy_areas]
-        for _, found in predict_windows(model, src, windows):
-            dets += found
-    predict_s = time.monotonic() - t1
-    s = score_detections([(d.geometry, d.class_name) for d in dets], ds.truth, ds.item.accuracy_areas,
-                         ds.classes, ds.detection_type)["overall"]
+    metrics, predict_s = evaluate_on_dataset(model, ds)
+    s = metrics["overall"]
     return {
         "dataset": ds.name, "labels": len(ds.item.outlines), "train_s": round(train_s, 1),
         "steps": model.card["training"]["steps"], "predict_s": round(predict_s, 1),

@@ -16,26 +16,34 @@ Public API (plain functions; see each docstring for units and why):
   ``detections_to_geojson(detections, crs) -> dict`` gives lon/lat GeoJSON.
 - ``score_detections(predicted: Sequence[(geometry, class)], truth: Sequence[(geometry, class)],
   accuracy_areas: Sequence[geometry], classes: Sequence[str], detection_type: str = "count") -> dict``.
+- ``evaluate_image(model, src, *, classes, detection_type, accuracy_areas, truth, testing_areas, training_areas,
+  training_outlines) -> ImageEvaluation`` and ``evaluation_metrics(evaluations, classes, detection_type)
+  -> dict``: a trained model predicted, scored and reviewed exactly as a training run does it (the
+  platform, the CLI's ``evaluate`` and the experiment runner all call these).
 - ``save_model(model: TrainedModel, directory) -> Path`` and ``load_model(directory, device=None)
   -> TrainedModel``: ``weights.safetensors`` + ``model.json`` (the model card).
 - ``lonlat_to_image_crs(geojson_or_geometry, crs) -> geometry`` and ``image_crs_to_lonlat(geometry, crs)``.
 
 Layout (TorchGeo-like): ``raster_io`` (window reads), ``datasets`` (chips + targets), ``samplers`` (where to
 read), ``models`` (networks), ``train``, ``predict``, ``postprocess`` (masks -> polygons), ``scoring``,
-``model_card`` (save/load), ``synthetic`` (procedural scenes for tests and experiments).
+``evaluation`` (a training run's predict + score + review), ``model_card`` (save/load), ``synthetic``
+(procedural scenes for tests and experiments).
 """
 
 from .config import DetectorConfig, Recipe
 from .datasets import LabelledImage
+from .evaluation import ImageEvaluation, evaluate_image, evaluation_metrics
 from .model_card import load_model, save_model
 from .postprocess import Detection, detections_to_geojson
 from .predict import predict_array, predict_window, predict_windows
 from .raster_io import image_crs_to_lonlat, lonlat_to_image_crs
 from .scoring import score_detections
-from .train import TrainedModel, train_detector
+from .train import train_detector
+from .trained import TrainedModel
 
 __all__ = [
-    "Detection", "DetectorConfig", "LabelledImage", "Recipe", "TrainedModel", "detections_to_geojson",
-    "image_crs_to_lonlat", "load_model", "lonlat_to_image_crs", "predict_array", "predict_window",
-    "predict_windows", "save_model", "score_detections", "train_detector",
+    "Detection", "DetectorConfig", "ImageEvaluation", "LabelledImage", "Recipe", "TrainedModel",
+    "detections_to_geojson", "evaluate_image", "evaluation_metrics", "image_crs_to_lonlat", "load_model",
+    "lonlat_to_image_crs", "predict_array", "predict_window", "predict_windows", "save_model", "score_detections",
+    "train_detector",
 ]

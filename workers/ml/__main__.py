@@ -1,4 +1,4 @@
-"""Command line: ``python -m workers.ml train|predict|score|synth``.
+"""Command line: ``python -m workers.ml train|predict|score|evaluate|synth``.
 
 GeoJSON inputs are lon/lat (RFC 7946) unless ``--image-crs`` says their coordinates are already in the
 image CRS. Outlines take their class from the ``class`` property (default: the first class).
@@ -11,6 +11,8 @@ image CRS. Outlines take their class from the ``class`` property (default: the f
     python -m workers.ml score --model var/demo/model --image var/demo/image.tif \\
         --detections var/demo/detections.geojson --truth var/demo/truth.geojson \\
         --areas var/demo/accuracy_areas.geojson
+    python -m workers.ml evaluate --model var/demo/model --image var/demo/image.tif \\
+        --truth var/demo/truth.geojson --areas var/demo/accuracy_areas.geojson    # a training run's metrics
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from shapely.geometry.base import BaseGeometry
 
 from .config import DetectorConfig, Recipe
 from .datasets import LabelledImage
+from .evaluation import evaluate_image, evaluation_metrics
 from .model_card import load_model, save_model
 from .postprocess import detections_to_geojson
 from .predict import WINDOW_SIDE, predict_windows
@@ -138,6 +141,25 @@ def cmd_score(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    """Predict and score as a training run does (``workers.ml.evaluation``): the same metrics it stores."""
+    model = load_model(a.model, a.device)
+    classes, dtype = list(model.config.classes), model.config.detection_type
+    with rasterio.open(a.image) as src:
+        truth = [(g, c or classes[0]) for g, c in _geoms(a.truth, src.crs, a.image_crs)]
+        areas = [g for g, _ in _geoms(a.areas, src.crs, a.image_crs)] or [box(*src.bounds)]
+        training_areas = [g for g, _ in _geoms(a.training_areas, src.crs, a.image_crs)]
+        outlines = [(g, c or classes[0]) for g, c in _geoms(a.outlines, src.crs, a.image_crs)]
+        evaluation = evaluate_image(model, src, classes=classes, detection_type=dtype, accuracy_areas=areas,
+                                    truth=truth, training_areas=training_areas, training_outlines=outlines)
+        crs = src.crs
+    if a.review:
+        _write_fc(Path(a.review), [g for g, _, _ in evaluation.review], crs,
+                  [{"kind": kind, "class": c} for _, c, kind in evaluation.review])
+    print(json.dumps(evaluation_metrics([evaluation], classes, dtype), indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m workers.ml", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -149,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--gsd", type=float, default=0.15)
     s.add_argument("--out", required=True)
     s.set_defaults(fn=cmd_synth)
-    for name, fn in (("train", cmd_train), ("predict", cmd_predict), ("score", cmd_score)):
+    for name, fn in (("train", cmd_train), ("predict", cmd_predict), ("score", cmd_score),
+                     ("evaluate", cmd_evaluate)):
         q = sub.add_parser(name)
         q.add_argument("--image", required=True, help="GeoTIFF/COG path or URL")
         q.add_argument("--image-crs", action="store_true", help="GeoJSON coordinates are in the image CRS")
@@ -169,6 +192,14 @@ def main(argv: list[str] | None = None) -> int:
             q.add_argument("--areas", help="GeoJSON areas to predict (default: the whole image)")
             q.add_argument("--device")
             q.add_argument("--out", required=True, help="detections GeoJSON (lon/lat)")
+        elif name == "evaluate":
+            q.add_argument("--model", required=True, help="model directory (gives classes and detection type)")
+            q.add_argument("--truth", required=True, help="outlines of the objects in the accuracy areas")
+            q.add_argument("--areas", help="accuracy areas GeoJSON (default: the whole image)")
+            q.add_argument("--training-areas", help="training areas GeoJSON: also look for unoutlined objects")
+            q.add_argument("--outlines", help="outlines drawn in the training areas (with --training-areas)")
+            q.add_argument("--review", help="write the review (matches, misses, ...) here as GeoJSON (lon/lat)")
+            q.add_argument("--device")
         else:
             q.add_argument("--detections", required=True)
             q.add_argument("--truth", required=True)

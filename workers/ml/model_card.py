@@ -16,7 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .config import DetectorConfig, Recipe
-from .train import TrainedModel, build_network, pick_device
+from .train import build_network, pick_device
+from .trained import TrainedModel
 
 WEIGHTS = "weights.safetensors"
 CARD = "model.json"

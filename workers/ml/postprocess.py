@@ -1,8 +1,9 @@
 """Per-pixel probabilities -> object instances -> polygons (one shapely ``Polygon`` per object, never a
 MultiPolygon), in the image CRS and as lon/lat GeoJSON.
 
-Count detectors grow *seeds* (connected regions of the predicted core map) over the predicted foreground,
-each foreground pixel going to its nearest seed: touching objects whose cores are apart come out separate.
+Count detectors grow *seeds* (connected regions of the predicted core map, or its local maxima a fitted
+distance apart) over the predicted foreground, each foreground pixel going to its nearest seed: touching
+objects whose cores are apart come out separate.
 Segmentation detectors return the connected regions of each class.
 """
 
@@ -55,13 +56,14 @@ def instance_labels(probs: np.ndarray, detection_type: str, recipe: Recipe) -> t
     comps, n_comps = ndimage.label(fg)
     if n_comps == 0:
         return np.zeros(fg.shape, np.int32), 0
-    seeds, n_seeds = ndimage.label((probs[-1] > recipe.seed_threshold) & fg)
+    seeds, n_seeds = ndimage.label(_seed_mask(probs[-1], fg, recipe))
     # seed pixels are few: the size and the blob of each seed from them alone
     at = np.flatnonzero(seeds)
     sid = seeds.ravel()[at]
     seed_comp = np.zeros(n_seeds + 1, np.int32)
     seed_comp[sid] = comps.ravel()[at]
-    kept = np.bincount(sid, minlength=n_seeds + 1) >= 3  # seeds under 3 pixels are noise
+    # connected-region seeds under 3 pixels are noise; a peak is one pixel grown by one (up to 5)
+    kept = np.bincount(sid, minlength=n_seeds + 1) >= (1 if recipe.seed_radius_px >= 1 else 3)
     kept[0] = False
     n_kept = int(kept.sum())
     seed_id = (np.cumsum(kept) * kept).astype(np.int32)  # kept seeds -> 1..n_kept, others -> 0
@@ -85,14 +87,24 @@ def instance_labels(probs: np.ndarray, detection_type: str, recipe: Recipe) -> t
     return labels, n_kept + int(orphan.size)
 
 
+def _seed_mask(core: np.ndarray, fg: np.ndarray, recipe: Recipe) -> np.ndarray:
+    """Where seeds are: the core map's local maxima ``recipe.seed_radius_px`` apart (grown by a pixel so a
+    peak on a plateau's edge still joins it), or, without a radius, the core map over its threshold."""
+    if recipe.seed_radius_px < 1:
+        return (core > recipe.seed_threshold) & fg
+    size = 2 * int(round(recipe.seed_radius_px)) + 1
+    peaks = (core == ndimage.maximum_filter(core, size=size)) & (core > recipe.peak_threshold) & fg
+    return ndimage.binary_dilation(peaks) & fg
+
+
 def labels_to_detections(labels: np.ndarray, probs: np.ndarray, transform: Affine, config: DetectorConfig,
                          recipe: Recipe, keep: Polygon | None = None) -> list[Detection]:
-    """Trace each instance, keep its largest part, simplify, filter by area and (optionally) keep only
-    objects whose representative point falls in ``keep`` (pixel coordinates) so adjacent windows do not
+    """Trace each instance, keep its largest part, simplify, filter by area and score and (optionally) keep
+    only objects whose representative point falls in ``keep`` (pixel coordinates) so adjacent windows do not
     report the same object twice. Geometries are returned in the CRS of ``transform``.
 
-    Instances that cannot pass (fewer pixels than ``min_area_px``, or a bounding box off ``keep``) are masked
-    out before tracing: tracing and building polygons is most of the cost."""
+    Instances that cannot pass (fewer pixels than ``min_area_px``, a score under ``min_score``, or a bounding
+    box off ``keep``) are masked out before tracing: tracing and building polygons is most of the cost."""
     flat = labels.ravel()
     counts = np.bincount(flat)
     n = counts.size - 1
@@ -108,7 +120,7 @@ def labels_to_detections(labels: np.ndarray, probs: np.ndarray, transform: Affin
     else:
         cls = np.zeros(n + 1, np.intp)
     # a part's area is at most its instance's pixel count; the representative point lies in its pixels' box
-    cand = counts >= recipe.min_area_px
+    cand = (counts >= recipe.min_area_px) & (scores >= recipe.min_score)
     if recipe.max_area_px > 0:  # far larger than any outline: merged objects, not one
         cand &= counts <= recipe.max_area_px
     cand[0] = False

@@ -22,7 +22,7 @@ from shapely.ops import unary_union
 
 from .postprocess import Detection, instance_labels, labels_to_detections
 from .raster_io import geometry_window, read_window, window_transform
-from .train import TrainedModel
+from .trained import TrainedModel
 
 
 def _ramp(th: int, tw: int, overlap: int) -> np.ndarray:

@@ -15,30 +15,21 @@ import platform
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .calibration import fit_min_score
 from .config import BACKBONES, DetectorConfig, Recipe
 from .datasets import IGNORE, LabelledImage, build_samples
 from .models import Detector, normalise
 from .raster_io import BAND_ORDER, open_image
+from .trained import TrainedModel
 
 ProgressFn = Callable[[int, int, float], None]
-
-
-@dataclass
-class TrainedModel:
-    """A trained network with everything needed to predict with it and to describe it (the model card)."""
-
-    network: Detector
-    config: DetectorConfig
-    recipe: Recipe
-    card: dict[str, Any] = field(default_factory=dict)
-    device: str = "cpu"
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -68,8 +59,9 @@ def outline_sizes_px(images: Sequence[LabelledImage]) -> np.ndarray:
 def fit_recipe_to_outlines(images: Sequence[LabelledImage], recipe: Recipe, count: bool = True) -> Recipe:
     """The imagery-dependent choices, made from the outlines and written into the recipe the model keeps
     (so a saved model predicts as it was trained): the resampling scale that gives the median object
-    ``recipe.target_object_px`` pixels across, and the object sizes kept (the size prior, count detectors
-    only: a segmentation region cut by a window or an area edge is legitimately small)."""
+    ``recipe.target_object_px`` pixels across, the object sizes kept (the size prior) and how far apart two
+    objects' seeds must be (count detectors only: a segmentation region cut by a window or an area edge is
+    legitimately small, and has no seeds)."""
     areas = outline_sizes_px(images)
     if not areas.size:
         return recipe
@@ -82,23 +74,31 @@ def fit_recipe_to_outlines(images: Sequence[LabelledImage], recipe: Recipe, coun
         changes["min_area_px"] = max(recipe.min_area_px, recipe.size_prior * float(areas.min()))
     if recipe.size_prior_max > 0 and count:
         changes["max_area_px"] = recipe.size_prior_max * float(areas.max())
+    if recipe.peak_spacing > 0 and count:
+        changes["seed_radius_px"] = round(recipe.peak_spacing * float(np.sqrt(np.median(areas))), 1)
     return replace(recipe, **changes) if changes else recipe
 
 
 def summary_line(card: dict[str, Any]) -> str:
-    """One sentence for people: what was trained, how long, at which scale."""
+    """One sentence for people who are not ML practitioners: what was trained, for how long, and the choices
+    made from their outlines (scale, smallest object kept, how far apart touching objects are told)."""
     t, r = card["training"], card["recipe"]
     parts = [f"Trained {t['steps']} steps in {t['seconds']:.0f} s on {t['outlines']} outlines"]
     scale = float(r.get("scale", 1.0))
     if abs(scale - 1.0) > 1e-6:
-        parts.append(f"at {scale:g}x the image's resolution")
-    if r.get("train_blocks", 0) and r.get("encoder", "").startswith("efficientnet"):
-        parts.append(f"fine-tuning the encoder's last {r['train_blocks']} blocks")
+        parts.append(f"looking at the image enlarged {scale:g} times")
+    pretrained = r.get("encoder", "").startswith("efficientnet")
+    if r.get("train_blocks", 0) and pretrained:
+        parts.append(f"adapting the last {r['train_blocks']} layers of a network pretrained on everyday photos")
     else:
-        parts.append("with a frozen ImageNet encoder" if r.get("encoder", "").startswith("efficientnet")
-                     else "trained from scratch")
+        parts.append("on top of a network pretrained on everyday photos" if pretrained else "from scratch")
     if r.get("min_area_px", 0) > Recipe().min_area_px:
-        parts.append(f"ignoring objects under {r['min_area_px']:.0f} px")
+        parts.append(f"ignoring anything smaller than {r['min_area_px']:.0f} pixels")
+    if r.get("min_score", 0) > 0:
+        parts.append(f"keeping objects it is at least {r['min_score']:.0%} sure of (the level that worked best "
+                     "on your training areas)")
+    if r.get("seed_radius_px", 0) >= 1:
+        parts.append(f"splitting touching objects whose centres are {r['seed_radius_px']:.0f} pixels apart or more")
     return ", ".join(parts) + f" (stopped: {t['stop_reason']})."
 
 
@@ -310,6 +310,11 @@ def train_detector(
             stop_reason = "converged"
             break
     net.eval()
+    score_fit: dict[str, Any] | None = None
+    if recipe.fit_min_score and config.detection_type == "count":
+        min_score, by_threshold = fit_min_score(TrainedModel(net, config, recipe, device=str(dev)), images)
+        recipe = replace(recipe, min_score=min_score)
+        score_fit = {"min_score": min_score, "training_f1": {str(t): round(f, 4) for t, f in by_threshold.items()}}
     with open_image(images[0].source) as src:
         gsd = float(abs(src.transform.a)) if src.crs is not None else None
         crs = src.crs.to_string() if src.crs is not None else None
@@ -331,6 +336,7 @@ def train_detector(
         "versions": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
         "scale": recipe.scale,
         "working_gsd": gsd / recipe.scale if gsd else None,
+        "score_threshold": score_fit,
     }
     card["summary"] = summary_line(card)
     return TrainedModel(net, config, recipe, card, str(dev))

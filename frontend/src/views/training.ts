@@ -5,7 +5,7 @@
 import { ApiError } from "../api";
 import type { AppContext } from "../app";
 import { clear, errorMessage, h, icon, timeAgo, toast } from "../dom";
-import { countSummary, currentRun, detectVersion, formatDuration, isActive, lossPath, percent, secondsLeft } from "../training";
+import { countSummary, currentRun, detectVersion, formatDuration, isActive, lossPath, percent, secondsLeft, trainedInWords } from "../training";
 import type { ReviewKind } from "../styles";
 import type { Detector, FeatureCollection, TrainingRun } from "../types";
 
@@ -167,6 +167,8 @@ export function trainingPanel(ctx: AppContext, detector: Detector, hooks: Traini
     if (run.status === "succeeded") {
       if ((run.progress?.loss_history?.length ?? 0) > 1) statusEl.append(lossChart(run.progress.loss_history!));
       statusEl.append(scoreCard(run));
+      const trained = trainedInWords(run);
+      if (trained) statusEl.append(h("p", { class: "muted small", "data-testid": "train-summary" }, trained));
       const check = unoutlinedCheck(run);
       if (check) statusEl.append(check);
     }
@@ -181,13 +183,14 @@ export function trainingPanel(ctx: AppContext, detector: Detector, hooks: Traini
     for (const run of runs) {
       const shown = run.id === (shownId ?? currentRun(runs)?.id);
       const score = run.status === "succeeded" ? (run.metrics?.score ?? null) : null;
+      const trained = trainedInWords(run);
       list.append(
         h(
           "li",
           { class: `version-row${shown ? " shown" : ""}`, "data-testid": "version-row", "data-version": String(run.version), "data-status": run.status },
           h(
             "button",
-            { class: "version-pick", type: "button", title: "Show this version's score and predictions", onclick: () => ((shownId = run.id), render()) },
+            { class: "version-pick", type: "button", title: `Show this version's score and predictions${trained ? `\n${trained}` : ""}`, onclick: () => ((shownId = run.id), render()) },
             h("strong", null, `v${run.version}`),
             h("span", null, score !== null ? `${Math.round(score)}%` : run.status === "succeeded" ? "no score" : STATUS_WORDS[run.status] ?? run.status),
             h("small", { class: "muted" }, timeAgo(run.created_at)),
