@@ -13,8 +13,8 @@ BASE = Recipe()
 
 METHODOLOGIES: dict[str, Recipe] = {
     # frozen ImageNet EfficientNet-Lite0 encoder, cached features, decoder with class + core heads, the
-    # size prior (count detectors drop regions under half the smallest training outline's area) and the
-    # score threshold fitted on the training areas (workers.ml.calibration)
+    # size prior (count detectors drop regions under half the smallest training outline's area), and the
+    # seeds and score threshold that do best on the training areas (workers.ml.calibration)
     "default": BASE,
     # the same network trained end to end from random init (question: does pretraining help with <100 labels?)
     "scratch": replace(BASE, name="scratch", encoder="scratch", lr=3e-3),
@@ -36,12 +36,14 @@ METHODOLOGIES: dict[str, Recipe] = {
     "tail-1": replace(BASE, name="tail-1", train_blocks=1),
     # the upper side of the size prior: regions over twice the largest outline's area (merged crowns) dropped
     "max-prior": replace(BASE, name="max-prior", size_prior_max=2.0),
-    # 2026-11-30 (second session): the default before the fitted score threshold (question: are faint
-    # detections the false ones, and does each detector's own threshold drop them?)
-    "no-score-fit": replace(BASE, name="no-score-fit", fit_min_score=False),
-    # seeds at the core map's local maxima half the median outline's width apart, instead of its connected
-    # regions (question: are touching crowns merged because their core regions touch?)
-    "peaks": replace(BASE, name="peaks", peak_spacing=0.5),
+    # 2026-11-30 (second session): the default before post-processing was fitted on the training areas
+    # (question: are faint detections the false ones, and does each detector's own threshold drop them?)
+    "no-score-fit": replace(BASE, name="no-score-fit", fit_post_processing=False, peak_spacing=0.0),
+    # the score threshold fitted, seeds always connected core regions (the first fitted default)
+    "threshold-only": replace(BASE, name="threshold-only", peak_spacing=0.0),
+    # seeds always at the core map's local maxima half the median outline's width apart, nothing fitted
+    # (question: are touching crowns merged because their core regions touch?)
+    "peaks": replace(BASE, name="peaks", fit_post_processing=False),
 }
 
 

@@ -1,19 +1,23 @@
-"""Choices made after training from how the detector does on the user's own training areas.
+"""Post-processing chosen after training from how the detector does on the user's own training areas.
 
 On real imagery most false detections are faint: their mean foreground probability (the object's score) is
 low, while the objects the user outlined come out confident. Which threshold separates them depends on the
-imagery (on the five real datasets of the experiments the best fixed threshold ranged from 0.75 to 0.9),
-so each detector picks its own: it predicts its training areas and keeps the lowest threshold with the
-best F1 against the outlines there (docs/experiments.md, "score threshold").
+imagery (on the five real datasets of the experiments the best fixed threshold ranged from 0.75 to 0.9).
+How touching objects are told apart depends on it too: seeds at the core map's peaks split crowns in closed
+canopy whose cores touch, but cut a long building in two. So each detector predicts its training areas and
+keeps the seeds and the lowest score threshold with the best F1 against the outlines there
+(docs/experiments.md, "fitted score threshold").
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from shapely.geometry import box
 
+from .config import Recipe
 from .datasets import LabelledImage
 from .predict import predict_areas
 from .raster_io import open_image
@@ -43,8 +47,24 @@ def training_f1_by_score_threshold(model: TrainedModel, images: Sequence[Labelle
     }
 
 
-def fit_min_score(model: TrainedModel, images: Sequence[LabelledImage]) -> tuple[float, dict[float, float]]:
-    """The lowest score threshold with the best training-area F1, and the F1 of every threshold tried."""
-    by_threshold = training_f1_by_score_threshold(model, images)
-    best = max(by_threshold.values())
-    return min(t for t, f in by_threshold.items() if f == best), by_threshold
+def calibrate_post_processing(model: TrainedModel, images: Sequence[LabelledImage]) -> tuple[Recipe, dict[str, Any]]:
+    """The recipe with the seeds and score threshold that do best in the training areas, and a report
+    (the choice and the training F1 of every candidate) for the model card.
+
+    Candidates: connected core regions as seeds, and the core map's peaks when the recipe has a fitted
+    ``seed_radius_px``; each with every threshold of ``SCORE_THRESHOLDS``. Ties go to connected seeds (the
+    long-standing behaviour), then to the lowest threshold (fewer objects dropped)."""
+    candidates = {"connected": replace(model.recipe, seed_radius_px=0.0)}
+    if model.recipe.seed_radius_px >= 1:
+        candidates["peaks"] = model.recipe
+    best: tuple[float, str, Recipe] | None = None
+    report: dict[str, dict[str, float]] = {}
+    for seeds, recipe in candidates.items():
+        by_threshold = training_f1_by_score_threshold(replace(model, recipe=recipe), images)
+        report[seeds] = {str(t): round(f, 4) for t, f in by_threshold.items()}
+        top = max(by_threshold.values())
+        if best is None or top > best[0] + 1e-9:
+            lowest = min(t for t, f in by_threshold.items() if f == top)
+            best = (top, seeds, replace(recipe, min_score=lowest))
+    assert best is not None
+    return best[2], {"seeds": best[1], "min_score": best[2].min_score, "training_f1": report}

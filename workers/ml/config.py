@@ -97,17 +97,19 @@ class Recipe:
     # count detectors' seeds: with ``seed_radius_px`` > 0 they are the core map's local maxima over
     # ``peak_threshold`` at least that far apart (touching objects whose core regions merge still get one
     # seed each); 0 keeps the connected regions of the core map over ``seed_threshold``. Training sets the
-    # radius to ``peak_spacing`` x the median outline's width (0: off)
-    peak_spacing: float = 0.0
+    # radius to ``peak_spacing`` x the median outline's width (0: off), and post-processing calibration
+    # keeps the peaks only where they do better in the training areas
+    peak_spacing: float = 0.5
     peak_threshold: float = 0.3
     seed_radius_px: float = 0.0
     min_area_px: float = 12.0
     simplify_px: float = 0.75
-    # objects scoring under ``min_score`` (mean foreground probability) are dropped. With ``fit_min_score``
-    # training sets it from the user's own outlines: the detector predicts its training areas and keeps the
-    # lowest threshold with the best F1 there (count detectors)
+    # objects scoring under ``min_score`` (mean foreground probability) are dropped. With
+    # ``fit_post_processing`` training chooses it and the seeds (connected core regions or core peaks, see
+    # below) from the user's own outlines: what does best in the training areas (count detectors;
+    # workers/ml/calibration.py)
     min_score: float = 0.0
-    fit_min_score: bool = True
+    fit_post_processing: bool = True
     # size prior: predictions under this fraction of the smallest training outline's area are fragments,
     # not objects; training raises ``min_area_px`` to it (0: off)
     size_prior: float = 0.5

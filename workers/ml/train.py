@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .calibration import fit_min_score
+from .calibration import calibrate_post_processing
 from .config import BACKBONES, DetectorConfig, Recipe
 from .datasets import IGNORE, LabelledImage, build_samples
 from .models import Detector, normalise
@@ -98,7 +98,8 @@ def summary_line(card: dict[str, Any]) -> str:
         parts.append(f"keeping objects it is at least {r['min_score']:.0%} sure of (the level that worked best "
                      "on your training areas)")
     if r.get("seed_radius_px", 0) >= 1:
-        parts.append(f"splitting touching objects whose centres are {r['seed_radius_px']:.0f} pixels apart or more")
+        parts.append(f"splitting touching objects whose centres are {r['seed_radius_px']:.0f} pixels apart or more "
+                     "(this worked better on your training areas)")
     return ", ".join(parts) + f" (stopped: {t['stop_reason']})."
 
 
@@ -310,11 +311,9 @@ def train_detector(
             stop_reason = "converged"
             break
     net.eval()
-    score_fit: dict[str, Any] | None = None
-    if recipe.fit_min_score and config.detection_type == "count":
-        min_score, by_threshold = fit_min_score(TrainedModel(net, config, recipe, device=str(dev)), images)
-        recipe = replace(recipe, min_score=min_score)
-        score_fit = {"min_score": min_score, "training_f1": {str(t): round(f, 4) for t, f in by_threshold.items()}}
+    calibration: dict[str, Any] | None = None
+    if recipe.fit_post_processing and config.detection_type == "count":
+        recipe, calibration = calibrate_post_processing(TrainedModel(net, config, recipe, device=str(dev)), images)
     with open_image(images[0].source) as src:
         gsd = float(abs(src.transform.a)) if src.crs is not None else None
         crs = src.crs.to_string() if src.crs is not None else None
@@ -336,7 +335,7 @@ def train_detector(
         "versions": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
         "scale": recipe.scale,
         "working_gsd": gsd / recipe.scale if gsd else None,
-        "score_threshold": score_fit,
+        "calibration": calibration,
     }
     card["summary"] = summary_line(card)
     return TrainedModel(net, config, recipe, card, str(dev))
