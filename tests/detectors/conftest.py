@@ -33,6 +33,7 @@ from workers.ml.datasets import LabelledImage
 from workers.ml.model_card import save_model
 from workers.ml.raster_io import image_crs_to_lonlat
 from workers.ml.train import train_detector
+from workers.pipelines import run_training
 
 # The image `trainable` uploads: the same pixels and trees in every test.
 TREES_IMAGE = {"size": 512, "trees": 40, "seed": 3}
@@ -94,6 +95,16 @@ def trainable(personas, project, client_for, tmp_path) -> tuple[APIClient, dict,
     for tree in sample.objects:
         post("annotation", tree)
     return client, detector, image_id
+
+
+def train_in_this_process(client: APIClient, detector_id: str, settings, budget_s: float) -> TrainingRun:
+    """Queue a training through the API and run it here with ``budget_s`` seconds (the queued message stays
+    in the broker; a worker started later finds the run done); the succeeded version."""
+    settings.TRAINING_TIME_BUDGET_S = budget_s
+    response = client.post(reverse("v1:detector-train", args=[detector_id]))
+    assert response.status_code == 201, response.json()
+    assert run_training(response.json()["id"]) == RunStatus.SUCCEEDED
+    return TrainingRun.objects.get(pk=response.json()["id"])
 
 
 def trees_model_files(root: Path, config: dict) -> Path:

@@ -24,8 +24,9 @@ from detectors.models import (
     TrainingRun,
 )
 from imagery.storage import get_blob_store
+from tests.detectors.conftest import train_in_this_process
 from tests.detectors.test_border_merge import run_with_pieces  # noqa: F401 - the fixture
-from workers.pipelines import detection_run_prefix, finish_detection, run_detection_cell, run_training
+from workers.pipelines import detection_run_prefix, finish_detection, run_detection_cell
 
 FORMULA = '=HYPERLINK("http://x")'
 
@@ -76,11 +77,7 @@ def test_detecting_with_a_version_whose_classes_were_all_deleted_is_a_plain_400(
 def test_a_class_renamed_after_training_keeps_its_objects(trainable, settings):
     """Trained here by the platform (briefly: the model only has to find trees): the class ids it saves are tested."""
     client, detector, image_id = trainable
-    settings.TRAINING_TIME_BUDGET_S = 12
-    response = client.post(reverse("v1:detector-train", args=[detector["id"]]))
-    assert response.status_code == 201, response.json()
-    assert run_training(response.json()["id"]) == RunStatus.SUCCEEDED
-    version = TrainingRun.objects.get(pk=response.json()["id"])
+    version = train_in_this_process(client, detector["id"], settings, budget_s=12)
     tree = DetectorClass.objects.get(detector_id=detector["id"])
     assert version.config["class_ids"] == [str(tree.pk)] and version.config["classes"] == ["tree"]
     renamed = client.patch(reverse("v1:detectorclass-detail", args=[tree.pk]), {"name": FORMULA}, format="json")

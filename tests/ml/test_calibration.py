@@ -16,7 +16,7 @@ from shapely.geometry import box
 from workers.ml.calibration import SCORE_THRESHOLDS, calibrate_post_processing, training_f1_by_score_threshold
 from workers.ml.config import DetectorConfig, Recipe
 from workers.ml.datasets import LabelledImage
-from workers.ml.predict import predict_areas
+from workers.ml.predict import predict_areas, predict_areas_post_processed
 from workers.ml.synthetic import SCENE_ORIGIN, Scene, tiny_scene
 from workers.ml.train import train_detector
 from workers.ml.trained import TrainedModel
@@ -56,7 +56,7 @@ def _model() -> TrainedModel:
 
 def test_faint_unoutlined_finds_set_the_threshold_and_are_then_dropped(tmp_path):
     item, scene = _item(tmp_path)
-    by_threshold = training_f1_by_score_threshold(_model(), [item])
+    (by_threshold,) = training_f1_by_score_threshold(_model(), [item])
     assert set(by_threshold) == set(SCORE_THRESHOLDS)
     assert by_threshold[0.0] == pytest.approx(0.75)  # 3 matches among 5 predictions
     assert by_threshold[0.8] == pytest.approx(1.0)
@@ -147,3 +147,25 @@ def test_one_long_building_keeps_connected_seeds(tmp_path):
     assert report["seeds"] == "connected" and recipe.seed_radius_px == 0.0
     assert report["training_f1"]["connected"]["0.0"] == pytest.approx(1.0)
     assert report["training_f1"]["peaks"]["0.0"] == 0.0  # three pieces, IoU 1/3 each
+
+
+class Counting(FgAndCore):
+    calls = 0
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        Counting.calls += 1
+        return super().forward(batch)
+
+
+def test_post_processing_candidates_share_one_network_pass(tmp_path):
+    item = _row_of_crowns(tmp_path, [box(20, 40, 44, 60), box(44, 40, 68, 60), box(68, 40, 92, 60)])
+    model = TrainedModel(Counting(), DetectorConfig(classes=["thing"]), Recipe(), {}, "cpu")
+    recipes = [Recipe(), Recipe(seed_radius_px=8.0)]
+    with rasterio.open(item.source) as src:
+        Counting.calls = 0
+        both = predict_areas_post_processed(model, src, item.training_areas, recipes)
+        once = Counting.calls
+        apart = [predict_areas(replace(model, recipe=r), src, item.training_areas) for r in recipes]
+    assert once > 0 and Counting.calls == 3 * once  # the two separate predictions ran it twice more
+    assert [len(found) for found in both] == [1, 3]
+    assert [[d.geometry.wkt for d in found] for found in both] == [[d.geometry.wkt for d in f] for f in apart]

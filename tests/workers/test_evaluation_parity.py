@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import pytest
 import rasterio
-from django.urls import reverse
 
-from detectors.models import Detector, RunStatus, TrainingRun
+from detectors.models import Detector
 from detectors.training_inputs import gather_training_inputs
+from tests.detectors.conftest import train_in_this_process
 from workers.experiments.repository import ExperimentDataset
 from workers.experiments.runner import evaluate_on_dataset
 from workers.ml.datasets import LabelledImage
-from workers.pipelines import load_trained_model, run_training
+from workers.pipelines import load_trained_model
 
 
 @pytest.mark.slow
@@ -27,11 +27,7 @@ def test_the_experiment_runner_scores_a_platform_version_as_its_training_run_did
     client, detector_data, _ = trainable
     # A budget too short for any training: it stops at the least a platform training runs (recipe.min_steps),
     # a model that already finds most trees, so the scores compared are not all zeros.
-    settings.TRAINING_TIME_BUDGET_S = 1
-    response = client.post(reverse("v1:detector-train", args=[detector_data["id"]]))
-    assert response.status_code == 201, response.json()
-    assert run_training(response.json()["id"]) == RunStatus.SUCCEEDED
-    run = TrainingRun.objects.get(pk=response.json()["id"])
+    run = train_in_this_process(client, detector_data["id"], settings, budget_s=1)
     detector = Detector.objects.get(pk=detector_data["id"])
     stored = run.metrics
     assert stored["overall"]["n_pred"] > 0 and stored["overall"]["n_true"] > 3  # a score worth comparing

@@ -19,7 +19,8 @@ from shapely.geometry import box
 
 from .config import Recipe
 from .datasets import LabelledImage
-from .predict import predict_areas
+from .postprocess import Detection
+from .predict import predict_areas_post_processed
 from .raster_io import open_image
 from .scoring import score_detections
 from .trained import TrainedModel
@@ -28,23 +29,32 @@ SCORE_THRESHOLDS = (0.0, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
 
 
 def training_f1_by_score_threshold(model: TrainedModel, images: Sequence[LabelledImage],
-                                   thresholds: Sequence[float] = SCORE_THRESHOLDS) -> dict[float, float]:
-    """F1 at IoU 0.5 in the training areas for each score threshold (the model's own threshold set to 0).
+                                   recipes: Sequence[Recipe] | None = None,
+                                   thresholds: Sequence[float] = SCORE_THRESHOLDS) -> list[dict[float, float]]:
+    """For each recipe (by default the model's own), F1 at IoU 0.5 in the training areas at each score
+    threshold (the recipe's own ``min_score`` ignored). The recipes differ only in post-processing, so the
+    network runs once over the areas.
 
     For ``bbox`` output the outlines are compared as their bounding boxes, as predictions are."""
-    model = replace(model, recipe=replace(model.recipe, min_score=0.0))
-    predicted, truth, areas = [], [], []
+    recipes = [replace(r, min_score=0.0) for r in (recipes or [model.recipe])]
+    predicted: list[list[Detection]] = [[] for _ in recipes]
+    truth, areas = [], []
     for item in images:
         with open_image(item.source) as src:
-            predicted += predict_areas(model, src, item.training_areas)
+            for out, found in zip(predicted, predict_areas_post_processed(model, src, item.training_areas, recipes),
+                                  strict=True):
+                out += found
         truth += [(box(*g.bounds) if model.config.output_type == "bbox" else g, c) for g, c in item.outlines]
         areas += list(item.training_areas)
     classes, kind = list(model.config.classes), model.config.detection_type
-    return {
-        t: float(score_detections([(d.geometry, d.class_name) for d in predicted if d.score >= t], truth, areas,
-                                  classes, kind)["overall"]["f1"])
-        for t in thresholds
-    }
+    return [
+        {
+            t: float(score_detections([(d.geometry, d.class_name) for d in found if d.score >= t], truth, areas,
+                                      classes, kind)["overall"]["f1"])
+            for t in thresholds
+        }
+        for found in predicted
+    ]
 
 
 def calibrate_post_processing(model: TrainedModel, images: Sequence[LabelledImage]) -> tuple[Recipe, dict[str, Any]]:
@@ -57,10 +67,10 @@ def calibrate_post_processing(model: TrainedModel, images: Sequence[LabelledImag
     candidates = {"connected": replace(model.recipe, seed_radius_px=0.0)}
     if model.recipe.seed_radius_px >= 1:
         candidates["peaks"] = model.recipe
+    scored = training_f1_by_score_threshold(model, images, list(candidates.values()))
     best: tuple[float, str, Recipe] | None = None
     report: dict[str, dict[str, float]] = {}
-    for seeds, recipe in candidates.items():
-        by_threshold = training_f1_by_score_threshold(replace(model, recipe=recipe), images)
+    for (seeds, recipe), by_threshold in zip(candidates.items(), scored, strict=True):
         report[seeds] = {str(t): round(f, 4) for t, f in by_threshold.items()}
         top = max(by_threshold.values())
         if best is None or top > best[0] + 1e-9:

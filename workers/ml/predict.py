@@ -20,6 +20,7 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
+from .config import Recipe
 from .postprocess import Detection, instance_labels, labels_to_detections
 from .raster_io import geometry_window, read_window, window_transform
 from .trained import TrainedModel
@@ -123,23 +124,34 @@ def predict_array(model: TrainedModel, image: np.ndarray) -> np.ndarray:
     return acc.numpy()[:, :h, :w]
 
 
-def _predict_read(model: TrainedModel, src: DatasetReader, window: Window, image: np.ndarray,
-                  margin: int) -> list[Detection]:
+def _window_probs(src: DatasetReader, window: Window, image: np.ndarray, margin: int,
+                  model: TrainedModel) -> np.ndarray:
+    """The network's probabilities over ``window`` read with ``margin``; pixels beyond the raster edge (read
+    as zeros) are background."""
     probs = predict_array(model, image)
-    # pixels beyond the raster edge were padded with zeros: call them background
-    big = Window(window.col_off - margin, window.row_off - margin, window.width + 2 * margin,
-                 window.height + 2 * margin)
-    r0, c0 = int(big.row_off), int(big.col_off)
+    r0, c0 = int(window.row_off) - margin, int(window.col_off) - margin
     outside = np.ones(probs.shape[1:], bool)
     rr = slice(max(0, -r0), max(0, min(probs.shape[1], src.height - r0)))
     cc = slice(max(0, -c0), max(0, min(probs.shape[2], src.width - c0)))
     outside[rr, cc] = False
     probs[0][outside] = 1.0
     probs[1:][:, outside] = 0.0
-    labels, _ = instance_labels(probs, model.config.detection_type, model.recipe)
+    return probs
+
+
+def _decode(probs: np.ndarray, src: DatasetReader, window: Window, margin: int, model: TrainedModel,
+            recipe: Recipe) -> list[Detection]:
+    """Instances and polygons of one window's probabilities, post-processed as ``recipe`` says."""
+    big = Window(window.col_off - margin, window.row_off - margin, window.width + 2 * margin,
+                 window.height + 2 * margin)
+    labels, _ = instance_labels(probs, model.config.detection_type, recipe)
     keep = box(margin, margin, margin + window.width, margin + window.height)
-    return labels_to_detections(labels, probs, window_transform(src.transform, big), model.config,
-                                model.recipe, keep=keep)
+    return labels_to_detections(labels, probs, window_transform(src.transform, big), model.config, recipe, keep=keep)
+
+
+def _predict_read(model: TrainedModel, src: DatasetReader, window: Window, image: np.ndarray,
+                  margin: int) -> list[Detection]:
+    return _decode(_window_probs(src, window, image, margin, model), src, window, margin, model, model.recipe)
 
 
 def _margin(model: TrainedModel) -> int:
@@ -164,13 +176,23 @@ def predict_window(model: TrainedModel, src: DatasetReader, window: Window) -> l
 def predict_areas(model: TrainedModel, src: DatasetReader, areas: Sequence[BaseGeometry]) -> list[Detection]:
     """The objects touching any of ``areas`` (image CRS), each once: overlapping areas are merged first, so
     an object inside two of them is neither predicted nor reported twice."""
+    return predict_areas_post_processed(model, src, areas, [model.recipe])[0]
+
+
+def predict_areas_post_processed(model: TrainedModel, src: DatasetReader, areas: Sequence[BaseGeometry],
+                                 recipes: Sequence[Recipe]) -> list[list[Detection]]:
+    """``predict_areas`` once per recipe, running the network once: the recipes may differ only in
+    post-processing (thresholds, seeds, sizes), as the candidates of the post-processing calibration do."""
+    found: list[list[Detection]] = [[] for _ in recipes]
     if not areas:
-        return []
+        return found
     merged = unary_union(list(areas))
-    found: list[Detection] = []
+    m = _margin(model)
     for part in getattr(merged, "geoms", [merged]):
         window = geometry_window(part, src.transform).intersection(Window(0, 0, src.width, src.height))
-        found += [d for d in predict_window(model, src, window) if d.geometry.intersects(part)]
+        probs = _window_probs(src, window, _read_padded(src, window, m), m, model)
+        for out, recipe in zip(found, recipes, strict=True):
+            out += [d for d in _decode(probs, src, window, m, model, recipe) if d.geometry.intersects(part)]
     return found
 
 
