@@ -30,6 +30,7 @@ class Brightness(torch.nn.Module):
     """Foreground probability sigmoid((mean - 110) / 5), no object cores: each blob is one object."""
 
     n_classes = 1
+    box_head = False
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         fg = (batch.float().mean(1, keepdim=True) - 110.0) / 5.0
@@ -107,6 +108,7 @@ class FgAndCore(torch.nn.Module):
     sigmoid((green - 128) / 8)."""
 
     n_classes = 1
+    box_head = False
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         x = batch.float()

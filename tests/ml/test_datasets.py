@@ -10,7 +10,7 @@ from workers.ml.samplers import grid_windows, select_chips
 
 def test_pixels_outside_training_areas_are_ignored():
     outlines = [(Point(10, 10).buffer(5), 1), (Point(40, 40).buffer(5), 1)]
-    mask, core = rasterize_targets(outlines, [box(0, 0, 32, 32)], (64, 64), 0.45)
+    mask, core, _ = rasterize_targets(outlines, [box(0, 0, 32, 32)], (64, 64), 0.45)
     assert mask.shape == (64, 64) and core.shape == (64, 64)
     assert (mask[32:, :] == IGNORE).all() and (mask[:, 32:] == IGNORE).all()
     assert mask[10, 10] == 1 and mask[0, 0] == 0
@@ -37,7 +37,7 @@ def test_build_samples_shapes_and_background_ratio(make_scene_tif):
     samples = build_samples([item], cfg, Recipe(max_chips=12), np.random.default_rng(0))
     assert samples and len(samples) <= 12
     for s in samples:
-        assert set(s) == {"image", "mask", "core", "bounds", "crs"}
+        assert set(s) == {"image", "mask", "core", "box", "bounds", "crs"} and s["box"].shape == (2, 64, 64)
         assert s["image"].shape == (3, 64, 64) and s["image"].dtype == np.uint8
         assert s["mask"].shape == (64, 64) and s["core"].shape == (64, 64)
     assert geometry_window(item.training_areas[0], t) == Window(0, 0, 128, 128)

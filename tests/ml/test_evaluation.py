@@ -37,6 +37,7 @@ class Brightness(torch.nn.Module):
     each bright blob is one object."""
 
     n_classes = 1
+    box_head = False
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         fg = (batch.float().mean(1, keepdim=True) - 110.0) / 5.0

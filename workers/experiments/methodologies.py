@@ -14,7 +14,8 @@ BASE = Recipe()
 METHODOLOGIES: dict[str, Recipe] = {
     # frozen ImageNet EfficientNet-Lite0 encoder, cached features, decoder with class + core heads, the
     # size prior (count detectors drop regions under half the smallest training outline's area), and the
-    # seeds and score threshold that do best on the training areas (workers.ml.calibration)
+    # seeds and score threshold that do best on the training areas (workers.ml.calibration); for `bbox`
+    # output a box-size head whose boxes calibration weighs against the regions' boxes
     "default": BASE,
     # the same network trained end to end from random init (question: does pretraining help with <100 labels?)
     "scratch": replace(BASE, name="scratch", encoder="scratch", lr=3e-3),
@@ -44,6 +45,9 @@ METHODOLOGIES: dict[str, Recipe] = {
     # seeds always at the core map's local maxima half the median outline's width apart, nothing fitted
     # (question: are touching crowns merged because their core regions touch?)
     "peaks": replace(BASE, name="peaks", fit_post_processing=False),
+    # 2026-12-01: the default before the CenterNet-style box-size head for `bbox` output (question: are
+    # crowns found but boxed wrong, and does learning the user's boxes fix it? it did: docs/experiments.md)
+    "no-box-head": replace(BASE, name="no-box-head", box_head=False),
 }
 
 

@@ -62,19 +62,26 @@ def calibrate_post_processing(model: TrainedModel, images: Sequence[LabelledImag
     (the choice and the training F1 of every candidate) for the model card.
 
     Candidates: connected core regions as seeds, and the core map's peaks when the recipe has a fitted
-    ``seed_radius_px``; each with every threshold of ``SCORE_THRESHOLDS``. Ties go to connected seeds (the
-    long-standing behaviour), then to the lowest threshold (fewer objects dropped)."""
-    candidates = {"connected": replace(model.recipe, seed_radius_px=0.0)}
+    ``seed_radius_px``; with a box-size head, each also with the head's boxes instead of the boxes around
+    the regions; each with every threshold of ``SCORE_THRESHOLDS``. Ties go to connected seeds (the
+    long-standing behaviour), region boxes, then to the lowest threshold (fewer objects dropped)."""
+    seeds = {"connected": replace(model.recipe, seed_radius_px=0.0, regress_boxes=False)}
     if model.recipe.seed_radius_px >= 1:
-        candidates["peaks"] = model.recipe
+        seeds["peaks"] = replace(model.recipe, regress_boxes=False)
+    candidates = dict(seeds)
+    if model.network.box_head:
+        candidates.update({f"{name}+head boxes": replace(r, regress_boxes=True) for name, r in seeds.items()})
     scored = training_f1_by_score_threshold(model, images, list(candidates.values()))
     best: tuple[float, str, Recipe] | None = None
     report: dict[str, dict[str, float]] = {}
-    for (seeds, recipe), by_threshold in zip(candidates.items(), scored, strict=True):
-        report[seeds] = {str(t): round(f, 4) for t, f in by_threshold.items()}
+    for (name, recipe), by_threshold in zip(candidates.items(), scored, strict=True):
+        report[name] = {str(t): round(f, 4) for t, f in by_threshold.items()}
         top = max(by_threshold.values())
         if best is None or top > best[0] + 1e-9:
             lowest = min(t for t, f in by_threshold.items() if f == top)
-            best = (top, seeds, replace(recipe, min_score=lowest))
+            best = (top, name, replace(recipe, min_score=lowest))
     assert best is not None
-    return best[2], {"seeds": best[1], "min_score": best[2].min_score, "training_f1": report}
+    chosen = best[2]
+    return chosen, {"seeds": "peaks" if chosen.seed_radius_px >= 1 else "connected",
+                    "boxes": "head" if chosen.regress_boxes else "regions",
+                    "min_score": chosen.min_score, "training_f1": report}

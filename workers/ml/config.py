@@ -128,6 +128,13 @@ class Recipe:
     # train at ``encoder_lr_scale`` x the decoder's learning rate, on cached features of the blocks before
     train_blocks: int = 0
     encoder_lr_scale: float = 0.1
+    # box-size head (count detectors with ``bbox`` output; CenterNet-style): the network also regresses, at
+    # each object pixel, the log width and height of the box the user drew, weighted by ``box_weight`` in
+    # the loss. ``regress_boxes`` makes each object's box the one the head predicts about the object's
+    # centre instead of the box around its grown region (calibration chooses, see calibration.py)
+    box_head: bool = True
+    box_weight: float = 1.0
+    regress_boxes: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

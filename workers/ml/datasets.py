@@ -6,6 +6,8 @@ A sample is a dict with fixed keys (TorchGeo style):
 - ``mask``: (T, T) int64 class index (0 = background, k = classes[k-1]), ``IGNORE`` outside training areas
 - ``core``: (T, T) float32, 1 where a pixel lies deep inside an object (count detectors split touching
   objects by growing these cores), 0 elsewhere
+- ``box``: (2, T, T) float32, the natural log of the width and height in chip pixels of the bounding box of
+  the object a pixel belongs to (0 outside objects): the target of the box-size head (``bbox`` output)
 - ``bounds``: the chip's (left, bottom, right, top) in the image CRS; ``crs``: the image CRS
 """
 
@@ -63,9 +65,22 @@ def core_target(ids: np.ndarray, threshold: float) -> np.ndarray:
     return out
 
 
+def box_size_target(ids: np.ndarray, outlines_px: Sequence[tuple[BaseGeometry, int]]) -> np.ndarray:
+    """(2, H, W): log width and log height of the whole outline's bounding box (not of the part inside the
+    chip) at each of its pixels, 0 elsewhere."""
+    sides = np.zeros((len(outlines_px) + 1, 2), np.float32)
+    for i, (g, _) in enumerate(outlines_px, start=1):
+        x0, y0, x1, y1 = g.bounds
+        sides[i] = np.log(max(x1 - x0, 1.0)), np.log(max(y1 - y0, 1.0))
+    out = sides[ids].transpose(2, 0, 1).copy()
+    out[:, ids == 0] = 0.0
+    return out
+
+
 def rasterize_targets(outlines_px: Sequence[tuple[BaseGeometry, int]], areas_px: Sequence[BaseGeometry],
-                      shape: tuple[int, int], core_threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Class mask (IGNORE outside ``areas_px``) and core map for pixel-space outlines in a chip grid."""
+                      shape: tuple[int, int], core_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Class mask (IGNORE outside ``areas_px``), core map and box-size target for pixel-space outlines in a
+    chip grid."""
     h, w = shape
     mask = np.zeros((h, w), np.int64)
     ids = np.zeros((h, w), np.int32)
@@ -73,11 +88,12 @@ def rasterize_targets(outlines_px: Sequence[tuple[BaseGeometry, int]], areas_px:
         mask = rasterize(((g, c) for g, c in outlines_px), out_shape=(h, w), dtype="int32").astype(np.int64)
         ids = rasterize(((g, i + 1) for i, (g, _) in enumerate(outlines_px)), out_shape=(h, w), dtype="int32")
     core = core_target(ids, core_threshold)
+    sizes = box_size_target(ids, outlines_px)
     inside = np.zeros((h, w), bool)
     if areas_px:
         inside = rasterize(((a, 1) for a in areas_px), out_shape=(h, w), dtype="uint8").astype(bool)
     mask[~inside] = IGNORE
-    return mask, core
+    return mask, core, sizes
 
 
 def resample_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -141,8 +157,9 @@ def build_samples(images: Sequence[LabelledImage], config: DetectorConfig, recip
             outl_px = [(geometry_to_pixels(g, wt), c) for g, c in near]
             areas_px = [geometry_to_pixels(a, wt) for a in item.training_areas if a.intersects(foot)]
             areas_px = [a.intersection(box(-1, -1, tile + 1, tile + 1)) for a in areas_px]
-            mask, core = rasterize_targets(outl_px, areas_px, (tile, tile), recipe.core_threshold)
-            samples.append({"image": image, "mask": mask, "core": core, "bounds": foot.bounds, "crs": crs})
+            mask, core, sizes = rasterize_targets(outl_px, areas_px, (tile, tile), recipe.core_threshold)
+            samples.append({"image": image, "mask": mask, "core": core, "box": sizes, "bounds": foot.bounds,
+                            "crs": crs})
     finally:
         for h in handles.values():
             h.close()

@@ -131,12 +131,14 @@ class Decoder(nn.Module):
 
 
 class Detector(nn.Module):
-    """Encoder + decoder. Output (N, n_classes + 2, H, W): background/class logits, then the core logit."""
+    """Encoder + decoder. Output (N, n_classes + 2 [+ 2], H, W): background/class logits, the core logit,
+    then with ``box_head`` the log width and log height of the object's box (input pixels)."""
 
     def __init__(self, n_classes: int, encoder: str = "efficientnet-lite0", width: int = 32, depth: int = 4,
-                 pretrained: bool = True, train_blocks: int = 0) -> None:
+                 pretrained: bool = True, train_blocks: int = 0, box_head: bool = False) -> None:
         super().__init__()
         self.n_classes = n_classes
+        self.box_head = box_head
         lite0 = encoder in ("efficientnet-lite0", "efficientnet-lite0+stem")
         self.encoder: nn.Module = Lite0Encoder(depth, pretrained, train_blocks) if lite0 else ScratchEncoder(depth)
         self.frozen_encoder = lite0
@@ -146,7 +148,7 @@ class Detector(nn.Module):
         channels = list(self.encoder.channels)
         if self.stem is not None:
             channels = [c + sc for c, sc in zip(channels, self.stem.channels, strict=False)] + channels[2:]
-        self.decoder = Decoder(tuple(channels), width, n_classes + 2)
+        self.decoder = Decoder(tuple(channels), width, n_classes + 2 + (2 if box_head else 0))
 
     def encode(self, image_uint8: torch.Tensor) -> list[torch.Tensor]:
         x = normalise(image_uint8)

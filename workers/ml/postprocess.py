@@ -98,10 +98,15 @@ def _seed_mask(core: np.ndarray, fg: np.ndarray, recipe: Recipe) -> np.ndarray:
 
 
 def labels_to_detections(labels: np.ndarray, probs: np.ndarray, transform: Affine, config: DetectorConfig,
-                         recipe: Recipe, keep: Polygon | None = None) -> list[Detection]:
+                         recipe: Recipe, keep: Polygon | None = None,
+                         box_sizes: np.ndarray | None = None) -> list[Detection]:
     """Trace each instance, keep its largest part, simplify, filter by area and score and (optionally) keep
     only objects whose representative point falls in ``keep`` (pixel coordinates) so adjacent windows do not
     report the same object twice. Geometries are returned in the CRS of ``transform``.
+
+    With ``box_sizes`` (the box-size head's (2, H, W) log width / height in pixels) and ``bbox`` output, an
+    object's box is the predicted size about the object's centre (both averaged over its pixels, weighted by
+    the core probability) rather than the box around its region: the head learns how the user draws boxes.
 
     Instances that cannot pass (fewer pixels than ``min_area_px``, a score under ``min_score``, or a bounding
     box off ``keep``) are masked out before tracing: tracing and building polygons is most of the cost."""
@@ -164,9 +169,34 @@ def labels_to_detections(labels: np.ndarray, probs: np.ndarray, transform: Affin
         if single is not None:
             out_polys.append(single)
             out_values.append(values[i])
-    geoms = _pixels_to_crs(out_polys, transform, bbox=config.output_type == "bbox")
+    if box_sizes is not None and config.output_type == "bbox":
+        geoms = _pixels_to_crs(_regressed_boxes(labels, probs[-1], box_sizes, out_values), transform)
+    else:
+        geoms = _pixels_to_crs(out_polys, transform, bbox=config.output_type == "bbox")
     return [Detection(g, config.classes[int(cls[v])], float(scores[v]))
             for g, v in zip(geoms, out_values, strict=True)]
+
+
+def _regressed_boxes(labels: np.ndarray, core: np.ndarray, box_sizes: np.ndarray, values: list[int]) -> list[Polygon]:
+    """Per instance in ``values``: a box of the core-weighted mean predicted size about the core-weighted
+    centre of its pixels (pixel coordinates; a pixel's centre is at +0.5)."""
+    if not values:
+        return []
+    at = np.flatnonzero(labels)  # object pixels only
+    ids = labels.ravel()[at]
+    n = int(ids.max()) + 1
+    weight = core.ravel()[at].astype(np.float64) + 1e-3  # an instance with no core still has a centre
+    wsum = np.bincount(ids, weights=weight, minlength=n).clip(1e-9)
+    ys, xs = np.divmod(at, labels.shape[1])
+
+    def mean(values: np.ndarray) -> np.ndarray:
+        return np.bincount(ids, weights=weight * values, minlength=n) / wsum
+
+    cx, cy = mean(xs + 0.5), mean(ys + 0.5)
+    lw, lh = mean(box_sizes[0].ravel()[at]), mean(box_sizes[1].ravel()[at])
+    v = np.asarray(values, np.intp)
+    half_w, half_h = np.exp(lw[v]) / 2, np.exp(lh[v]) / 2
+    return list(shapely.box(cx[v] - half_w, cy[v] - half_h, cx[v] + half_w, cy[v] + half_h))
 
 
 def _polygons(rings: list[Any]) -> np.ndarray:

@@ -74,7 +74,9 @@ def _axis_tiles(length: int, tile: int, overlap: int, limit: int | None = None) 
 
 @torch.inference_mode()
 def predict_array(model: TrainedModel, image: np.ndarray) -> np.ndarray:
-    """(3, H, W) uint8 -> (n_classes + 2, H, W) float32: background/class probabilities, then core probability."""
+    """(3, H, W) uint8 -> (n_classes + 2 [+ 2], H, W) float32: background/class probabilities, the core
+    probability, then (networks with a box-size head) the log width and log height of the object's box in
+    image pixels."""
     net = model.network
     dev = torch.device(model.device)
     _, h, w = image.shape
@@ -94,7 +96,7 @@ def predict_array(model: TrainedModel, image: np.ndarray) -> np.ndarray:
     ph, pw = max(h, th), max(w, tw)
     if (ph, pw) != (h, w):
         image = np.pad(image, ((0, 0), (0, ph - h), (0, pw - w)))
-    n_out = net.n_classes + 2
+    n_out = net.n_classes + 2 + (2 if net.box_head else 0)
     # blended in torch, in place: no temporaries per tile (same float32 arithmetic as numpy's ``+= p * ramp``)
     acc = torch.zeros((n_out, ph, pw), dtype=torch.float32)
     wsum = torch.zeros((ph, pw), dtype=torch.float32)
@@ -116,7 +118,11 @@ def predict_array(model: TrainedModel, image: np.ndarray) -> np.ndarray:
                 logits = net.decode(net.encode(up.round_().clamp_(0, 255)), (th, tw)).float()
             else:
                 logits = net(batch).float()
-        probs = torch.cat([logits[:, :-1].softmax(1), logits[:, -1:].sigmoid()], 1).cpu()
+        k = net.n_classes + 1
+        parts = [logits[:, :k].softmax(1), logits[:, k : k + 1].sigmoid()]
+        if net.box_head:  # sizes in the network's pixels -> the image's
+            parts.append(logits[:, k + 1 :] - float(np.log(scale)))
+        probs = torch.cat(parts, 1).cpu()
         for (r, c), p in zip(group, probs, strict=True):
             acc[:, r : r + th, c : c + tw].add_(p.mul_(ramp))
             wsum[r : r + th, c : c + tw].add_(ramp)
@@ -144,9 +150,12 @@ def _decode(probs: np.ndarray, src: DatasetReader, window: Window, margin: int, 
     """Instances and polygons of one window's probabilities, post-processed as ``recipe`` says."""
     big = Window(window.col_off - margin, window.row_off - margin, window.width + 2 * margin,
                  window.height + 2 * margin)
+    n = model.network.n_classes + 2
+    probs, sizes = probs[:n], (probs[n:] if probs.shape[0] > n and recipe.regress_boxes else None)
     labels, _ = instance_labels(probs, model.config.detection_type, recipe)
     keep = box(margin, margin, margin + window.width, margin + window.height)
-    return labels_to_detections(labels, probs, window_transform(src.transform, big), model.config, recipe, keep=keep)
+    return labels_to_detections(labels, probs, window_transform(src.transform, big), model.config, recipe, keep=keep,
+                                box_sizes=sizes)
 
 
 def _predict_read(model: TrainedModel, src: DatasetReader, window: Window, image: np.ndarray,

@@ -43,7 +43,13 @@ def build_network(config: DetectorConfig, recipe: Recipe, pretrained: bool = Tru
     width, deepest = BACKBONES[config.backbone]
     depth = 5 if deepest == 32 else 4
     with contextlib.redirect_stdout(io.StringIO()):  # the weights loader prints a line
-        return Detector(len(config.classes), recipe.encoder, width, depth, pretrained, recipe.train_blocks)
+        return Detector(len(config.classes), recipe.encoder, width, depth, pretrained, recipe.train_blocks,
+                        box_head=has_box_head(config, recipe))
+
+
+def has_box_head(config: DetectorConfig, recipe: Recipe) -> bool:
+    """Whether the network regresses box sizes: asked for by the recipe, and meaningful (count, ``bbox``)."""
+    return recipe.box_head and config.detection_type == "count" and config.output_type == "bbox"
 
 
 def outline_sizes_px(images: Sequence[LabelledImage]) -> np.ndarray:
@@ -97,6 +103,8 @@ def summary_line(card: dict[str, Any]) -> str:
     if r.get("min_score", 0) > 0:
         parts.append(f"keeping objects it is at least {r['min_score']:.0%} sure of (the level that worked best "
                      "on your training areas)")
+    if r.get("regress_boxes"):
+        parts.append("drawing each box at the size it learnt from your boxes")
     if r.get("seed_radius_px", 0) >= 1:
         parts.append(f"splitting touching objects whose centres are {r['seed_radius_px']:.0f} pixels apart or more "
                      "(this worked better on your training areas)")
@@ -115,37 +123,52 @@ def _dihedral(t: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
     return torch.rot90(t, k, dims=(-2, -1)) if k else t
 
 
-def augment(image: torch.Tensor, mask: torch.Tensor, core: torch.Tensor,
-            gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _dihedral_sizes(t: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """``_dihedral`` of a (N, 2, H, W) width/height map: a quarter turn swaps width and height."""
+    t = _dihedral(t, k, flip)
+    return t.flip(-3) if k % 2 else t
+
+
+def augment(image: torch.Tensor, mask: torch.Tensor, core: torch.Tensor, sizes: torch.Tensor,
+            gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Overhead-imagery augmentation on one batch (float 0-255 images): 90-degree rotations and flips, a small
-    scale jitter (0.85-1.15, cropped/padded back, padding ignored) and colour jitter (gain, bias, contrast)."""
+    scale jitter (0.85-1.15, cropped/padded back, padding ignored) and colour jitter (gain, bias, contrast).
+    ``sizes`` is the (N, 2, H, W) log box width/height target, turned and rescaled with the image."""
     n, _, h, w = image.shape
     k = int(torch.randint(0, 4, (1,), generator=gen))
     flip = bool(torch.randint(0, 2, (1,), generator=gen))
     image, mask, core = _dihedral(image, k, flip), _dihedral(mask, k, flip), _dihedral(core, k, flip)
+    sizes = _dihedral_sizes(sizes, k, flip)
     s = float(torch.empty(1).uniform_(0.85, 1.15, generator=gen))
     if abs(s - 1) > 0.02:
         nh, nw = int(round(h * s / 32) * 32) or 32, int(round(w * s / 32) * 32) or 32
         image = F.interpolate(image, size=(nh, nw), mode="bilinear", align_corners=False)
         mask = F.interpolate(mask[:, None].float(), size=(nh, nw), mode="nearest")[:, 0].long()
         core = F.interpolate(core[:, None], size=(nh, nw), mode="nearest")[:, 0]
+        sizes = F.interpolate(sizes, size=(nh, nw), mode="nearest")
+        sizes = sizes + torch.tensor([np.log(nw / w), np.log(nh / h)], dtype=sizes.dtype).view(1, 2, 1, 1)
         if nh > h:  # crop back
             image, mask, core = image[..., :h, :w], mask[..., :h, :w], core[..., :h, :w]
+            sizes = sizes[..., :h, :w]
         elif nh < h:  # pad back, padding ignored
             image = F.pad(image, (0, w - nw, 0, h - nh))
             mask = F.pad(mask, (0, w - nw, 0, h - nh), value=IGNORE)
             core = F.pad(core, (0, w - nw, 0, h - nh))
+            sizes = F.pad(sizes, (0, w - nw, 0, h - nh))
     gain = torch.empty(n, 3, 1, 1).uniform_(0.9, 1.1, generator=gen)
     contrast = torch.empty(n, 1, 1, 1).uniform_(0.8, 1.2, generator=gen)
     bias = torch.empty(n, 1, 1, 1).uniform_(-15, 15, generator=gen)
     mean = image.mean(dim=(1, 2, 3), keepdim=True)
     image = ((image - mean) * contrast + mean) * gain + bias
-    return image.clamp(0, 255), mask, core
+    return image.clamp(0, 255), mask, core, sizes
 
 
 def detector_loss(logits: torch.Tensor, mask: torch.Tensor, core: torch.Tensor, n_classes: int,
-                  core_weight: float, count: bool) -> torch.Tensor:
-    """Cross-entropy over background/classes and BCE on the core map, both over training-area pixels only."""
+                  core_weight: float, count: bool, sizes: torch.Tensor | None = None,
+                  box_weight: float = 1.0) -> torch.Tensor:
+    """Cross-entropy over background/classes and BCE on the core map, both over training-area pixels only;
+    with a box-size head (``logits`` has two more channels) and its ``sizes`` target, a smooth L1 on the
+    log box sides over object pixels, weighted towards their cores (where prediction reads it)."""
     logits = logits.float()
     valid = mask != IGNORE
     if not valid.any():
@@ -165,6 +188,11 @@ def detector_loss(logits: torch.Tensor, mask: torch.Tensor, core: torch.Tensor, 
         pc = core_logit.sigmoid() * vf
         core_dice = 1.0 - (2 * (pc * core).sum() + 1.0) / (pc.sum() + (core * vf).sum() + 1.0)
         loss = loss + core_weight * ((bce * vf).sum() / vf.sum() + 0.5 * core_dice)
+    if sizes is not None and logits.shape[1] == n_classes + 4 and box_weight > 0:
+        weight = tgt_fg * (0.25 + core)
+        if float(weight.sum()) > 0:
+            err = F.smooth_l1_loss(logits[:, n_classes + 2 :], sizes.float(), reduction="none", beta=0.1).sum(1)
+            loss = loss + box_weight * (err * weight).sum() / weight.sum()
     return loss
 
 
@@ -203,6 +231,7 @@ def train_detector(
     imgs = torch.from_numpy(np.stack([s["image"] for s in samples])).float()
     masks = torch.from_numpy(np.stack([s["mask"] for s in samples]))
     cores = torch.from_numpy(np.stack([s["core"] for s in samples]))
+    sizes = torch.from_numpy(np.stack([s["box"] for s in samples]))
     net = build_network(config, recipe).to(dev)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
     bs = recipe.batch_size
@@ -213,12 +242,12 @@ def train_detector(
     tail = len(getattr(net.encoder, "tail", ())) > 0
     if net.frozen_encoder:
         # encode each chip (plus augmented variants) once; steps then only run the decoder
-        feats, cm, cc, ci = [], [], [], []
+        feats, cm, cc, cs, ci = [], [], [], [], []
         for v in range(max(1, recipe.feature_variants)):
             if v == 0:
-                vi, vm, vc = imgs, masks, cores
+                vi, vm, vc, vs = imgs, masks, cores, sizes
             else:
-                vi, vm, vc = augment(imgs, masks, cores, gen)
+                vi, vm, vc, vs = augment(imgs, masks, cores, sizes, gen)
             with torch.no_grad(), amp:
                 eb = 16 if dev.type == "cuda" else 2  # small CPU batches: bandwidth bound, measured faster
                 for i in range(0, len(vi), eb):
@@ -232,14 +261,15 @@ def train_detector(
                     feats.append([f.float().cpu() for f in fs])
             cm.append(vm)
             cc.append(vc)
+            cs.append(vs)
             ci.append(vi)
         cache = [torch.cat([f[lvl] for f in feats]) for lvl in range(len(feats[0]))]
-        masks, cores = torch.cat(cm), torch.cat(cc)
+        masks, cores, sizes = torch.cat(cm), torch.cat(cc), torch.cat(cs)
         # a trainable stem sees the very (augmented) pixels the cached features came from
         stem_images = torch.cat(ci) if net.stem is not None else None
         if dev.type == "cuda":
             cache = [c.to(dev) for c in cache]
-            masks, cores = masks.to(dev), cores.to(dev)
+            masks, cores, sizes = masks.to(dev), cores.to(dev), sizes.to(dev)
     t_prep = time.monotonic() - t_start
 
     enc_params = [p for p in net.encoder.parameters() if p.requires_grad] if net.frozen_encoder else []
@@ -281,6 +311,8 @@ def train_detector(
                                     k, flip))
             mb = _dihedral(masks[idx.to(masks.device), r0 : r0 + crop : 2, c0 : c0 + crop : 2], k, flip).to(dev)
             cb = _dihedral(cores[idx.to(cores.device), r0 : r0 + crop : 2, c0 : c0 + crop : 2], k, flip).to(dev)
+            sb = _dihedral_sizes(sizes[idx.to(sizes.device), :, r0 : r0 + crop : 2, c0 : c0 + crop : 2],
+                                 k, flip).to(dev)
             with amp:
                 if stem_images is not None:
                     ib = _dihedral(stem_images[idx, :, r0 : r0 + crop, c0 : c0 + crop], k, flip).to(dev)
@@ -289,12 +321,13 @@ def train_detector(
                     fb = fb[:-1] + net.encoder.forward_tail(fb[-1])
                 logits = net.decode(fb, mb.shape[-2:])
         else:
-            ib, mb, cb = augment(imgs[idx], masks[idx], cores[idx], gen)
-            ib, mb, cb = (t[..., r0 : r0 + crop, c0 : c0 + crop] for t in (ib, mb, cb))
+            ib, mb, cb, sb = augment(imgs[idx], masks[idx], cores[idx], sizes[idx], gen)
+            ib, mb, cb, sb = (t[..., r0 : r0 + crop, c0 : c0 + crop] for t in (ib, mb, cb, sb))
             ib, mb, cb = ib.to(dev, non_blocking=True), mb[..., ::2, ::2].to(dev), cb[..., ::2, ::2].to(dev)
+            sb = sb[..., ::2, ::2].to(dev)
             with amp:
                 logits = net.decode(net.encode(ib), mb.shape[-2:])
-        loss = detector_loss(logits, mb, cb, len(config.classes), recipe.core_weight, count)
+        loss = detector_loss(logits, mb, cb, len(config.classes), recipe.core_weight, count, sb, recipe.box_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
