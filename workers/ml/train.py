@@ -189,10 +189,9 @@ def detector_loss(logits: torch.Tensor, mask: torch.Tensor, core: torch.Tensor, 
         core_dice = 1.0 - (2 * (pc * core).sum() + 1.0) / (pc.sum() + (core * vf).sum() + 1.0)
         loss = loss + core_weight * ((bce * vf).sum() / vf.sum() + 0.5 * core_dice)
     if sizes is not None and logits.shape[1] == n_classes + 4 and box_weight > 0:
-        weight = tgt_fg * (0.25 + core)
-        if float(weight.sum()) > 0:
-            err = F.smooth_l1_loss(logits[:, n_classes + 2 :], sizes.float(), reduction="none", beta=0.1).sum(1)
-            loss = loss + box_weight * (err * weight).sum() / weight.sum()
+        weight = tgt_fg * (0.25 + core)  # zero without objects: the term vanishes (no host sync per step)
+        err = F.smooth_l1_loss(logits[:, n_classes + 2 :], sizes.float(), reduction="none", beta=0.1).sum(1)
+        loss = loss + box_weight * (err * weight).sum() / weight.sum().clamp(min=1e-6)
     return loss
 
 
