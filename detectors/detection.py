@@ -22,7 +22,8 @@ from detectors.models import (
     TrainingRun,
 )
 from imagery.models import Image
-from picterra.jobs import enqueue_on_commit
+from picterra.jobs import Job, enqueue
+from workers.ml.grid import plan_grid_cells
 
 GEOD = Geod(ellps="WGS84")
 MIN_MARGIN_PX, MAX_MARGIN_PX = 32, 1024
@@ -82,8 +83,6 @@ def _margin_px(image: Image, largest_m: float) -> int:
 
 
 def plan_cells(run: DetectionRun, image: Image, largest_m: float) -> list[DetectionCell]:
-    from workers.ml.grid import plan_grid_cells
-
     transform = image.pixel_transform
     areas = Area.objects.filter(detector=run.detector, image=image, kind=Area.Kind.DETECTION)
     region = None
@@ -107,8 +106,6 @@ def plan_cells(run: DetectionRun, image: Image, largest_m: float) -> list[Detect
 def start_detection(
     detector: Detector, images: list[Image], user, training_run: TrainingRun | None = None
 ) -> DetectionRun:
-    from workers.tasks import detect_cell
-
     version = detection_version(detector, training_run)
     learnt = (version.config or {}).get("classes") or []
     if learnt and not any(model_class_ids(version, learnt).values()):
@@ -134,7 +131,7 @@ def start_detection(
             run.status, run.finished_at = RunStatus.SUCCEEDED, timezone.now()
             run.save(update_fields=["status", "finished_at"])
         for cell in DetectionCell.objects.filter(run=run).values_list("pk", flat=True):
-            enqueue_on_commit(detect_cell, str(cell))
+            enqueue(Job.DETECT_CELL, cell)
     return run
 
 
@@ -151,8 +148,6 @@ def cancel_detection(run: DetectionRun) -> bool:
 
 def retry_failed_cells(run: DetectionRun) -> int:
     """Queue the failed cells of a partial run again."""
-    from workers.tasks import detect_cell
-
     with transaction.atomic():
         if not DetectionRun.objects.filter(pk=run.pk, status__in=(RunStatus.PARTIAL, RunStatus.FAILED)).update(
             status=RunStatus.RUNNING, finished_at=None, error="", heartbeat_at=timezone.now()
@@ -161,5 +156,5 @@ def retry_failed_cells(run: DetectionRun) -> int:
         failed = list(run.cells.filter(status=DetectionCell.Status.FAILED).values_list("pk", flat=True))
         run.cells.filter(pk__in=failed).update(status=DetectionCell.Status.PENDING, attempts=0, error="")
         for cell in failed:
-            enqueue_on_commit(detect_cell, str(cell))
+            enqueue(Job.DETECT_CELL, cell)
     return len(failed)

@@ -72,11 +72,25 @@ class Detector(models.Model):
     organization_lookup = "organization"
     objects = OrganizationScopedQuerySet.as_manager()
 
+    #: The settings a user picks, as the ML core takes them (workers.ml.config.DetectorConfig, with the
+    #: classes) and as Picterra's API names them (``configuration``). A training run keeps a snapshot.
+    CONFIGURATION_FIELDS = (
+        "detection_type",
+        "output_type",
+        "training_steps",
+        "backbone",
+        "tile_size",
+        "background_sample_ratio",
+    )
+
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return self.name
+
+    def configuration(self) -> dict:
+        return {key: getattr(self, key) for key in self.CONFIGURATION_FIELDS}
 
 
 class DetectorClass(models.Model):

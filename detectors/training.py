@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from detectors.models import Detector, RunStatus, TrainingRun
 from detectors.training_inputs import gather_training_inputs, training_problems
-from picterra.jobs import enqueue_on_commit
+from picterra.jobs import Job, enqueue
 
 
 class NotTrainable(Exception):
@@ -18,21 +18,15 @@ class NotTrainable(Exception):
 
 
 def detector_config(detector: Detector) -> dict:
+    """The snapshot a training run keeps: the detector's configuration and its classes at the time."""
     return {
-        "detection_type": detector.detection_type,
-        "output_type": detector.output_type,
-        "training_steps": detector.training_steps,
-        "backbone": detector.backbone,
-        "tile_size": detector.tile_size,
-        "background_sample_ratio": detector.background_sample_ratio,
+        **detector.configuration(),
         "classes": list(detector.classes.order_by("position", "name").values_list("name", flat=True)),
     }
 
 
 def start_training(detector: Detector, user) -> TrainingRun:
     """Queue a new version of the detector, or say in plain words what is missing first."""
-    from workers.tasks import train_detector
-
     problems = training_problems(detector, gather_training_inputs(detector))
     if problems:
         raise NotTrainable(problems)
@@ -43,7 +37,7 @@ def start_training(detector: Detector, user) -> TrainingRun:
         run = TrainingRun.objects.create(
             detector=detector, version=version, config=detector_config(detector), created_by=user
         )
-        enqueue_on_commit(train_detector, str(run.pk))
+        enqueue(Job.TRAIN_DETECTOR, run.pk)
     return run
 
 

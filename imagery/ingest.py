@@ -1,7 +1,8 @@
 """Turn an uploaded file into a ready image: validate, convert to COG, store, record metadata.
 
-Idempotent and safe to retry: the row is claimed with a conditional UPDATE, the COG is written under a
-key derived from the image (a retry overwrites it), and nothing is marked ready until the COG is in place.
+Idempotent and safe to retry: the row is claimed with a conditional UPDATE that counts the attempt, each
+attempt writes its own COG (``images/<id>/cog-<version>.tif``; a late duplicate never removes the one in
+use, and the winner removes the others), and nothing is marked ready until the COG is in place.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from django.utils.timezone import now
 from imagery.cog import SNIFF_BYTES, RasterRejected, convert_to_cog, display_rescale, inspect_raster
 from imagery.models import Image
 from imagery.storage import get_blob_store, image_cog_key, image_cog_prefix
-from picterra.jobs import enqueue_on_commit, heartbeat
+from picterra.jobs import Job, enqueue, heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +30,7 @@ CLAIMABLE = (Image.Status.UPLOADED, Image.Status.INGESTING)
 
 def enqueue_ingest(image: Image) -> None:
     """Queue ingest once the surrounding transaction has committed, so the worker finds the row."""
-    from workers.tasks import ingest_image as ingest_task
-
-    enqueue_on_commit(ingest_task, str(image.pk))
+    enqueue(Job.INGEST_IMAGE, image.pk)
 
 
 def worker_stopped_message(times: int) -> str:

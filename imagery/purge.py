@@ -8,7 +8,7 @@ A model that owns blobs says so with two small declarations:
 ``delete_with_blobs`` is the one way to delete such rows (API views, public API, admin). It walks the same
 cascade Django's ``delete()`` would (a ``Collector``), asks every row about to go for its prefixes, records
 them as ``BlobPurge`` rows and deletes, all in one transaction: the outbox rows exist exactly when the delete
-committed. On commit ``workers.tasks.purge_blobs`` runs ``purge_pending_blobs``; the sweeper calls it too,
+committed. On commit the ``Job.PURGE_BLOBS`` job runs ``purge_pending_blobs``; the sweeper calls it too,
 so a lost message or a failing store only delays the purge.
 
 Why an explicit function and not ``Model.delete()`` overrides or ``pre_delete`` signals: a cascade never
@@ -27,7 +27,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from celery import current_app
 from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.db import models, router, transaction
@@ -37,11 +36,10 @@ from django.db.models.deletion import Collector
 from imagery.blobstore import BlobInfo, BlobStore, validate_prefix
 from imagery.models import BlobPurge
 from imagery.storage import get_blob_store
-from picterra.jobs import enqueue_on_commit
+from picterra.jobs import Job, enqueue
 
 logger = logging.getLogger(__name__)
 
-PURGE_TASK = "workers.tasks.purge_blobs"
 #: Rows handled by one ``purge_pending_blobs`` call; the rest wait for the next one.
 PURGE_BATCH = 10_000
 #: Blobs younger than this are never called orphans: an upload writes its file before its row commits.
@@ -113,8 +111,7 @@ def record_purges(prefixes: Iterable[str], *, using: str | None = None) -> None:
     if not rows:
         return
     BlobPurge.objects.using(using).bulk_create(rows)
-    # Queued by name: this app does not import the workers package that runs it.
-    enqueue_on_commit(current_app.signature(PURGE_TASK))
+    enqueue(Job.PURGE_BLOBS)
 
 
 def purge_pending_blobs(limit: int = PURGE_BATCH) -> dict[str, int]:

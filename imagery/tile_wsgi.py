@@ -22,7 +22,7 @@ django.setup(set_prefix=False)
 from django.urls import path  # noqa: E402
 
 from imagery import tile_urls  # noqa: E402
-from picterra.views import healthz  # noqa: E402
+from picterra.health import healthz  # noqa: E402
 
 # This module is the tile server's URLconf: the tile URLs and a health check, nothing of the API.
 urlpatterns = [*tile_urls.urlpatterns, path("healthz", healthz, name="healthz")]

@@ -7,6 +7,8 @@ import os
 from celery import Celery
 from kombu import Exchange, Queue
 
+from picterra.jobs import Job
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "picterra.settings")
 
 app = Celery("picterra")
@@ -16,7 +18,7 @@ app.conf.task_queues = tuple(
 )
 app.conf.task_routes = {"workers.tasks.train_*": {"queue": "gpu"}, "workers.tasks.detect_*": {"queue": "gpu"}}
 app.conf.beat_schedule = {
-    "sweep-stale-jobs": {"task": "workers.tasks.sweep_stale_jobs", "schedule": 300.0},
-    "sweep-storage": {"task": "workers.tasks.sweep_storage", "schedule": 300.0},
+    "sweep-stale-jobs": {"task": Job.SWEEP_STALE_JOBS.value, "schedule": 300.0},
+    "sweep-storage": {"task": Job.SWEEP_STORAGE.value, "schedule": 300.0},
 }
 app.autodiscover_tasks(["workers"])

@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from imagery.tile_views import ImageTileJSON
 from imagery.views import signed_blob
-from picterra import frontend_views, views
+from picterra import frontend_views, health, views
 from picterra.public_api.schema_urls import PUBLIC_SCHEMA
 from picterra.public_api.urls import urlpatterns as public_api_urls
 
@@ -18,7 +18,7 @@ api_v1 = [
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("healthz", views.healthz, name="healthz"),
+    path("healthz", health.healthz, name="healthz"),
     path("app/", frontend_views.app, name="app"),
     path("app/<path:path>", frontend_views.app, name="app-path"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

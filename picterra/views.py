@@ -1,10 +1,8 @@
-"""The landing page (until the map UI lands) and a health check for load balancers."""
+"""The landing page (until the map UI lands); the health check is picterra/health.py."""
 
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.db import connection
-from django.http import JsonResponse
 from django.shortcuts import render
 
 from detectors.models import Detector
@@ -22,8 +20,3 @@ def home(request):
     context["app_url"] = "/app/" if frontend_built() else None
     return render(request, "home.html", context)
 
-
-def healthz(request):
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    return JsonResponse({"status": "ok"})

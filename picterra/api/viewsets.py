@@ -6,6 +6,8 @@ from django.db import transaction
 from rest_framework import serializers, status, viewsets
 from rest_framework.exceptions import APIException, PermissionDenied
 
+from picterra.organizations.models import ApiKey
+
 
 class OrganizationScopedMixin:
     """For generic viewsets: the queryset is `model.objects.for_user(user)`.
@@ -34,8 +36,6 @@ class OrganizationScopedMixin:
 
 def scoped_to_key(queryset, request):
     """A request made with an API key sees only the key's organization, even if its user has others."""
-    from picterra.organizations.models import ApiKey
-
     key = getattr(request, "auth", None)
     if not isinstance(key, ApiKey):
         return queryset

@@ -17,7 +17,15 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework import serializers
 
-from detectors.models import DetectedObject, Detector, DetectorClass, RunStatus, public_api_detection_run_prefix
+from detectors.models import (
+    Annotation,
+    Area,
+    DetectedObject,
+    Detector,
+    DetectorClass,
+    RunStatus,
+    public_api_detection_run_prefix,
+)
 from imagery.models import Image
 from imagery.storage import get_blob_store
 from imagery.tile_views import tile_query, tile_url_template
@@ -134,15 +142,6 @@ def apply_band_specification(image: Image, spec: Any) -> None:
 
 # --- detectors ---------------------------------------------------------------------------------------------------
 
-CONFIGURATION_KEYS = (
-    "detection_type",
-    "output_type",
-    "training_steps",
-    "backbone",
-    "tile_size",
-    "background_sample_ratio",
-)
-
 
 def detector_json(detector: Detector) -> dict[str, Any]:
     return {
@@ -156,7 +155,7 @@ def detector_json(detector: Detector) -> dict[str, Any]:
         "classes": [
             {"id": str(c.pk), "name": c.name, "color": c.color} for c in detector.classes.order_by("position", "name")
         ],
-        "configuration": {key: getattr(detector, key) for key in CONFIGURATION_KEYS},
+        "configuration": detector.configuration(),
     }
 
 
@@ -439,8 +438,6 @@ def class_for(detector: Detector, class_id: str | None) -> DetectorClass:
 @transaction.atomic
 def replace_annotations(detector: Detector, image: Image, annotation_type: str, polygons, detector_class, user) -> int:
     """`set_annotations` replaces that type of annotation on (detector, raster); outlines per class."""
-    from detectors.models import Annotation, Area
-
     if annotation_type == "outline":
         Annotation.objects.filter(detector=detector, image=image, detector_class=detector_class).delete()
         Annotation.objects.bulk_create(

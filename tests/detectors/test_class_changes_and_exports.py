@@ -22,11 +22,12 @@ from detectors.models import (
     DetectorClass,
     RunStatus,
     TrainingRun,
+    detection_run_prefix,
 )
 from imagery.storage import get_blob_store
 from tests.detectors.conftest import train_in_this_process
 from tests.detectors.test_border_merge import run_with_pieces  # noqa: F401 - the fixture
-from workers.pipelines import detection_run_prefix, finish_detection, run_detection_cell
+from workers.pipelines import finish_detection, run_detection_cell
 
 FORMULA = '=HYPERLINK("http://x")'
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from affine import Affine
+from rasterio.windows import Window
 from shapely.geometry import Point, box
 
-from workers.ml.grid import merge_across_cells, plan_grid_cells
+from workers.ml.grid import cell_border_strips, merge_across_cells, merged_shape, plan_grid_cells
 
 
 def test_cells_cover_the_image_once_and_skip_what_is_outside_the_region():
@@ -41,3 +42,21 @@ def test_objects_of_the_same_cell_are_never_merged():
     a, b = Point(0, 0).buffer(10), Point(5, 0).buffer(10)
     assert merge_across_cells([a, b], ["r0c0", "r0c0"], ["tree", "tree"]) == []
     assert merge_across_cells([a, b], ["r0c0", "r0c1"], ["tree", "tree"]) == [[0, 1]]
+
+
+def test_border_strips_follow_the_inner_borders_only():
+    """Four 100 px cells of a 200 px image: strips along x=100 and y=100, margin + 2 px each side; the image's
+    outer edges have no neighbour, so nothing there."""
+    windows = [c.window for c in plan_grid_cells(200, 200, 100)]
+    strips = cell_border_strips(windows, margin=8, width=200, height=200)
+    assert strips.contains(Point(100, 30)) and strips.contains(Point(170, 109))
+    assert not strips.intersects(Point(100 + 11, 30)) and not strips.intersects(Point(30, 30))
+    assert not strips.intersects(Point(199, 30))  # the image's own edge is no border between cells
+    assert cell_border_strips([Window(0, 0, 200, 200)], margin=8, width=200, height=200) is None
+
+
+def test_merged_shape_is_the_union_or_its_largest_part():
+    assert merged_shape([box(0, 0, 10, 10), box(8, 0, 20, 10)]).equals(box(0, 0, 20, 10))
+    # pieces touching at a corner only: the union is two polygons, the larger one stands for the object
+    shape = merged_shape([box(0, 0, 10, 10), box(10, 10, 14, 14)])
+    assert shape.geom_type == "Polygon" and shape.equals(box(0, 0, 10, 10))

@@ -8,9 +8,11 @@ from datetime import timedelta
 from django.utils import timezone
 
 from detectors.models import DetectionCell, DetectionRun, Detector, RunStatus, TrainingRun
+from detectors.sweep import WORKER_LOST
 from imagery.models import BlobPurge, Image
 from imagery.storage import get_blob_store
-from workers.sweeper import UPLOAD_ABANDONED, WORKER_LOST, sweep_stale_jobs, sweep_storage
+from imagery.sweep import UPLOAD_ABANDONED
+from workers.sweeper import sweep_stale_jobs, sweep_storage
 
 
 def test_sweeper_requeues_fails_and_leaves_fresh_work_alone(

@@ -13,12 +13,12 @@ import rasterio
 from django.urls import reverse
 from rasterio.windows import Window
 
-from detectors.models import DetectedObject, DetectionCell, DetectionRun, RunStatus, TrainingRun
+from detectors.models import DetectedObject, DetectionCell, DetectionRun, RunStatus, TrainingRun, training_run_prefix
 from imagery.models import Image
 from imagery.storage import get_blob_store
 from tests.conftest import wait_for
 from tests.workers.conftest import broker_messages, cell_window_key, finished
-from workers.pipelines import load_trained_model, training_run_prefix
+from workers.pipelines import load_trained_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

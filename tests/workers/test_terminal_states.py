@@ -23,9 +23,10 @@ from imagery.ingest import ingest_image
 from imagery.models import Image
 from imagery.sample import write_sample_geotiff
 from imagery.storage import get_blob_store, image_cog_prefix
+from picterra.jobs import RUNNING_ELSEWHERE
 from tests.conftest import wait_for
 from tests.workers.conftest import cell_window_key, finished
-from workers.pipelines import RUNNING_ELSEWHERE, finish_detection, run_detection_cell, run_training
+from workers.pipelines import finish_detection, run_detection_cell, run_training
 from workers.sweeper import sweep_stale_jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="training seconds per dataset (0: no budget, steps only)")
     r.add_argument("--device")
     r.add_argument("--seeds", type=int, default=1, help="train each dataset with seeds 0..N-1 (default 1)")
+    r.add_argument("--training-steps", type=int, default=500,
+                   help="the detector setting of that name, 500-40000 (default 500, as a new detector has)")
     c = sub.add_parser("compare", help="two methodologies side by side (from saved results)")
     c.add_argument("a")
     c.add_argument("b")
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         from .runner import run
 
         run(a.methodology, a.datasets, a.time_budget if a.time_budget > 0 else None, device=a.device,
-            seeds=max(1, a.seeds))
+            seeds=max(1, a.seeds), training_steps=a.training_steps)
     elif a.cmd == "compare":
         from .runner import compare
 

@@ -36,9 +36,11 @@ def evaluate_on_dataset(model: TrainedModel, ds: ExperimentDataset) -> tuple[dic
 
 
 def run_one(ds: ExperimentDataset, recipe: Recipe, time_budget_s: float | None = 55.0, seed: int = 0,
-            device: str | None = None) -> dict[str, Any]:
-    """Train on the dataset's training areas, predict its accuracy areas, score there."""
-    config = DetectorConfig(classes=ds.classes, detection_type=ds.detection_type, output_type=ds.output_type)
+            device: str | None = None, training_steps: int = 500) -> dict[str, Any]:
+    """Train on the dataset's training areas, predict its accuracy areas, score there. ``training_steps`` is
+    the user's setting of that name (500 by default, as a new detector has)."""
+    config = DetectorConfig(classes=ds.classes, detection_type=ds.detection_type, output_type=ds.output_type,
+                            training_steps=training_steps)
     t0 = time.monotonic()
     model = train_detector([ds.item], config, recipe=recipe, time_budget_s=time_budget_s, seed=seed, device=device)
     train_s = time.monotonic() - t0
@@ -92,18 +94,22 @@ def seed_means(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def run(methodology: str, pattern: str | None = None, time_budget_s: float | None = 55.0, out_dir: Path = RESULTS,
-        device: str | None = None, echo: bool = True, seeds: int = 1) -> list[dict[str, Any]]:
+        device: str | None = None, echo: bool = True, seeds: int = 1, training_steps: int = 500
+        ) -> list[dict[str, Any]]:
     """Every matching dataset under seeds 0..``seeds``-1; the table and the saved JSON/CSV hold one row per
     dataset and seed (and, with several seeds, each dataset's mean)."""
     from .methodologies import get
 
     recipe = replace(get(methodology), name=methodology)
     tag = methodology if time_budget_s else f"{methodology}-nobudget"
+    if training_steps != 500:
+        tag += f"-steps{training_steps}"
     rows = []
     for name in repository.select(pattern):
         ds = repository.load(name)
         for seed in range(seeds):
-            row = {"seed": seed, **run_one(ds, recipe, time_budget_s, seed=seed, device=device)}
+            row = {"seed": seed, **run_one(ds, recipe, time_budget_s, seed=seed, device=device,
+                                                training_steps=training_steps)}
             rows.append(row)
             if echo:
                 print(json.dumps(row), flush=True)
@@ -116,6 +122,7 @@ def run(methodology: str, pattern: str | None = None, time_budget_s: float | Non
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{tag}.json").write_text(json.dumps({"methodology": methodology, "recipe": recipe.to_dict(),
                                                      "time_budget_s": time_budget_s, "seeds": seeds,
+                                                     "training_steps": training_steps,
                                                      "rows": rows}, indent=2))
     with (out_dir / f"{tag}.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else list(COLUMNS))

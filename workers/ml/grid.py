@@ -7,11 +7,14 @@ object is seen whole by its owning cell and reported exactly once across the gri
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import shapely
 from affine import Affine
 from rasterio.windows import Window
-from shapely.geometry import box
+from shapely import LineString, STRtree, union_all
+from shapely.geometry import Polygon, box
 from shapely.geometry.base import BaseGeometry
 from shapely.prepared import prep
 
@@ -73,8 +76,6 @@ def merge_across_cells(
     covers at least ``min_overlap`` of the smaller one (a border object split differently by each cell's
     view). Groups are closed transitively (an object on a corner can be seen by four cells).
     """
-    from shapely import STRtree
-
     tree = STRtree(polygons)
     parent = list(range(len(polygons)))
 
@@ -95,3 +96,31 @@ def merge_across_cells(
     for i in range(len(polygons)):
         groups.setdefault(find(i), []).append(i)
     return [sorted(g) for g in groups.values() if len(g) > 1]
+
+
+def merged_shape(pieces: Sequence[BaseGeometry]) -> Polygon:
+    """One polygon for the pieces of one object seen by several cells (``merge_across_cells``): their
+    union, or its largest part if the pieces only touch at a point."""
+    union = union_all(list(pieces))
+    if union.geom_type != "Polygon":
+        union = max(getattr(union, "geoms", [union]), key=lambda g: g.area)
+    return union
+
+
+def cell_border_strips(windows: Sequence[Window], margin: int, width: int, height: int) -> BaseGeometry | None:
+    """Strips (pixels) along the borders between cells, ``margin`` + 2 pixels wide each side; None for one cell.
+
+    Only objects there can have been seen by two cells: an object owned by one cell that overlaps one
+    owned by its neighbour lies within the largest object's size (<= the margin) of their shared border.
+    Merging only these keeps the merge proportional to the border length, not to the number of objects.
+    """
+    lines = []
+    for w in windows:
+        col, row, cw, ch = int(w.col_off), int(w.row_off), int(w.width), int(w.height)
+        if col + cw < width:
+            lines.append(LineString([(col + cw, row), (col + cw, row + ch)]))
+        if row + ch < height:
+            lines.append(LineString([(col, row + ch), (col + cw, row + ch)]))
+    if not lines:
+        return None
+    return union_all([shapely.buffer(line, margin + 2) for line in lines])

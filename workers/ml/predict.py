@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import shapely
 import torch
 import torch.nn.functional as F
 from rasterio.io import DatasetReader
@@ -21,8 +22,9 @@ from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
 from .config import Recipe
+from .grid import GridCell
 from .postprocess import Detection, instance_labels, labels_to_detections
-from .raster_io import geometry_window, read_window, window_transform
+from .raster_io import geometry_window, read_window, window_geometry, window_transform
 from .trained import TrainedModel
 
 
@@ -180,6 +182,25 @@ def predict_window(model: TrainedModel, src: DatasetReader, window: Window) -> l
     """
     m = _margin(model)
     return _predict_read(model, src, window, _read_padded(src, window, m), m)
+
+
+def detect_in_cell(
+    model: TrainedModel, src: DatasetReader, cell: GridCell, margin: int, region: BaseGeometry | None = None
+) -> list[Detection]:
+    """The objects one cell reports: predicted over its window grown by ``margin``, kept when their
+    representative point lies in the cell's window (and in ``region``, image CRS, when given).
+
+    The rule that makes cells independent: each object is owned by exactly one cell, and with a margin
+    at least the largest object's size its owner saw it whole.
+    """
+    owned = window_geometry(cell.window, src.transform)
+    if region is not None:
+        owned = owned.intersection(region)
+    found = predict_window(model, src, cell.padded(margin, src.width, src.height))
+    if not found:
+        return []
+    inside = shapely.contains(owned, shapely.point_on_surface([d.geometry for d in found]))
+    return [d for d, here in zip(found, inside, strict=True) if here]
 
 
 def predict_areas(model: TrainedModel, src: DatasetReader, areas: Sequence[BaseGeometry]) -> list[Detection]:
