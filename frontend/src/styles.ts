@@ -5,21 +5,10 @@ import MultiPoint from "ol/geom/MultiPoint";
 import type Polygon from "ol/geom/Polygon";
 import { Circle as CircleStyle, Fill, Stroke, Style } from "ol/style";
 
+import { AREA_COLORS } from "./areas";
 import type { AreaKind } from "./types";
 
-export const AREA_COLORS: Record<AreaKind, string> = {
-  training: "#2F9E44",
-  testing: "#1C7ED6",
-  accuracy: "#AE3EC9",
-  detection: "#868E96",
-};
-
-export const AREA_LABELS: Record<AreaKind, string> = {
-  training: "Training area",
-  testing: "Testing area",
-  accuracy: "Accuracy area",
-  detection: "Detection area",
-};
+export { AREA_COLORS, AREA_LABELS } from "./areas";
 
 export const FLAG_COLOR = "#E03131";
 

@@ -57,6 +57,17 @@ def _install_chromium() -> str | None:
     return None if CHROMIUM.exists() else f"{CHROMIUM} is still missing after apt-get install chromium"
 
 
+def map_pixel(page, x: float, y: float) -> tuple[float, float]:
+    """Where the map coordinate (x, y) (EPSG:3857) lies in the map element, from the view the element describes:
+    data-view-center, data-view-resolution and data-view-size (the workspace's map is never rotated)."""
+    center, resolution, size = page.locator("[data-testid=map]").evaluate(
+        "e => [e.dataset.viewCenter, e.dataset.viewResolution, e.dataset.viewSize]"
+    )
+    cx, cy = (float(v) for v in center.split(","))
+    width, height = (float(v) for v in size.split(","))
+    return (x - cx) / float(resolution) + width / 2, (cy - y) / float(resolution) + height / 2
+
+
 @pytest.fixture(scope="session")
 def browser():
     reason = _install_chromium()

@@ -24,6 +24,7 @@ from detectors.models import (
 )
 from imagery.models import Image
 from imagery.sample import write_sample_geotiff
+from tests.browser.conftest import map_pixel
 from tests.conftest import wait_for
 from workers.ml.raster_io import image_crs_to_lonlat
 
@@ -86,7 +87,7 @@ def test_a_newcomer_uploads_draws_trains_sees_the_score_detects_and_downloads(
     def click_pixel(col: float, row: float) -> None:
         """Click the image's pixel (col, row) where the map shows it now."""
         x, y = to_map.transform(*(sample.transform @ (col, row)))
-        px, py = page.evaluate("([x, y]) => picterraWorkspace.map.getPixelFromCoordinate([x, y])", [x, y])
+        px, py = map_pixel(page, x, y)
         page.mouse.click(frame["x"] + px, frame["y"] + py)
 
     def draw_polygon(corners: list[tuple[float, float]]) -> None:

@@ -4,6 +4,7 @@
 
 import type { AppContext } from "../app";
 import { clear, errorMessage, h, icon, timeAgo, toast } from "../dom";
+import { Poller } from "../poller";
 import { formatDuration, isActive } from "../training";
 import type { DetectionCount, DetectionRun, Detector, ImageInfo } from "../types";
 
@@ -28,7 +29,6 @@ const WORDS: Record<string, string> = {
 export function detectionPanel(ctx: AppContext, detector: Detector, hooks: DetectionHooks): { element: HTMLElement; refresh(): void; dispose(): void } {
   let alive = true;
   let runs: DetectionRun[] = [];
-  let timer: number | undefined;
   let shownFor = "";
   const chosen = new Set<string>();
 
@@ -66,7 +66,7 @@ export function detectionPanel(ctx: AppContext, detector: Detector, hooks: Detec
       const run = await ctx.api.post<DetectionRun>(`detectors/${detector.id}/detect/`, { images });
       runs = [run, ...runs];
       render();
-      schedule();
+      poller.schedule();
     } catch (e) {
       errorEl.textContent = errorMessage(e);
       button.disabled = false;
@@ -76,7 +76,7 @@ export function detectionPanel(ctx: AppContext, detector: Detector, hooks: Detec
   async function act(run: DetectionRun, path: string): Promise<void> {
     try {
       await ctx.api.post(`detection-runs/${run.id}/${path}/`);
-      await load();
+      await poller.refresh();
     } catch (e) {
       toast(errorMessage(e), "error");
     }
@@ -147,35 +147,28 @@ export function detectionPanel(ctx: AppContext, detector: Detector, hooks: Detec
     }
   }
 
-  function schedule(): void {
-    window.clearTimeout(timer);
-    if (alive && isActive(runs[0])) timer = window.setTimeout(() => load(), POLL_MS);
-  }
-
   async function load(): Promise<void> {
-    try {
-      const fresh = await ctx.api.get<{ results: DetectionRun[] }>("detection-runs/", { detector: detector.id, page_size: 5 });
-      if (!alive) return;
-      const before = runs[0];
-      runs = fresh.results;
-      const now = runs[0];
-      if (before && now && before.id === now.id && isActive(before) && !isActive(now)) {
-        toast(`Detection finished: ${now.objects_count.toLocaleString()} objects`, now.status === "succeeded" ? "success" : "info");
-      }
-      render();
-    } catch (e) {
-      toast(errorMessage(e), "error");
+    const fresh = await ctx.api.get<{ results: DetectionRun[] }>("detection-runs/", { detector: detector.id, page_size: 5 });
+    if (!alive) return;
+    const before = runs[0];
+    runs = fresh.results;
+    const now = runs[0];
+    if (before && now && before.id === now.id && isActive(before) && !isActive(now)) {
+      toast(`Detection finished: ${now.objects_count.toLocaleString()} objects`, now.status === "succeeded" ? "success" : "info");
     }
-    schedule();
+    render();
   }
 
-  load();
+  // Polls while the newest run is queued or running.
+  const poller = new Poller({ intervalMs: POLL_MS, load, active: () => alive && isActive(runs[0]), onError: (e) => toast(errorMessage(e), "error") });
+
+  poller.refresh();
   return {
     element,
     refresh: renderImages,
     dispose() {
       alive = false;
-      window.clearTimeout(timer);
+      poller.stop();
     },
   };
 }

@@ -5,6 +5,7 @@
 import { ApiError } from "../api";
 import type { AppContext } from "../app";
 import { clear, errorMessage, h, icon, timeAgo, toast } from "../dom";
+import { Poller } from "../poller";
 import { countSummary, currentRun, detectVersion, formatDuration, isActive, lossPath, percent, secondsLeft, trainedInWords } from "../training";
 import type { ReviewKind } from "../styles";
 import type { Detector, FeatureCollection, TrainingRun } from "../types";
@@ -30,7 +31,6 @@ export function trainingPanel(ctx: AppContext, detector: Detector, hooks: Traini
   let runs: TrainingRun[] = [];
   let shownId: string | null = null; // the version the user picked to look at; null: follow the current one
   let resultsFor: string | null = null;
-  let timer: number | undefined;
 
   const trainButton = h("button", { class: "btn btn-primary btn-block", "data-testid": "train-button", onclick: () => train() }, icon("play", 16), "Train detector");
   const problems = h("div", { class: "train-problems", role: "alert", "data-testid": "train-problems" });
@@ -46,7 +46,7 @@ export function trainingPanel(ctx: AppContext, detector: Detector, hooks: Traini
       shownId = null;
       runs = [run, ...runs];
       render();
-      schedule();
+      poller.schedule();
     } catch (e) {
       const list = e instanceof ApiError && e.errors && typeof e.errors === "object" ? (e.errors as { problems?: string[] }).problems : undefined;
       problems.append(...(list?.length ? list : [errorMessage(e)]).map((text) => h("p", null, icon("warn", 14), " ", text)));
@@ -58,7 +58,7 @@ export function trainingPanel(ctx: AppContext, detector: Detector, hooks: Traini
   async function cancel(run: TrainingRun): Promise<void> {
     try {
       await ctx.api.post(`training-runs/${run.id}/cancel/`);
-      await load();
+      await poller.refresh();
     } catch (e) {
       toast(errorMessage(e), "error");
     }
@@ -233,37 +233,27 @@ export function trainingPanel(ctx: AppContext, detector: Detector, hooks: Traini
     showResults(shown);
   }
 
-  function schedule(): void {
-    window.clearTimeout(timer);
-    const active = currentRun(runs);
-    if (alive && isActive(active)) {
-      timer = window.setTimeout(() => load(), POLL_MS);
-    }
-  }
-
   async function load(): Promise<void> {
-    try {
-      const fresh = await ctx.api.list<TrainingRun>("training-runs/", { detector: detector.id, ordering: "-version" });
-      if (!alive) return;
-      const wasActive = currentRun(runs);
-      runs = fresh;
-      const now = runs.find((r) => r.id === wasActive?.id);
-      if (wasActive && now && wasActive.status !== now.status && now.status === "succeeded") {
-        toast(now.metrics?.score != null ? `Version ${now.version} is trained: F-score ${Math.round(now.metrics.score)}%` : `Version ${now.version} is trained`, "success");
-      }
-      render();
-    } catch (e) {
-      toast(errorMessage(e), "error");
+    const fresh = await ctx.api.list<TrainingRun>("training-runs/", { detector: detector.id, ordering: "-version" });
+    if (!alive) return;
+    const wasActive = currentRun(runs);
+    runs = fresh;
+    const now = runs.find((r) => r.id === wasActive?.id);
+    if (wasActive && now && wasActive.status !== now.status && now.status === "succeeded") {
+      toast(now.metrics?.score != null ? `Version ${now.version} is trained: F-score ${Math.round(now.metrics.score)}%` : `Version ${now.version} is trained`, "success");
     }
-    schedule();
+    render();
   }
 
-  load();
+  // Polls while a run is queued or running.
+  const poller = new Poller({ intervalMs: POLL_MS, load, active: () => alive && isActive(currentRun(runs)), onError: (e) => toast(errorMessage(e), "error") });
+
+  poller.refresh();
   return {
     element,
     dispose() {
       alive = false;
-      window.clearTimeout(timer);
+      poller.stop();
     },
   };
 }

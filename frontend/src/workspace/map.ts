@@ -1,0 +1,318 @@
+// The workspace's map and its layers: the image (XYZ tiles from its TileJSON), its footprint, the areas and
+// outlines being drawn, what a trained version predicted and its review, a detection's objects (vector tiles),
+// an optional online basemap. The map element's data attributes describe what it shows (for people debugging
+// and for the browser tests): data-tiles-pending, data-predictions, data-review, data-focused, data-detection,
+// data-detection-tiles, and the view (data-view-center, data-view-resolution, data-view-size).
+
+import Feature from "ol/Feature";
+import OlMap from "ol/Map";
+import View from "ol/View";
+import { defaults as defaultControls, ScaleLine } from "ol/control";
+import GeoJSON from "ol/format/GeoJSON";
+import MVT from "ol/format/MVT";
+import type Polygon from "ol/geom/Polygon";
+import { defaults as defaultInteractions } from "ol/interaction";
+import TileLayer from "ol/layer/Tile";
+import VectorLayer from "ol/layer/Vector";
+import VectorTileLayer from "ol/layer/VectorTile";
+import { transformExtent } from "ol/proj";
+import OSM from "ol/source/OSM";
+import VectorSource from "ol/source/Vector";
+import VectorTileSource from "ol/source/VectorTile";
+import XYZ from "ol/source/XYZ";
+import { Circle as CircleStyle, Fill, Stroke, Style } from "ol/style";
+
+import type { Ring } from "../geometry";
+import { areaStyle, footprintStyle, outlineStyle, predictionStyle, type ReviewKind, reviewStyle } from "../styles";
+import type { AreaKind, DetectionRun, FeatureCollection, ImageInfo, Polygon as GeoPolygon, TileJson } from "../types";
+import type { ShapeLayers, ShapeType } from "./store";
+
+export const geojson = new GeoJSON({ dataProjection: "EPSG:4326", featureProjection: "EPSG:3857" });
+
+export function toApiGeometry(feature: Feature): GeoPolygon {
+  const geometry = feature.getGeometry() as Polygon;
+  return geojson.writeGeometryObject(geometry, { decimals: 9 }) as unknown as GeoPolygon;
+}
+
+export function ringOf(feature: Feature): Ring {
+  return ((feature.getGeometry() as Polygon).getCoordinates()[0] ?? []) as Ring;
+}
+
+export interface MapOptions {
+  mapEl: HTMLElement;
+  /** The colour of a class (outlines, detected objects). */
+  classColor(id: string | undefined): string;
+  /** The image open now. */
+  currentImageId(): string | null;
+  /** Where a detection run's vector tiles are served from (the API's base URL). */
+  apiBase: string;
+  /** A layer was turned on from here (not from the Layers panel). */
+  layerShown(): void;
+}
+
+export type WorkspaceMap = ReturnType<typeof createWorkspaceMap>;
+
+export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase, layerShown }: MapOptions) {
+  const visibleKinds = new Set<AreaKind>(["training", "testing", "accuracy", "detection"]);
+  const footprintSource = new VectorSource();
+  const areaSource = new VectorSource<Feature>();
+  const outlineSource = new VectorSource<Feature>();
+
+  const imageLayer = new TileLayer({ zIndex: 1 });
+  let basemapLayer: TileLayer | null = null;
+  const footprintLayer = new VectorLayer({ source: footprintSource, style: footprintStyle, zIndex: 2 });
+  const areaLayer = new VectorLayer({
+    source: areaSource,
+    zIndex: 3,
+    style: (feature) => (visibleKinds.has(feature.get("kind")) ? areaStyle(feature.get("kind")) : undefined),
+    updateWhileInteracting: true,
+  });
+  let showFlagged = true;
+  const outlineLayer = new VectorLayer({
+    source: outlineSource,
+    zIndex: 4,
+    style: (feature) => (!showFlagged && feature.get("flagged") ? undefined : outlineStyle(classColor(feature.get("classId")), Boolean(feature.get("flagged")))),
+    updateWhileInteracting: true,
+  });
+
+  // What the shown trained version found (testing areas) and its review of the accuracy areas and the
+  // training areas' unoutlined finds; each feature names its image, and only the open image's are drawn.
+  const predictionSource = new VectorSource<Feature>();
+  const reviewSource = new VectorSource<Feature>();
+  const onOpenImage = (feature: { get(key: string): unknown }) => feature.get("image") === currentImageId();
+  const predictionLayer = new VectorLayer({ source: predictionSource, zIndex: 5, style: (f) => (onOpenImage(f) ? predictionStyle() : undefined) });
+  const reviewLayer = new VectorLayer({
+    source: reviewSource,
+    zIndex: 6,
+    style: (f) => (onOpenImage(f) ? reviewStyle(f.get("kind") as ReviewKind) : undefined),
+  });
+
+  // A detection's objects as vector tiles: polygons up close, clustered points (sized by count) far out.
+  const detectionStyles = new Map<string, Style>();
+  const detectionLayer = new VectorTileLayer({
+    zIndex: 7,
+    declutter: false,
+    style: (feature) => {
+      const color = classColor(feature.get("class_id") as string | undefined);
+      const n = Number(feature.get("n") ?? 0);
+      const key = `${color}:${n ? Math.min(6, Math.ceil(Math.log2(n + 1))) : "p"}`;
+      if (!detectionStyles.has(key)) {
+        detectionStyles.set(
+          key,
+          n
+            ? new Style({ image: new CircleStyle({ radius: 2 + Math.min(6, Math.ceil(Math.log2(n + 1))), fill: new Fill({ color }), stroke: new Stroke({ color: "#fff", width: 1 }) }) })
+            : new Style({ stroke: new Stroke({ color, width: 1.5 }), fill: new Fill({ color: `${color}55` }) }),
+        );
+      }
+      return detectionStyles.get(key)!;
+    },
+  });
+
+  const map = new OlMap({
+    target: mapEl,
+    layers: [imageLayer, footprintLayer, areaLayer, outlineLayer, predictionLayer, reviewLayer, detectionLayer],
+    view: new View({ center: [0, 0], zoom: 2, maxZoom: 24, constrainResolution: false }),
+    controls: defaultControls({ attribution: true, attributionOptions: { collapsible: true } }).extend([new ScaleLine()]),
+    interactions: defaultInteractions({ altShiftDragRotate: false, pinchRotate: false, shiftDragZoom: false }),
+  });
+  // The view as data attributes (center and resolution in EPSG:3857, size in pixels; never rotated): where a map
+  // coordinate is on screen follows from them.
+  const describeView = () => {
+    const view = map.getView();
+    const center = view.getCenter();
+    const resolution = view.getResolution();
+    const size = map.getSize();
+    if (center) mapEl.dataset.viewCenter = center.join(",");
+    if (resolution) mapEl.dataset.viewResolution = String(resolution);
+    if (size) mapEl.dataset.viewSize = size.join(",");
+  };
+  map.getView().on(["change:center", "change:resolution"], describeView);
+  map.on("change:size", describeView);
+  describeView();
+
+  let detectionTiles = 0;
+  function showDetection(run: DetectionRun | null): void {
+    if (!run || !run.objects_count) {
+      detectionLayer.setSource(null);
+      mapEl.dataset.detection = "";
+      return;
+    }
+    const source = new VectorTileSource({ format: new MVT(), url: `${apiBase}detection-runs/${run.id}/tiles/{z}/{x}/{y}.pbf?v=${run.status}-${run.cells_done}` });
+    source.on("tileloadend", () => (mapEl.dataset.detectionTiles = String(++detectionTiles)));
+    detectionLayer.setSource(source);
+    mapEl.dataset.detection = run.id;
+  }
+
+  function countResults(): void {
+    mapEl.dataset.predictions = String(predictionSource.getFeatures().filter(onOpenImage).length);
+    mapEl.dataset.review = String(reviewSource.getFeatures().filter(onOpenImage).length);
+  }
+
+  function showResults(predictions: FeatureCollection | null, review: FeatureCollection | null): void {
+    const read = (fc: FeatureCollection | null) => (fc ? (geojson.readFeatures(fc) as Feature[]) : []);
+    predictionSource.clear();
+    reviewSource.clear();
+    predictionSource.addFeatures(read(predictions));
+    reviewSource.addFeatures(read(review));
+    countResults();
+  }
+
+  /** Another image is open: only its predictions and review are drawn. */
+  function imageChanged(): void {
+    predictionLayer.changed();
+    reviewLayer.changed();
+    countResults();
+  }
+
+  /** Zoom to the `index`-th review feature of `kind` on the open image, with room around it to judge it;
+   * returns how many there are on this image. */
+  function focusReview(kind: ReviewKind, index: number): number {
+    const found = reviewSource.getFeatures().filter((f) => onOpenImage(f) && f.get("kind") === kind);
+    if (!found.length) return 0;
+    const feature = found[((index % found.length) + found.length) % found.length];
+    const [x0, y0, x1, y1] = feature.getGeometry()!.getExtent();
+    const room = Math.max(4 * Math.max(x1 - x0, y1 - y0), 40); // map units (metres in Web Mercator): context to judge it
+    if (!reviewLayer.getVisible()) {
+      reviewLayer.setVisible(true);
+      layerShown();
+    }
+    map.getView().fit([x0 - room, y0 - room, x1 + room, y1 + room], { duration: 350 });
+    mapEl.dataset.focused = `${kind}:${found.indexOf(feature)}`;
+    return found.length;
+  }
+
+  function zoomTo(feature: Feature): void {
+    const extent = feature.getGeometry()!.getExtent();
+    map.getView().fit(extent, { padding: [120, 120, 120, 120], duration: 350, maxZoom: map.getView().getZoom()! + 2 });
+  }
+
+  /** The image's picture from its TileJSON; a notice instead while it is not ready or has no tiles. `stillOpen`
+   * says whether the image is still the open one once the TileJSON has come. */
+  async function showImage(image: ImageInfo, tileJson: () => Promise<TileJson | null>, notice: (text: string | null) => void, stillOpen: () => boolean): Promise<void> {
+    imageLayer.setSource(null);
+    notice(null);
+    if (image.status !== "ready") {
+      notice(
+        image.status === "failed"
+          ? `This image could not be used: ${image.error || "unknown reason"}`
+          : "This image is still being prepared. Its picture appears here when it is ready.",
+      );
+      return;
+    }
+    const tiles = await tileJson();
+    if (!stillOpen()) return;
+    if (!tiles?.tiles?.length) {
+      notice("The image preview is not available on this server yet: its outline is shown instead. You can still draw.");
+      return;
+    }
+    const extent = tiles.bounds ? transformExtent(tiles.bounds, "EPSG:4326", "EPSG:3857") : undefined;
+    imageLayer.setExtent(extent);
+    const source = new XYZ({
+      urls: tiles.tiles,
+      tileSize: tiles.tilesize ?? 256,
+      minZoom: tiles.minzoom ?? 0,
+      maxZoom: tiles.maxzoom ?? 22,
+      transition: 150,
+    });
+    // Tiles still loading, for the loading indicator and for tests that wait for a settled map.
+    let pending = 0;
+    const track = (delta: number) => () => {
+      pending = Math.max(0, pending + delta);
+      mapEl.dataset.tilesPending = String(pending);
+    };
+    source.on("tileloadstart", track(1));
+    source.on(["tileloadend", "tileloaderror"], track(-1));
+    imageLayer.setSource(source);
+  }
+
+  /** Take the shapes and footprint of the image that was open off the map. */
+  function clearImage(): void {
+    areaSource.clear();
+    outlineSource.clear();
+    footprintSource.clear();
+  }
+
+  /** Show the open image's footprint and fit the view to it. */
+  function showFootprint(footprint: GeoPolygon): void {
+    const feature = geojson.readFeature({ type: "Feature", geometry: footprint, properties: {} }) as Feature;
+    footprintSource.addFeature(feature);
+    map.getView().fit(feature.getGeometry()!.getExtent(), { padding: [90, 60, 70, 60] });
+  }
+
+  /** Show shapes loaded from the server; without a footprint, fit the view to them. */
+  function showShapes(areas: Feature[], outlines: Feature[], fit: boolean): void {
+    areaSource.addFeatures(areas);
+    outlineSource.addFeatures(outlines);
+    if (fit && (areas.length || outlines.length)) {
+      const extent = (areaSource.getFeatures().length ? areaSource.getExtent() : outlineSource.getExtent())!;
+      map.getView().fit(extent, { padding: [90, 60, 70, 60] });
+    }
+  }
+
+  function setKindVisible(kind: AreaKind, on: boolean): void {
+    if (on) visibleKinds.add(kind);
+    else visibleKinds.delete(kind);
+    areaLayer.changed();
+  }
+
+  function setFlaggedVisible(on: boolean): void {
+    showFlagged = on;
+    outlineLayer.changed();
+  }
+
+  function setBasemap(on: boolean): void {
+    if (on && !basemapLayer) {
+      basemapLayer = new TileLayer({ source: new OSM(), zIndex: 0 });
+      map.addLayer(basemapLayer);
+    }
+    basemapLayer?.setVisible(on);
+  }
+
+  return {
+    map,
+    areaSource,
+    outlineSource,
+    imageLayer,
+    areaLayer,
+    outlineLayer,
+    predictionLayer,
+    reviewLayer,
+    detectionLayer,
+    visibleKinds,
+    isKindVisible: (kind: AreaKind) => visibleKinds.has(kind),
+    flaggedVisible: () => showFlagged,
+    basemapVisible: () => Boolean(basemapLayer?.getVisible()),
+    setKindVisible,
+    setFlaggedVisible,
+    setBasemap,
+    showDetection,
+    showResults,
+    imageChanged,
+    focusReview,
+    zoomTo,
+    showImage,
+    clearImage,
+    showFootprint,
+    showShapes,
+    dispose: () => map.setTarget(undefined),
+  };
+}
+
+/** The store's view of the map: areas and outlines are OpenLayers features in their two sources. */
+export function shapeLayers(ws: WorkspaceMap, deselect: (feature: Feature) => void): ShapeLayers<Feature, Polygon> {
+  const sourceOf = (feature: Feature) => (feature.get("type") === "area" ? ws.areaSource : ws.outlineSource);
+  return {
+    add: (feature) => {
+      if (!sourceOf(feature).hasFeature(feature)) sourceOf(feature).addFeature(feature);
+    },
+    remove: (feature) => {
+      deselect(feature);
+      if (sourceOf(feature).hasFeature(feature)) sourceOf(feature).removeFeature(feature);
+    },
+    shapes: (type: ShapeType) => (type === "area" ? ws.areaSource : ws.outlineSource).getFeatures(),
+    create: () => new Feature(),
+    geometry: toApiGeometry,
+    setGeometry: (feature, geometry) => feature.setGeometry(geojson.readGeometry(geometry) as Polygon),
+    restore: (feature, geometry) => feature.setGeometry(geometry.clone()),
+  };
+}

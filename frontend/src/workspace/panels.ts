@@ -1,0 +1,259 @@
+// The workspace's side panels below Train and Detect: the "Next steps" checklist (guidance, with outlines
+// outside every area flagged on the map), the images of the detector (and adding one), the kinds of object
+// to find (classes: choose, recolour, add), and the layer toggles.
+
+import type Feature from "ol/Feature";
+import type Polygon from "ol/geom/Polygon";
+
+import type { AppContext } from "../app";
+import { AREA_COLORS } from "../areas";
+import { clear, errorMessage, h, icon, toast } from "../dom";
+import { guidance } from "../guidance";
+import { FLAG_COLOR, PREDICTION_COLOR, REVIEW_COLORS } from "../styles";
+import { thumbnail } from "../thumbs";
+import type { AreaKind, DetectorClass } from "../types";
+import { imageStatusBadge, PALETTE } from "../views/project";
+import { ringOf, type WorkspaceMap } from "./map";
+import { classColor, type WorkspaceState } from "./state";
+import type { ShapeStore } from "./store";
+
+export interface PanelOptions {
+  ctx: AppContext;
+  state: WorkspaceState;
+  ws: WorkspaceMap;
+  store: ShapeStore<Feature, Polygon>;
+  mapEl: HTMLElement;
+  checklist: HTMLElement;
+  imagesEl: HTMLElement;
+  attachEl: HTMLElement;
+  classesEl: HTMLElement;
+  layersEl: HTMLElement;
+  /** The outlines selected on the map now. */
+  selected(): Feature[];
+  /** A class was chosen (the toolbar shows it). */
+  classChosen(id: string): void;
+  /** The class list or a colour changed. */
+  classesChanged(): void;
+  openImage(id: string): void;
+  loadAttachments(): Promise<void>;
+}
+
+export type Panels = ReturnType<typeof createPanels>;
+
+export function createPanels(o: PanelOptions) {
+  const { ctx, state, ws, mapEl } = o;
+  let checkCursor = 0;
+
+  // ---- Guidance -------------------------------------------------------------------------------------------
+  let guidanceFrame = 0;
+  function scheduleGuidance(): void {
+    if (guidanceFrame) return;
+    guidanceFrame = requestAnimationFrame(() => {
+      guidanceFrame = 0;
+      renderGuidance();
+    });
+  }
+  [ws.areaSource, ws.outlineSource].forEach((source) => source.on(["addfeature", "removefeature", "changefeature"], scheduleGuidance));
+
+  function renderGuidance(): void {
+    const areas = ws.areaSource.getFeatures();
+    const outlines = ws.outlineSource.getFeatures();
+    const byKind = (kind: AreaKind) => areas.filter((f) => f.get("kind") === kind);
+    const training = byKind("training");
+    const result = guidance({
+      training: training.map(ringOf),
+      testing: byKind("testing").map(ringOf),
+      accuracy: byKind("accuracy").map(ringOf),
+      outlines: outlines.map(ringOf),
+    });
+    const flagged = new Set(result.flagged);
+    outlines.forEach((f, i) => {
+      if (Boolean(f.get("flagged")) !== flagged.has(i)) f.set("flagged", flagged.has(i), true);
+    });
+    ws.outlineLayer.changed();
+    mapEl.dataset.flagged = String(result.flagged.length);
+    mapEl.dataset.areas = String(areas.length);
+    mapEl.dataset.outlines = String(outlines.length);
+    clear(o.checklist);
+    const first = result.steps.findIndex((s) => !s.done && !s.optional);
+    result.steps.forEach((step, i) => {
+      o.checklist.append(
+        h(
+          "div",
+          { class: `step ${step.done ? "done" : ""} ${i === first ? "current" : ""} ${step.optional ? "optional" : ""}`, "data-step": step.id, "data-done": String(step.done) },
+          h("span", { class: "step-mark" }, step.done ? icon("check", 14) : String(i + 1)),
+          h("div", null, h("strong", null, step.title), i === first || (!step.done && step.optional && first === -1) ? h("p", null, step.hint) : null),
+        ),
+      );
+    });
+    for (const warning of result.warnings) {
+      const isFlag = warning.includes("outside");
+      const targets = isFlag ? outlines.filter((_, i) => flagged.has(i)) : result.emptyTraining.map((i) => training[i]);
+      o.checklist.append(
+        h(
+          "div",
+          { class: "warning", "data-testid": isFlag ? "warning-flagged" : "warning-empty" },
+          icon("warn", 16),
+          h("div", null, h("p", null, warning), targets.length ? h("button", { class: "link-btn", onclick: () => ws.zoomTo(targets[checkCursor++ % targets.length]) }, "Show me") : null),
+        ),
+      );
+    }
+    if (training.length && result.warnings.length === 0) {
+      o.checklist.append(
+        h(
+          "div",
+          { class: "tip" },
+          h("p", null, "Missed objects are the most common mistake. Step through your training areas and look for anything without an outline."),
+          h("button", { class: "link-btn", "data-testid": "check-areas", onclick: () => ws.zoomTo(training[checkCursor++ % training.length]) }, `Check training areas (${training.length})`),
+        ),
+      );
+    }
+    if (result.ready) o.checklist.append(h("p", { class: "all-set" }, icon("check", 14), "All set: this is what training will need."));
+    renderClasses();
+  }
+
+  // ---- Classes --------------------------------------------------------------------------------------------
+  function chooseClass(id: string): void {
+    state.activeClassId = id;
+    const selected = o.selected().filter((f) => f.get("type") === "outline" && f.get("classId") !== id);
+    if (selected.length) o.store.reclassify(selected, id);
+    renderClasses();
+    o.classChosen(id);
+  }
+
+  function renderClasses(): void {
+    const { classesEl } = o;
+    clear(classesEl);
+    const counts = new Map<string, number>();
+    for (const f of ws.outlineSource.getFeatures()) counts.set(f.get("classId"), (counts.get(f.get("classId")) ?? 0) + 1);
+    state.classes.forEach((c, i) => {
+      const colorInput = h("input", {
+        type: "color",
+        value: c.color,
+        class: "color-input small",
+        title: "Change colour",
+        "aria-label": `Colour of ${c.name}`,
+        onchange: async () => {
+          try {
+            const updated = await ctx.api.patch<DetectorClass>(`detector-classes/${c.id}/`, { color: colorInput.value.toUpperCase() });
+            c.color = updated.color;
+            ws.outlineLayer.changed();
+            renderClasses();
+            o.classesChanged();
+          } catch (e) {
+            toast(errorMessage(e), "error");
+          }
+        },
+      });
+      classesEl.append(
+        h(
+          "div",
+          { class: `class-item ${c.id === state.activeClassId ? "active" : ""}`, "data-testid": "class-item", onclick: (e: Event) => (e.target as HTMLElement).tagName !== "INPUT" && chooseClass(c.id) },
+          colorInput,
+          h("span", { class: "class-name" }, c.name),
+          h("span", { class: "count", title: "Outlines on this image" }, String(counts.get(c.id) ?? 0)),
+          i < 9 ? h("kbd", null, String(i + 1)) : null,
+        ),
+      );
+    });
+    const nameInput = h("input", { placeholder: "Add another kind of object", maxlength: 100, "aria-label": "New kind of object" });
+    classesEl.append(
+      h(
+        "form",
+        {
+          class: "add-class",
+          onsubmit: async (e: Event) => {
+            e.preventDefault();
+            if (!state.detector || !nameInput.value.trim()) return;
+            try {
+              const created = await ctx.api.post<DetectorClass>("detector-classes/", {
+                detector: state.detector.id,
+                name: nameInput.value.trim(),
+                color: PALETTE[state.classes.length % PALETTE.length],
+                position: state.classes.length,
+              });
+              state.classes.push(created);
+              chooseClass(created.id);
+            } catch (error) {
+              toast(errorMessage(error), "error");
+            }
+          },
+        },
+        nameInput,
+        h("button", { class: "icon-btn", type: "submit", title: "Add", "aria-label": "Add" }, icon("plus", 16)),
+      ),
+    );
+  }
+
+  // ---- Images ---------------------------------------------------------------------------------------------
+  function renderImages(): void {
+    const { imagesEl, attachEl } = o;
+    clear(imagesEl);
+    if (!state.attachments.length) imagesEl.append(h("p", { class: "muted small" }, "No image yet: add one below to start drawing."));
+    for (const a of state.attachments) {
+      const info = state.imageInfo.get(a.image);
+      if (!info) continue;
+      imagesEl.append(
+        h(
+          "button",
+          { class: `ws-image ${state.current?.id === info.id ? "active" : ""}`, "data-testid": "ws-image", "data-image-id": info.id, onclick: () => o.openImage(info.id) },
+          thumbnail(ctx.api, info, 40),
+          h("span", { class: "ws-image-name" }, info.name, info.status !== "ready" ? imageStatusBadge(info.status) : null),
+        ),
+      );
+    }
+    clear(attachEl);
+    const attached = new Set(state.attachments.map((a) => a.image));
+    const candidates = state.projectImages.filter((i) => !attached.has(i.id) && i.status !== "failed");
+    if (!candidates.length) return;
+    const picker = h("select", { "aria-label": "Image to add", "data-testid": "attach-select" }, ...candidates.map((i) => h("option", { value: i.id }, i.status === "ready" ? i.name : `${i.name} (processing)`)));
+    attachEl.append(
+      picker,
+      h(
+        "button",
+        {
+          class: "btn btn-small",
+          "data-testid": "attach-button",
+          onclick: async () => {
+            if (!state.detector) return;
+            try {
+              await ctx.api.post("detector-images/", { detector: state.detector.id, image: picker.value });
+              await o.loadAttachments();
+              o.openImage(picker.value);
+            } catch (e) {
+              toast(errorMessage(e), "error");
+            }
+          },
+        },
+        icon("plus", 14),
+        "Add image",
+      ),
+    );
+  }
+
+  // ---- Layers ---------------------------------------------------------------------------------------------
+  function renderLayers(): void {
+    const { layersEl } = o;
+    clear(layersEl);
+    const row = (label: string, color: string | null, checked: boolean, onChange: (on: boolean) => void, testid: string, note?: string) => {
+      const input = h("input", { type: "checkbox", checked, "data-testid": `layer-${testid}`, onchange: () => onChange(input.checked) });
+      return h("label", { class: "layer-row" }, input, color ? h("span", { class: "swatch", style: { background: color } }) : h("span", { class: "swatch swatch-empty" }), h("span", null, label, note ? h("small", { class: "muted" }, ` ${note}`) : null));
+    };
+    const kindToggle = (kind: AreaKind, label: string) => row(label, AREA_COLORS[kind], ws.isKindVisible(kind), (on) => ws.setKindVisible(kind, on), kind);
+    const firstColor = classColor(state, state.classes[0]?.id);
+    layersEl.append(
+      row("Image", null, ws.imageLayer.getVisible(), (on) => ws.imageLayer.setVisible(on), "image"),
+      kindToggle("training", "Training areas"),
+      kindToggle("testing", "Testing areas"),
+      kindToggle("accuracy", "Accuracy areas"),
+      row("Outlines", firstColor, ws.outlineLayer.getVisible(), (on) => ws.outlineLayer.setVisible(on), "outlines"),
+      row("Outlines outside areas", FLAG_COLOR, ws.flaggedVisible(), (on) => ws.setFlaggedVisible(on), "flagged"),
+      row("Predictions", PREDICTION_COLOR, ws.predictionLayer.getVisible(), (on) => ws.predictionLayer.setVisible(on), "predictions", "(testing areas)"),
+      row("Misses, false detections, unoutlined finds", REVIEW_COLORS.miss, ws.reviewLayer.getVisible(), (on) => ws.reviewLayer.setVisible(on), "review"),
+      row("Detected objects", firstColor, ws.detectionLayer.getVisible(), (on) => ws.detectionLayer.setVisible(on), "detections"),
+      row("Online basemap", null, ws.basemapVisible(), (on) => ws.setBasemap(on), "basemap", "(OpenStreetMap, needs internet)"),
+    );
+  }
+
+  return { scheduleGuidance, renderGuidance, chooseClass, renderClasses, renderImages, renderLayers };
+}
