@@ -2,6 +2,7 @@
 
 from django.urls import include, path
 
+from picterra.public_api.converters import SCHEMA_OVERRIDES
 from picterra.public_api.urls import urlpatterns as public_api_urls
 
 urlpatterns = [path("public/api/v2/", include((public_api_urls, "public_api"), namespace="public"))]
@@ -14,4 +15,6 @@ PUBLIC_SCHEMA = {
     ),
     "VERSION": "2.0.0",
     "PREPROCESSING_HOOKS": [],
+    # Path ids (`<pid:...>`) are documented as strings, as any segment reaches the view.
+    "PATH_CONVERTER_OVERRIDES": SCHEMA_OVERRIDES,
 }

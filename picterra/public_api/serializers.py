@@ -1,13 +1,29 @@
-"""Request bodies of the public API (validated) and response shapes (for its OpenAPI schema)."""
+"""Request bodies of the public API (validated) and its response shapes (rendered, and documented in its schema)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.conf import settings
 from django.contrib.gis.geos import Point
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from detectors.api.serializers import HexColorField
 from detectors.models import Detector
+from imagery.models import Image
+from picterra.public_api.models import Marker, Operation, VectorLayer
+from picterra.public_api.translate import (
+    band_specification,
+    details_of,
+    detector_classes,
+    is_runnable,
+    raster_footprint,
+    raster_status,
+    raster_tms_url,
+    raster_zooms,
+    signed_results,
+)
 
 # --- requests --------------------------------------------------------------------------------------------------------
 
@@ -120,54 +136,96 @@ class GrantsSerializer(serializers.Serializer):
     grants = GrantSerializer(many=True)
 
 
-# --- responses (documentation and schema checks only) -----------------------------------------------------------------
+# --- responses ---------------------------------------------------------------------------------------------------
+# Each shape is declared once: the OpenAPI schema documents these classes and the views render their answers
+# with them. Where the API's value is not an attribute of the row, `compute_<field>(row)` gives it (using
+# translate.py, which maps our rows to the API's concepts).
 
 
-class OperationReferenceSerializer(serializers.Serializer):
-    operation_id = serializers.CharField()
+# (Serializer docstrings would become the schema's component descriptions: these classes have comments.)
+class ResponseSerializer(serializers.Serializer):
+    # A response shape: each field renders `compute_<field>(row)` if the serializer has it, else the row's
+    # attribute (its `source`), like DRF does; None stays None.
+
+    def to_representation(self, instance) -> dict[str, Any]:
+        rendered = {}
+        for field in self._readable_fields:
+            compute = getattr(self, f"compute_{field.field_name}", None)
+            value = compute(instance) if compute is not None else field.get_attribute(instance)
+            rendered[field.field_name] = None if value is None else field.to_representation(value)
+        return rendered
+
+
+class IsoDateTimeField(serializers.DateTimeField):
+    """A date and time as Python's `isoformat()` writes it (`+00:00`, where DRF would write `Z`)."""
+
+    def to_representation(self, value) -> str | None:
+        return value.isoformat() if value else None
+
+
+class OperationReferenceSerializer(ResponseSerializer):
+    operation_id = serializers.CharField(source="pk")
     poll_interval = serializers.FloatField()
 
+    def compute_poll_interval(self, operation: Operation) -> float:
+        return settings.PUBLIC_API_POLL_INTERVAL_S
 
-class OperationSerializer(serializers.Serializer):
-    id = serializers.CharField()
-    type = serializers.CharField()
+
+class OperationSerializer(ResponseSerializer):
+    # Renders an operation as it is stored: settle it first (`translate.settled`).
+
+    id = serializers.CharField(source="pk")
+    type = serializers.CharField(source="kind")
     status = serializers.ChoiceField(["running", "success", "failed"])
     results = serializers.JSONField(allow_null=True)
     errors = serializers.JSONField(allow_null=True)
     metadata = serializers.JSONField()
-    created_at = serializers.DateTimeField()
-    finished_at = serializers.DateTimeField(allow_null=True)
+    created_at = IsoDateTimeField()
+    finished_at = IsoDateTimeField(allow_null=True)
+
+    def compute_results(self, operation: Operation):
+        return signed_results(operation.results, operation.blob_refs)
 
 
-class GeoJSONUploadTicketSerializer(serializers.Serializer):
+class GeoJSONUploadTicketSerializer(ResponseSerializer):
     upload_id = serializers.CharField()
     upload_url = serializers.URLField()
 
 
-class RasterUploadTicketSerializer(serializers.Serializer):
+class RasterUploadTicketSerializer(ResponseSerializer):
     raster_id = serializers.CharField()
     upload_url = serializers.URLField()
 
 
-class DownloadSerializer(serializers.Serializer):
+class DownloadSerializer(ResponseSerializer):
     download_url = serializers.URLField()
     expiration = serializers.IntegerField()
 
 
-class UserInfoSerializer(serializers.Serializer):
-    user_id = serializers.CharField()
+class UserInfoSerializer(ResponseSerializer):
+    # Renders a user; the organization (the API key's) comes in the context.
+
+    user_id = serializers.CharField(source="pk")
     username = serializers.CharField()
     organization_id = serializers.CharField()
     organization_name = serializers.CharField()
 
+    def compute_organization_id(self, user):
+        return self.context["organization"].pk
 
-class RasterSerializer(serializers.Serializer):
-    id = serializers.CharField()
+    def compute_organization_name(self, user) -> str:
+        return self.context["organization"].name
+
+
+class RasterSerializer(ResponseSerializer):
+    # Renders an `Image` (and its `RasterDetails`).
+
+    id = serializers.CharField(source="pk")
     name = serializers.CharField()
     status = serializers.ChoiceField(["processing", "ready", "failed"])
     error = serializers.CharField(allow_null=True)
-    folder_id = serializers.CharField()
-    captured_at = serializers.DateTimeField(allow_null=True)
+    folder_id = serializers.CharField(source="project_id")
+    captured_at = IsoDateTimeField(allow_null=True)
     identity_key = serializers.CharField(allow_null=True)
     user_tag = serializers.CharField(allow_null=True)
     cloud_coverage = serializers.IntegerField(allow_null=True)
@@ -175,61 +233,124 @@ class RasterSerializer(serializers.Serializer):
     type = serializers.CharField()
     width = serializers.IntegerField(allow_null=True)
     height = serializers.IntegerField(allow_null=True)
-    bands_count = serializers.IntegerField(allow_null=True)
+    bands_count = serializers.IntegerField(allow_null=True, source="band_count")
     multispectral_band_specification = serializers.JSONField()
     tms_url = serializers.CharField(allow_null=True)
     tiles_min_zoom = serializers.IntegerField(allow_null=True)
     tiles_max_zoom = serializers.IntegerField(allow_null=True)
     footprint = serializers.JSONField(allow_null=True)
 
+    def compute_status(self, image: Image) -> str:
+        return raster_status(image)
 
-class ClassSerializer(serializers.Serializer):
-    id = serializers.CharField()
+    def compute_error(self, image: Image) -> str | None:
+        return image.error or None
+
+    def compute_identity_key(self, image: Image) -> str | None:
+        return details_of(image).identity_key or None
+
+    def compute_user_tag(self, image: Image) -> str | None:
+        return details_of(image).user_tag or None
+
+    def compute_cloud_coverage(self, image: Image) -> int | None:
+        return details_of(image).cloud_coverage
+
+    def compute_multispectral(self, image: Image) -> bool:
+        return details_of(image).multispectral
+
+    def compute_type(self, image: Image) -> str:
+        return "raster"
+
+    def compute_multispectral_band_specification(self, image: Image) -> dict:
+        return band_specification(image)
+
+    def compute_tms_url(self, image: Image) -> str | None:
+        return raster_tms_url(image)
+
+    def compute_tiles_min_zoom(self, image: Image) -> int | None:
+        return raster_zooms(image)[0]
+
+    def compute_tiles_max_zoom(self, image: Image) -> int | None:
+        return raster_zooms(image)[1]
+
+    def compute_footprint(self, image: Image) -> dict | None:
+        return raster_footprint(image)
+
+
+class ClassSerializer(ResponseSerializer):
+    id = serializers.CharField(source="pk")
     name = serializers.CharField()
     color = serializers.CharField()
 
 
-class PublicDetectorSerializer(serializers.Serializer):
-    id = serializers.CharField()
+class PublicDetectorSerializer(ResponseSerializer):
+    # Renders a `Detector`: no tags or sharing outside the organization here.
+
+    id = serializers.CharField(source="pk")
     name = serializers.CharField()
     is_runnable = serializers.BooleanField()
     is_shared = serializers.BooleanField()
     user_tag = serializers.CharField(allow_null=True)
     type = serializers.CharField()
-    folder_id = serializers.CharField(allow_null=True)
+    folder_id = serializers.CharField(allow_null=True, source="project_id")
     classes = ClassSerializer(many=True)
     configuration = ConfigurationSerializer()
 
+    def compute_is_runnable(self, detector: Detector) -> bool:
+        return is_runnable(detector)
 
-class VectorLayerSerializer(serializers.Serializer):
-    id = serializers.CharField()
+    def compute_is_shared(self, detector: Detector) -> bool:
+        return False
+
+    def compute_user_tag(self, detector: Detector) -> None:
+        return None
+
+    def compute_type(self, detector: Detector) -> str:
+        return "custom"
+
+    def compute_classes(self, detector: Detector):
+        return detector_classes(detector)
+
+    def compute_configuration(self, detector: Detector) -> dict:
+        return detector.configuration()
+
+
+class VectorLayerSerializer(ResponseSerializer):
+    id = serializers.CharField(source="pk")
     name = serializers.CharField()
     color = serializers.CharField()
     count = serializers.IntegerField()
-    raster_id = serializers.CharField()
+    raster_id = serializers.CharField(source="image_id")
     detector_id = serializers.CharField(allow_null=True)
-    created_at = serializers.DateTimeField()
+    created_at = IsoDateTimeField()
+
+    def compute_detector_id(self, layer: VectorLayer):
+        return layer.detection_run.detector_id if layer.detection_run_id else None
 
 
-class MarkerSerializer(serializers.Serializer):
-    id = serializers.CharField()
-    raster_id = serializers.CharField()
+class MarkerSerializer(ResponseSerializer):
+    id = serializers.CharField(source="pk")
+    raster_id = serializers.CharField(source="image_id")
     detector_id = serializers.CharField(allow_null=True)
     marker = serializers.JSONField()
     text = serializers.CharField(allow_blank=True)
-    created_at = serializers.DateTimeField()
+    created_at = IsoDateTimeField()
+
+    def compute_marker(self, marker: Marker) -> dict:
+        return {"type": "Point", "coordinates": [marker.point.x, marker.point.y]}
 
 
-class FolderSerializer(serializers.Serializer):
-    id = serializers.CharField()
+class FolderSerializer(ResponseSerializer):
+    id = serializers.CharField(source="pk")
     name = serializers.CharField()
-    created_at = serializers.DateTimeField()
+    created_at = IsoDateTimeField()
 
 
 def _page(item: type[serializers.Serializer], name: str) -> type[serializers.Serializer]:
+    """A page of a list: render `{"count", "page_size", "next", "previous", "results": [rows]}`."""
     return type(
         name,
-        (serializers.Serializer,),
+        (ResponseSerializer,),
         {
             "count": serializers.IntegerField(),
             "page_size": serializers.IntegerField(),

@@ -60,46 +60,32 @@ def details_of(image: Image) -> RasterDetails:
         return RasterDetails(image=image)
 
 
-def raster_json(image: Image) -> dict[str, Any]:
-    details = details_of(image)
-    data: dict[str, Any] = {
-        "id": str(image.pk),
-        "name": image.name,
-        "status": raster_status(image),
-        "error": image.error or None,
-        "folder_id": str(image.project_id),
-        "captured_at": image.captured_at.isoformat() if image.captured_at else None,
-        "identity_key": details.identity_key or None,
-        "user_tag": details.user_tag or None,
-        "cloud_coverage": details.cloud_coverage,
-        "multispectral": details.multispectral,
-        "type": "raster",
-        "width": image.width,
-        "height": image.height,
-        "bands_count": image.band_count,
-        "multispectral_band_specification": band_specification(image),
-        "tms_url": None,
-        "tiles_min_zoom": None,
-        "tiles_max_zoom": None,
-        "footprint": None,
-    }
-    if image.status == Image.Status.READY and image.cog_version:
-        bands = tuple(image.display_bands or [1, 2, 3][: image.band_count or 3])
-        rescale = tuple(tuple(r) for r in image.rescale) if image.rescale else None
-        data["tms_url"] = tile_url_template(
-            settings.TILE_BASE_URL, image.pk, image.cog_version, 1, "png", tile_query(bands, rescale)
-        )
-        try:
-            data["tiles_min_zoom"], data["tiles_max_zoom"] = zoom_range(
-                image.crs, image.bounds, image.width, image.height
-            )
-        except Exception:  # noqa: BLE001 - zooms are informative only; a CRS oddity must not break the raster
-            pass
-    if image.footprint is not None:
-        footprint = json.loads(image.footprint.geojson)
-        footprint["bbox"] = list(image.footprint.extent)
-        data["footprint"] = footprint
-    return data
+def raster_tms_url(image: Image) -> str | None:
+    """The raster's tile URL template, once it is processed (None before)."""
+    if image.status != Image.Status.READY or not image.cog_version:
+        return None
+    bands = tuple(image.display_bands or [1, 2, 3][: image.band_count or 3])
+    rescale = tuple(tuple(r) for r in image.rescale) if image.rescale else None
+    return tile_url_template(settings.TILE_BASE_URL, image.pk, image.cog_version, 1, "png", tile_query(bands, rescale))
+
+
+def raster_zooms(image: Image) -> tuple[int | None, int | None]:
+    """(tiles_min_zoom, tiles_max_zoom) of a processed raster; (None, None) before, or for a CRS oddity."""
+    if image.status != Image.Status.READY or not image.cog_version:
+        return None, None
+    try:
+        return zoom_range(image.crs, image.bounds, image.width, image.height)
+    except Exception:  # noqa: BLE001 - zooms are informative only; a CRS oddity must not break the raster
+        return None, None
+
+
+def raster_footprint(image: Image) -> dict[str, Any] | None:
+    """The footprint as GeoJSON with its bbox, or None."""
+    if image.footprint is None:
+        return None
+    footprint = json.loads(image.footprint.geojson)
+    footprint["bbox"] = list(image.footprint.extent)
+    return footprint
 
 
 def band_specification(image: Image) -> dict[str, Any]:
@@ -143,43 +129,24 @@ def apply_band_specification(image: Image, spec: Any) -> None:
 # --- detectors ---------------------------------------------------------------------------------------------------
 
 
-def detector_json(detector: Detector) -> dict[str, Any]:
-    return {
-        "id": str(detector.pk),
-        "name": detector.name,
-        "is_runnable": detector.training_runs.filter(status=RunStatus.SUCCEEDED).exists(),
-        "is_shared": False,
-        "user_tag": None,
-        "type": "custom",
-        "folder_id": str(detector.project_id) if detector.project_id else None,
-        "classes": [
-            {"id": str(c.pk), "name": c.name, "color": c.color} for c in detector.classes.order_by("position", "name")
-        ],
-        "configuration": detector.configuration(),
-    }
+def is_runnable(detector: Detector) -> bool:
+    """A detector runs once one of its trainings succeeded."""
+    return detector.training_runs.filter(status=RunStatus.SUCCEEDED).exists()
+
+
+def detector_classes(detector: Detector):
+    """The detector's classes in the order of the model's outputs."""
+    return detector.classes.order_by("position", "name")
 
 
 # --- operations --------------------------------------------------------------------------------------------------
 
 
-def operation_json(operation: Operation) -> dict[str, Any]:
-    """The operation as the client polls it; ends it first when the row it follows has ended."""
+def settled(operation: Operation) -> Operation:
+    """The operation as the client polls it: ended first when the row it follows has ended."""
     if operation.status == Operation.Status.RUNNING:
         _settle(operation)
-    return {
-        "id": str(operation.pk),
-        "type": operation.kind,
-        "status": operation.status,
-        "results": signed_results(operation.results, operation.blob_refs),
-        "errors": operation.errors,
-        "metadata": operation.metadata,
-        "created_at": operation.created_at.isoformat(),
-        "finished_at": operation.finished_at.isoformat() if operation.finished_at else None,
-    }
-
-
-def operation_reference(operation: Operation) -> dict[str, Any]:
-    return {"operation_id": str(operation.pk), "poll_interval": settings.PUBLIC_API_POLL_INTERVAL_S}
+    return operation
 
 
 def finished_operation(organization, user, kind: str, results=None, errors=None, metadata=None) -> Operation:
