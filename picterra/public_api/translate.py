@@ -171,14 +171,16 @@ def _settle(operation: Operation) -> None:
         return
     status, results, errors = outcome
     results, refs = split_blob_refs(results)
+    now = timezone.now()
     # Conditional: two polls racing to end the same operation store one result.
     updated = Operation.objects.filter(pk=operation.pk, status=Operation.Status.RUNNING).update(
-        status=status, results=results, blob_refs=refs, errors=errors, finished_at=timezone.now()
+        status=status, results=results, blob_refs=refs, errors=errors, finished_at=now
     )
-    operation.refresh_from_db() if not updated else None
-    if updated:
-        operation.status, operation.results, operation.errors = status, results, errors
-        operation.blob_refs = refs
+    if not updated:  # another poll ended it first: answer with what that one stored
+        operation.refresh_from_db()
+        return
+    operation.status, operation.results, operation.errors = status, results, errors
+    operation.blob_refs, operation.finished_at = refs, now
 
 
 def _outcome(operation: Operation) -> tuple[str, Any, Any] | None:

@@ -91,9 +91,14 @@ def test_operations_reflect_the_run_and_stay_readable(personas, owner_key):
     client = keyed(owner_key)
     url = BASE + f"operations/{operation.pk}/"
     assert client.get(url).json()["status"] == "running"
+    assert client.get(url).json()["finished_at"] is None
     TrainingRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, error="The worker stopped responding.")
     body = client.get(url).json()
     assert body["status"] == "failed" and body["errors"] == ["The worker stopped responding."]
+    # the poll that ends the operation already says when, and later polls say the same
+    operation.refresh_from_db()
+    assert body["finished_at"] == operation.finished_at.isoformat()
+    assert client.get(url).json()["finished_at"] == body["finished_at"]
     run.delete()  # the operation outlives what it followed
     assert client.get(url).json()["status"] == "failed"
 
