@@ -9,6 +9,9 @@ Django).
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -136,3 +139,20 @@ def test_the_detector_configuration_is_declared_once():
     assert set(Detector.CONFIGURATION_FIELDS) <= set(DetectorSerializer.Meta.fields)
     assert set(ConfigurationSerializer().fields) == set(Detector.CONFIGURATION_FIELDS)
     assert Detector().configuration() == {key: getattr(Detector(), key) for key in Detector.CONFIGURATION_FIELDS}
+
+
+def test_the_web_server_does_not_load_pytorch():
+    """The apps call the light parts of the ML core (the grid, raster I/O) at module level; PyTorch and the
+    networks (~0.9 GB per process, seconds to import) must stay in the workers (workers/ml/__init__.py loads
+    its public names lazily)."""
+    code = (
+        "import sys, django\n"
+        "django.setup()\n"
+        "import picterra.urls, detectors.detection, detectors.results, detectors.api.views\n"
+        "print(sorted(m for m in sys.modules if m == 'torch'))\n"
+        "sys.exit(1 if 'torch' in sys.modules else 0)\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "picterra.settings", "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-c", code]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -30,20 +30,49 @@ read), ``models`` (networks), ``train``, ``predict``, ``postprocess`` (masks -> 
 (procedural scenes for tests and experiments).
 """
 
-from .config import DetectorConfig, Recipe
-from .datasets import LabelledImage
-from .evaluation import ImageEvaluation, evaluate_image, evaluation_metrics
-from .model_card import load_model, save_model
-from .postprocess import Detection, detections_to_geojson
-from .predict import predict_array, predict_window, predict_windows
-from .raster_io import image_crs_to_lonlat, lonlat_to_image_crs
-from .scoring import score_detections
-from .train import train_detector
-from .trained import TrainedModel
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Public names -> the module defining them. Loaded on first use (PEP 562), so a caller that needs only the
+# light modules (``grid``, ``raster_io``, ``config``: the web server planning cells or storing results) does
+# not load PyTorch and the networks, which cost ~0.9 GB and seconds per process.
+_EXPORTS = {
+    "DetectorConfig": "config", "Recipe": "config", "LabelledImage": "datasets",
+    "ImageEvaluation": "evaluation", "evaluate_image": "evaluation", "evaluation_metrics": "evaluation",
+    "load_model": "model_card", "save_model": "model_card", "Detection": "postprocess",
+    "detections_to_geojson": "postprocess", "predict_array": "predict", "predict_window": "predict",
+    "predict_windows": "predict", "image_crs_to_lonlat": "raster_io", "lonlat_to_image_crs": "raster_io",
+    "score_detections": "scoring", "train_detector": "train", "TrainedModel": "trained",
+}
 __all__ = [
     "Detection", "DetectorConfig", "ImageEvaluation", "LabelledImage", "Recipe", "TrainedModel",
     "detections_to_geojson", "evaluate_image", "evaluation_metrics", "image_crs_to_lonlat", "load_model",
     "lonlat_to_image_crs", "predict_array", "predict_window", "predict_windows", "save_model", "score_detections",
     "train_detector",
 ]
+
+if TYPE_CHECKING:
+    from .config import DetectorConfig, Recipe
+    from .datasets import LabelledImage
+    from .evaluation import ImageEvaluation, evaluate_image, evaluation_metrics
+    from .model_card import load_model, save_model
+    from .postprocess import Detection, detections_to_geojson
+    from .predict import predict_array, predict_window, predict_windows
+    from .raster_io import image_crs_to_lonlat, lonlat_to_image_crs
+    from .scoring import score_detections
+    from .train import train_detector
+    from .trained import TrainedModel
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
