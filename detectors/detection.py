@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from pyproj import Geod
-from shapely import wkb
+from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
 from detectors.models import (
@@ -21,6 +21,7 @@ from detectors.models import (
     RunStatus,
     TrainingRun,
 )
+from detectors.training_inputs import to_image_crs
 from imagery.models import Image
 from picterra.jobs import Job, enqueue
 from workers.ml.grid import plan_grid_cells
@@ -82,14 +83,18 @@ def _margin_px(image: Image, largest_m: float) -> int:
     return int(min(MAX_MARGIN_PX, max(MIN_MARGIN_PX, math.ceil(1.25 * largest_m / pixel_m) + 32)))
 
 
+def detection_region(detector_id, image: Image) -> BaseGeometry | None:
+    """The union of the detector's detection areas on the image, in the image's CRS; None: the whole image.
+    Planning skips the cells outside it and each cell keeps only the objects inside it."""
+    areas = Area.objects.filter(detector_id=detector_id, image=image, kind=Area.Kind.DETECTION).only("geometry")
+    shapes = [to_image_crs(a.geometry, image.crs) for a in areas]
+    return unary_union(shapes) if shapes else None
+
+
 def plan_cells(run: DetectionRun, image: Image, largest_m: float) -> list[DetectionCell]:
-    transform = image.pixel_transform
-    areas = Area.objects.filter(detector=run.detector, image=image, kind=Area.Kind.DETECTION)
-    region = None
-    if areas.exists():
-        region = unary_union([wkb.loads(bytes(a.geometry.transform(image.crs, clone=True).wkb)) for a in areas])
+    region = detection_region(run.detector_id, image)
     margin = _margin_px(image, largest_m)
-    cells = plan_grid_cells(image.width, image.height, settings.DETECTION_CELL_SIZE, region, transform)
+    cells = plan_grid_cells(image.width, image.height, settings.DETECTION_CELL_SIZE, region, image.pixel_transform)
     return [
         DetectionCell(
             run=run,

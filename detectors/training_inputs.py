@@ -43,7 +43,8 @@ class ImageTrainingInputs:
         return [(g, c) for g, c in self.outlines if region is not None and g.intersects(region)]
 
 
-def _to_image_crs(geometry: GEOSGeometry, crs: str) -> BaseGeometry:
+def to_image_crs(geometry: GEOSGeometry, crs: str) -> BaseGeometry:
+    """A stored (lon/lat) geometry as a shapely geometry in an image's CRS."""
     return wkb.loads(bytes(geometry.transform(crs, clone=True).wkb))
 
 
@@ -67,14 +68,14 @@ def gather_training_inputs(detector: Detector) -> list[ImageTrainingInputs]:
                 Area.Kind.ACCURACY: item.accuracy_areas,
             }.get(area.kind)
             if target is not None:
-                target.append(_to_image_crs(area.geometry, image.crs))
+                target.append(to_image_crs(area.geometry, image.crs))
                 item.area_ids.setdefault(area.kind, []).append(str(area.pk))
         if item.accuracy_areas:
             scored = unary_union(item.accuracy_areas)
             kept = [a.difference(scored) for a in item.training_areas]
             item.training_areas = [a for a in kept if not a.is_empty]
         for outline in Annotation.objects.filter(detector=detector, image=image).order_by("created_at"):
-            item.outlines.append((_to_image_crs(outline.geometry, image.crs), class_names[outline.detector_class_id]))
+            item.outlines.append((to_image_crs(outline.geometry, image.crs), class_names[outline.detector_class_id]))
         inputs.append(item)
     return inputs
 

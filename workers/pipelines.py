@@ -21,12 +21,10 @@ from django.contrib.gis.geos import GEOSGeometry
 from django.db import transaction
 from django.utils import timezone
 from shapely import affinity
-from shapely.ops import unary_union
 
 from detectors import exports
-from detectors.detection import model_class_ids
+from detectors.detection import detection_region, model_class_ids
 from detectors.models import (
-    Area,
     DetectedObject,
     DetectionCell,
     DetectionRun,
@@ -257,8 +255,7 @@ def run_detection_cell(cell_id: str) -> str:
     image = cell.image
     # By the ids saved when the version trained: a renamed class keeps its objects, a deleted one's are skipped.
     class_ids = model_class_ids(run.training_run, list(model.config.classes))
-    areas = Area.objects.filter(detector_id=run.detector_id, image=image, kind=Area.Kind.DETECTION)
-    region = unary_union([to_shapely(a.geometry.transform(image.crs, clone=True)) for a in areas]) if areas else None
+    region = detection_region(run.detector_id, image)
     col, row, width, height = cell.window
     grid_cell = GridCell(0, 0, rasterio.windows.Window(col, row, width, height))
     beating = DetectionCell.objects.filter(pk=cell_id, status=DetectionCell.Status.RUNNING)
