@@ -1,15 +1,18 @@
 """Where a training or detection run stands: claims, progress and final states of the rows this app owns.
 
-The job functions (workers/pipelines.py) load, call the ML core and store; what a row's state is, when a job
-may take it, how progress is counted and which final state a run ends in is decided here, beside the
-models. Every claim is a conditional UPDATE that counts the attempt before any work, so a job delivered
-twice runs once, a job that keeps stopping its worker ends `failed` after a bounded number of attempts
-(TRAINING_MAX_ATTEMPTS, DETECTION_CELL_ATTEMPTS, DETECTION_FINISH_ATTEMPTS), and a job whose row another
-worker is moving (fresh heartbeat) answers ``RUNNING_ELSEWHERE`` so its task comes back later.
+The job functions (workers/pipelines.py) load, call the ML core and return what to store; what a row's state is,
+when a job may take it, how progress is counted, what is stored and which final state a run ends in is decided
+here, beside the models: one ``picterra.jobs.RowState`` per kind of row (``TRAINING_RUN``, ``DETECTION_CELL``,
+``DETECTION_FINISH``), run by ``picterra.jobs.run_row_job``. Every claim is a conditional UPDATE that counts the
+attempt before any work, so a job delivered twice runs once, a job that keeps stopping its worker ends `failed`
+after a bounded number of attempts (TRAINING_MAX_ATTEMPTS, DETECTION_CELL_ATTEMPTS, DETECTION_FINISH_ATTEMPTS),
+and a job whose row another worker is moving (fresh heartbeat) answers ``RUNNING_ELSEWHERE`` so its task comes
+back later.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -18,17 +21,14 @@ from django.db.models import Count, F, Q, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from detectors.models import DetectedObject, DetectionCell, DetectionRun, RunStatus, TrainingRun
-from picterra.jobs import RUNNING_ELSEWHERE, Job, enqueue
+from detectors.models import DetectedObject, DetectionCell, DetectionRun, RunStatus, TrainingRun, training_run_prefix
+from imagery.storage import get_blob_store
+from picterra.jobs import RUNNING_ELSEWHERE, Job, RowMoved, RowState, enqueue
 
 PROGRESS_EVERY_S = 2.0
 LOSS_HISTORY_LENGTH = 300
 ACTIVE = (RunStatus.PENDING, RunStatus.RUNNING)
 CELLS_LEFT = (DetectionCell.Status.PENDING, DetectionCell.Status.RUNNING)
-
-
-class RunCancelled(Exception):
-    """The run was cancelled (or ended elsewhere) while this job worked on it."""
 
 
 # --- training runs ----------------------------------------------------------------------------------------------
@@ -70,13 +70,14 @@ def claim_training_run(run_id: str) -> str:
 
 
 def report_training_progress(run_id: str, step: int, total: int, history: list[float]) -> None:
-    """Write the step and the loss curve (also the run's heartbeat); RunCancelled when the run stopped."""
+    """Write the step and the loss curve (also the run's heartbeat); ``RowMoved`` when the run stopped
+    (cancelled, or failed by the sweeper) so the training loop ends at once."""
     moved = TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
         heartbeat_at=timezone.now(),
         progress={"step": step, "total": total, "loss": history[-1], "loss_history": history[-LOSS_HISTORY_LENGTH:]},
     )
     if not moved:
-        raise RunCancelled()
+        raise RowMoved(TrainingRun.objects.filter(pk=run_id).values_list("status", flat=True).first() or "deleted")
 
 
 def training_summary(card: dict) -> dict:
@@ -100,14 +101,64 @@ def end_training_run(run_id: str, status: str, **fields) -> None:
     )
 
 
-def succeed_training_run(run_id: str, history: list[float], card: dict, **fields) -> None:
-    progress = TrainingRun.objects.filter(pk=run_id).values_list("progress", flat=True).first() or {}
-    end_training_run(
-        run_id,
-        RunStatus.SUCCEEDED,
-        progress={**progress, "loss_history": history[-LOSS_HISTORY_LENGTH:], **training_summary(card)},
-        **fields,
-    )
+@dataclass(frozen=True)
+class TrainedVersion:
+    """What a training attempt produced: its files (under ``prefix``, one per attempt), loss curve, model
+    card, the score on accuracy areas and the statistics of its inputs."""
+
+    prefix: str
+    keys: dict[str, str]
+    history: list[float]
+    card: dict
+    metrics: dict
+    stats: dict
+
+
+class TrainingRunState(RowState):
+    """A training run's row: ``heartbeat_at`` moves with progress reports and the job's heartbeat."""
+
+    def claim(self, run_id: str) -> str:
+        return claim_training_run(run_id)
+
+    def beat(self, run_id: str) -> None:
+        TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
+
+    def succeed(self, run_id: str, result: TrainedVersion) -> str:
+        """The run points to this attempt's files; files of other attempts (a worker that died mid-run, a
+        duplicate that lost) are removed, and so are this attempt's if the run ended meanwhile."""
+        progress = TrainingRun.objects.filter(pk=run_id).values_list("progress", flat=True).first() or {}
+        end_training_run(
+            run_id,
+            RunStatus.SUCCEEDED,
+            progress={
+                **progress,
+                "loss_history": result.history[-LOSS_HISTORY_LENGTH:],
+                **training_summary(result.card),
+            },
+            metrics=result.metrics,
+            stats=result.stats,
+            weights_key=next((k for name, k in result.keys.items() if name.endswith(".safetensors")), ""),
+            model_card_key=next((k for name, k in result.keys.items() if name.endswith(".json")), ""),
+        )
+        row = TrainingRun.objects.filter(pk=run_id).values_list("status", "weights_key").first()
+        store = get_blob_store()
+        if row is None or not row[1].startswith(result.prefix):
+            store.delete_prefix(result.prefix)  # another attempt finished first, or the run ended: not ours
+            return row[0] if row else "deleted"
+        run_prefix = training_run_prefix(run_id)
+        attempts = {key[: key.index("/", len(run_prefix)) + 1] for key in store.list(run_prefix)}
+        for other in attempts - {result.prefix}:
+            store.delete_prefix(other)
+        return RunStatus.SUCCEEDED
+
+    def fail(self, run_id: str, message: str) -> None:
+        end_training_run(run_id, RunStatus.FAILED, error=message)
+
+    def unexpected_failure(self, error: Exception) -> str:
+        return "Training failed unexpectedly. Please try again."
+
+
+TRAINING_RUN = TrainingRunState()
 
 
 # --- detection cells ----------------------------------------------------------------------------------------------
@@ -124,9 +175,7 @@ def claim_detection_cell(cell_id: str) -> str:
     Returns ``running`` when claimed, else ``failed`` or ``skipped`` (cancelled, done, deleted).
     """
     now = timezone.now()
-    claimable = DetectionCell.objects.filter(
-        pk=cell_id, status__in=CELLS_LEFT, run__status__in=ACTIVE
-    )
+    claimable = DetectionCell.objects.filter(pk=cell_id, status__in=CELLS_LEFT, run__status__in=ACTIVE)
     claimed = claimable.filter(attempts__lt=settings.DETECTION_CELL_ATTEMPTS).update(
         status=DetectionCell.Status.RUNNING, attempts=F("attempts") + 1, updated_at=now
     )
@@ -142,36 +191,62 @@ def claim_detection_cell(cell_id: str) -> str:
     return RunStatus.RUNNING
 
 
-def store_cell_objects(cell: DetectionCell, rows: list[DetectedObject], seconds: float) -> str:
-    """Replace the cell's objects with ``rows`` and mark it done, unless it was cancelled meanwhile."""
-    with transaction.atomic():
-        if not DetectionCell.objects.filter(pk=cell.pk, status=DetectionCell.Status.RUNNING).exists():
-            return "cancelled"
-        DetectedObject.objects.filter(detection_run_id=cell.run_id, image_id=cell.image_id, cell=cell.key).delete()
-        DetectedObject.objects.bulk_create(rows, batch_size=1000)
-        DetectionCell.objects.filter(pk=cell.pk).update(
-            status=DetectionCell.Status.DONE,
-            objects_count=len(rows),
-            seconds=seconds,
-            error="",
-            updated_at=timezone.now(),
-        )
-        refresh_detection_progress(cell.run_id)
-    finish_when_no_cell_left(cell.run_id)
-    return "done"
+@dataclass(frozen=True)
+class CellObjects:
+    """What detecting in one cell found (unsaved rows) and how long it took."""
+
+    rows: list[DetectedObject]
+    seconds: float
 
 
-def retry_or_fail_cell(cell_id: str, error: Exception) -> int | None:
-    """A cell's job raised: seconds to wait before its retry (the cell back to pending), or None when its
-    attempts are spent (the cell failed with the reason, the run finishes without it)."""
-    attempts = DetectionCell.objects.filter(pk=cell_id).values_list("attempts", flat=True).first() or 0
-    if attempts < settings.DETECTION_CELL_ATTEMPTS:
+class DetectionCellState(RowState):
+    """A grid cell's row: ``updated_at`` is its heartbeat; errors are retried with backoff up to
+    DETECTION_CELL_ATTEMPTS, then the cell fails with the reason and the run finishes without it."""
+
+    def claim(self, cell_id: str) -> str:
+        return claim_detection_cell(cell_id)
+
+    def beat(self, cell_id: str) -> None:
+        DetectionCell.objects.filter(pk=cell_id, status=DetectionCell.Status.RUNNING).update(updated_at=timezone.now())
+
+    def succeed(self, cell_id: str, result: CellObjects) -> str:
+        """Replace the cell's objects with the found ones and mark it done, unless it was cancelled meanwhile;
+        the last cell to end queues the run's final step."""
+        with transaction.atomic():
+            cell = DetectionCell.objects.filter(pk=cell_id, status=DetectionCell.Status.RUNNING).first()
+            if cell is None:
+                return "cancelled"
+            DetectedObject.objects.filter(detection_run_id=cell.run_id, image_id=cell.image_id, cell=cell.key).delete()
+            DetectedObject.objects.bulk_create(result.rows, batch_size=1000)
+            DetectionCell.objects.filter(pk=cell.pk).update(
+                status=DetectionCell.Status.DONE,
+                objects_count=len(result.rows),
+                seconds=result.seconds,
+                error="",
+                updated_at=timezone.now(),
+            )
+            refresh_detection_progress(cell.run_id)
+        finish_when_no_cell_left(cell.run_id)
+        return "done"
+
+    def fail(self, cell_id: str, message: str) -> None:
+        fail_detection_cell(cell_id, message)
+
+    def unexpected_failure(self, error: Exception) -> str:
+        return f"{type(error).__name__}: {error}"
+
+    def retry_after(self, cell_id: str, error: Exception) -> int | None:
+        """The cell back to pending and the wait before its next attempt, while attempts are left."""
+        attempts = DetectionCell.objects.filter(pk=cell_id).values_list("attempts", flat=True).first() or 0
+        if attempts >= settings.DETECTION_CELL_ATTEMPTS:
+            return None
         DetectionCell.objects.filter(pk=cell_id, status=DetectionCell.Status.RUNNING).update(
             status=DetectionCell.Status.PENDING
         )
         return min(60, 2**attempts)
-    fail_detection_cell(cell_id, f"{type(error).__name__}: {error}")
-    return None
+
+
+DETECTION_CELL = DetectionCellState()
 
 
 def fail_detection_cell(cell_id: str, message: str) -> None:
@@ -270,14 +345,6 @@ def claim_detection_finish(run_id: str) -> str:
     return RUNNING_ELSEWHERE if status in ACTIVE else status or "deleted"
 
 
-def fail_detection_finish(run_id: str) -> None:
-    DetectionRun.objects.filter(pk=run_id, status__in=ACTIVE).update(
-        status=RunStatus.FAILED,
-        error="Putting the results together failed. Please run the detection again.",
-        finished_at=timezone.now(),
-    )
-
-
 def unfinished_run(run_id) -> DetectionRun | None:
     """The run, if it is still active and every cell has ended (else the final step has nothing to do)."""
     run = DetectionRun.objects.filter(pk=run_id).first()
@@ -316,3 +383,28 @@ def end_detection_run(run_id, keys: dict[str, str]) -> str:
             heartbeat_at=timezone.now(),
         )
     return status
+
+
+class DetectionFinishState(RowState):
+    """A detection run's final step (merge, exports, final state), on the run's row: ``heartbeat_at`` and
+    ``finish_attempts``. Its success is the run's final state from its cells."""
+
+    def claim(self, run_id: str) -> str:
+        return claim_detection_finish(run_id)
+
+    def beat(self, run_id: str) -> None:
+        DetectionRun.objects.filter(pk=run_id, status__in=ACTIVE).update(heartbeat_at=timezone.now())
+
+    def succeed(self, run_id: str, result: dict[str, str]) -> str:
+        return end_detection_run(run_id, result)
+
+    def fail(self, run_id: str, message: str) -> None:
+        DetectionRun.objects.filter(pk=run_id, status__in=ACTIVE).update(
+            status=RunStatus.FAILED, error=message, finished_at=timezone.now()
+        )
+
+    def unexpected_failure(self, error: Exception) -> str:
+        return "Putting the results together failed. Please run the detection again."
+
+
+DETECTION_FINISH = DetectionFinishState()

@@ -1,5 +1,5 @@
 """The job layer: queue work by name once the current transaction commits, without ever failing the
-request; keep a job's heartbeat moving while it works.
+request; run a job on its row (start, heartbeat, success, failure, retry) the same way for every job.
 
 Apps queue a job by its name (``Job``) through ``enqueue``, Celery's ``send_task``: they never import the
 worker modules that run it (``workers/tasks.py`` registers the names), so the import graph stays one-way
@@ -8,6 +8,11 @@ worker modules that run it (``workers/tasks.py`` registers the names), so the im
 The database row is the truth: if the broker is unreachable the row simply stays queued and the
 periodic sweeper (`workers/sweeper.py`) queues it again once it has waited STALE_JOB_TIMEOUT_S, so an
 outage of Redis never turns an upload into a server error nor leaves a job waiting forever.
+
+Every job keyed by a row runs through ``run_row_job``: the row's ``RowState`` (owned by the app that owns
+the row: ``imagery.ingest``, ``detectors.runs``) claims it, beats while the work runs, stores its success
+and records its failure; the work itself only loads, calls and returns what to store. The Celery base task
+(``workers.tasks.RowJob``) turns ``RUNNING_ELSEWHERE`` and ``RetryLater`` into Celery retries.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from enum import StrEnum
+from typing import Any
 
 from celery import current_app
 from django.conf import settings
@@ -24,8 +31,12 @@ from django.db import connections, transaction
 
 logger = logging.getLogger(__name__)
 
+#: A claim's answer when the row is now this job's to work on.
+RUNNING = "running"
 #: A job's answer when another worker's heartbeat on its row is still fresh: its task comes back later.
 RUNNING_ELSEWHERE = "running-elsewhere"
+#: The answer of a job whose row failed.
+FAILED = "failed"
 RETRY_POLICY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2}
 
 
@@ -95,3 +106,87 @@ def heartbeat(beat: Callable[[], object], every_s: float | None = None) -> Itera
     finally:
         stop.set()
         thread.join()
+
+
+class JobFailed(Exception):
+    """The work cannot succeed, and retrying will not change that: the row fails with this message, written
+    for the user in plain words (a file that is not an image, a detector without training areas)."""
+
+
+class RowMoved(Exception):
+    """The row left this job while it worked (cancelled, deleted, ended by another worker): nothing more is
+    written to it, and the job answers the row's ``status``."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class RetryLater(Exception):
+    """The work failed in a way worth another attempt: the row was put back, the job comes again after
+    ``countdown`` seconds (``workers.tasks.RowJob`` turns it into a Celery retry)."""
+
+    def __init__(self, countdown: int) -> None:
+        super().__init__(f"retry in {countdown} s")
+        self.countdown = countdown
+
+
+class RowState(ABC):
+    """How one kind of row records a job's life: start (the claim), heartbeat, success and failure.
+
+    Implemented by the app that owns the row, beside its model. Every write is conditional on the row
+    still being the job's, so a duplicate delivery, a cancel or the sweeper never see a row written twice.
+    """
+
+    @abstractmethod
+    def claim(self, row_id: str) -> str:
+        """Count the attempt and take the row before any work: ``RUNNING`` when taken, ``RUNNING_ELSEWHERE``
+        when another worker's heartbeat is fresh, else the row's state (done, cancelled, deleted, or
+        ``FAILED`` once its attempts are spent)."""
+
+    @abstractmethod
+    def beat(self, row_id: str) -> None:
+        """Move the row's heartbeat, which the sweeper and redelivered duplicates read."""
+
+    @abstractmethod
+    def succeed(self, row_id: str, result: Any) -> str:
+        """Store what the work returned and end the row; returns its state (the row's own, if it moved)."""
+
+    @abstractmethod
+    def fail(self, row_id: str, message: str) -> None:
+        """End the row as failed with ``message`` (plain words for the user), unless it already ended."""
+
+    def unexpected_failure(self, error: Exception) -> str:
+        """The message for an error nobody planned for (its details go to the worker's log, not the user)."""
+        return "This job failed unexpectedly. Please try again."
+
+    def retry_after(self, row_id: str, error: Exception) -> int | None:
+        """Seconds before another attempt after ``error`` (the row put back to wait for it), or None: fail."""
+        return None
+
+
+def run_row_job(state: RowState, row_id: str, work: Callable[[str], Any]) -> str:
+    """Run ``work`` on a row: claim it, keep its heartbeat moving, store the result or record the failure.
+
+    ``work(row_id)`` loads, calls and returns what ``state.succeed`` stores; it raises ``JobFailed`` for a
+    failure in plain words, ``RowMoved`` when the row left it. Any other error is retried when the row's
+    policy says so (``RetryLater``), else the row fails and the error is raised for the worker's log.
+    """
+    claimed = state.claim(row_id)
+    if claimed != RUNNING:
+        return claimed
+    try:
+        with heartbeat(lambda: state.beat(row_id)):
+            result = work(row_id)
+    except RowMoved as moved:
+        return moved.status
+    except JobFailed as failure:
+        state.fail(row_id, str(failure))
+        return FAILED
+    except Exception as error:
+        countdown = state.retry_after(row_id, error)
+        if countdown is not None:
+            raise RetryLater(countdown) from error
+        state.fail(row_id, state.unexpected_failure(error))
+        raise
+    return state.succeed(row_id, result)

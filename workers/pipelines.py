@@ -19,7 +19,6 @@ import rasterio
 from django.conf import settings
 from django.contrib.gis.geos import GEOSGeometry
 from django.db import transaction
-from django.utils import timezone
 from shapely import affinity
 
 from detectors import exports
@@ -28,29 +27,24 @@ from detectors.models import (
     DetectedObject,
     DetectionCell,
     DetectionRun,
-    RunStatus,
     TrainingRun,
     detection_run_prefix,
     training_run_prefix,
 )
 from detectors.results import lonlat_geometry, stored_geometries, to_shapely
 from detectors.runs import (
+    DETECTION_CELL,
+    DETECTION_FINISH,
     PROGRESS_EVERY_S,
-    RunCancelled,
-    claim_detection_cell,
-    claim_detection_finish,
-    claim_training_run,
-    end_detection_run,
-    end_training_run,
-    fail_detection_finish,
+    TRAINING_RUN,
+    CellObjects,
+    TrainedVersion,
     report_training_progress,
-    store_cell_objects,
-    succeed_training_run,
     unfinished_run,
 )
 from detectors.training_inputs import gather_training_inputs, training_problems, training_stats
 from imagery.storage import get_blob_store
-from picterra.jobs import heartbeat
+from picterra.jobs import JobFailed, RowMoved, run_row_job
 from workers.ml import train as ml_train
 from workers.ml.config import DetectorConfig
 from workers.ml.datasets import LabelledImage
@@ -64,22 +58,22 @@ from workers.ml.trained import TrainedModel
 logger = logging.getLogger(__name__)
 
 
-
 # --- Training -----------------------------------------------------------------------------------------------------
 
 
 def run_training(run_id: str) -> str:
-    """Train, save, predict in testing areas and score accuracy areas for one queued training run."""
-    claimed = claim_training_run(run_id)
-    if claimed != RunStatus.RUNNING:
-        return claimed
+    """One queued training run, start to end (``detectors.runs.TRAINING_RUN`` records its state)."""
+    return run_row_job(TRAINING_RUN, run_id, train_and_evaluate)
+
+
+def train_and_evaluate(run_id: str) -> TrainedVersion:
+    """Train, save the weights, predict the testing areas and score the accuracy areas."""
     run = TrainingRun.objects.select_related("detector").get(pk=run_id)
     detector = run.detector
     inputs = gather_training_inputs(detector)
     problems = training_problems(detector, inputs)
     if problems:
-        end_training_run(run_id, RunStatus.FAILED, error=" ".join(problems))
-        return RunStatus.FAILED
+        raise JobFailed(" ".join(problems))
     stats = training_stats(detector, inputs)
     class_rows = list(detector.classes.order_by("position", "name").values_list("pk", "name"))
     classes = [name for _, name in class_rows]
@@ -112,10 +106,8 @@ def run_training(run_id: str) -> str:
     store = get_blob_store()
     # Each attempt writes under its own prefix: an attempt that loses a race never deletes the winner's files.
     prefix = f"{training_run_prefix(run_id)}{uuid.uuid4().hex[:12]}/"
-    beating = TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING)
     try:
-        # Progress reports beat during the training loop; this covers loading, saving, predicting, scoring.
-        with heartbeat(lambda: beating.update(heartbeat_at=timezone.now())), rasterio.Env(**inputs[0].gdal_env):
+        with rasterio.Env(**inputs[0].gdal_env):
             model = ml_train.train_detector(
                 images,
                 config,
@@ -130,42 +122,13 @@ def run_training(run_id: str) -> str:
                     keys[path.name] = prefix + path.name
                     store.put_file(keys[path.name], path, move=True)
             metrics = _predict_and_score(run, model, inputs, classes)
-    except RunCancelled:
-        store.delete_prefix(prefix)
-        return RunStatus.CANCELLED
     except ValueError as exc:
         store.delete_prefix(prefix)
-        end_training_run(run_id, RunStatus.FAILED, error=f"Training could not start: {exc}.")
-        return RunStatus.FAILED
-    except Exception:
-        store.delete_prefix(prefix)
-        end_training_run(run_id, RunStatus.FAILED, error="Training failed unexpectedly. Please try again.")
+        raise JobFailed(f"Training could not start: {exc}.") from exc
+    except BaseException:
+        store.delete_prefix(prefix)  # cancelled, or failed: this attempt's files are nobody's
         raise
-    succeed_training_run(
-        run_id,
-        history,
-        model.card,
-        metrics=metrics,
-        stats=stats,
-        weights_key=next((k for name, k in keys.items() if name.endswith(".safetensors")), ""),
-        model_card_key=next((k for name, k in keys.items() if name.endswith(".json")), ""),
-    )
-    _keep_only_the_winning_attempt(run_id, prefix)
-    return RunStatus.SUCCEEDED
-
-
-def _keep_only_the_winning_attempt(run_id, prefix: str) -> None:
-    """After a worker died mid-run, its attempt may have left files: keep the files the row points to."""
-    store = get_blob_store()
-    winner = TrainingRun.objects.filter(pk=run_id).values_list("weights_key", flat=True).first() or ""
-    if not winner.startswith(prefix):
-        store.delete_prefix(prefix)  # another attempt finished first; it owns the run
-        return
-    attempts = {
-        key[: key.index("/", len(training_run_prefix(run_id))) + 1] for key in store.list(training_run_prefix(run_id))
-    }
-    for other in attempts - {prefix}:
-        store.delete_prefix(other)
+    return TrainedVersion(prefix=prefix, keys=keys, history=history, card=model.card, metrics=metrics, stats=stats)
 
 
 def _predict_and_score(run: TrainingRun, model: TrainedModel, inputs, classes: list[str]) -> dict:
@@ -243,10 +206,12 @@ def load_trained_model(training_run: TrainingRun) -> TrainedModel:
 
 
 def run_detection_cell(cell_id: str) -> str:
-    """Detect the objects owned by one grid cell and replace that cell's objects with them."""
-    claimed = claim_detection_cell(cell_id)
-    if claimed != RunStatus.RUNNING:
-        return claimed
+    """One grid cell of a detection run (``detectors.runs.DETECTION_CELL`` records its state and retries)."""
+    return run_row_job(DETECTION_CELL, cell_id, detect_cell_objects)
+
+
+def detect_cell_objects(cell_id: str) -> CellObjects:
+    """The objects owned by one grid cell, as unsaved rows (they replace the cell's objects when stored)."""
     cell = DetectionCell.objects.select_related("run__training_run", "image").get(pk=cell_id)
     run = cell.run
     started = time.monotonic()
@@ -258,12 +223,7 @@ def run_detection_cell(cell_id: str) -> str:
     region = detection_region(run.detector_id, image)
     col, row, width, height = cell.window
     grid_cell = GridCell(0, 0, rasterio.windows.Window(col, row, width, height))
-    beating = DetectionCell.objects.filter(pk=cell_id, status=DetectionCell.Status.RUNNING)
-    with (
-        heartbeat(lambda: beating.update(updated_at=timezone.now())),
-        rasterio.Env(**store.gdal_env()),
-        rasterio.open(store.gdal_path(image.cog_key)) as src,
-    ):
+    with rasterio.Env(**store.gdal_env()), rasterio.open(store.gdal_path(image.cog_key)) as src:
         found = detect_in_cell(model, src, grid_cell, cell.margin, region)
     found = [d for d in found if class_ids.get(d.class_name)]
     rows = [
@@ -278,31 +238,28 @@ def run_detection_cell(cell_id: str) -> str:
         )
         for d, (geometry, area_m2) in zip(found, stored_geometries([d.geometry for d in found], image.crs), strict=True)
     ]
-    return store_cell_objects(cell, rows, time.monotonic() - started)
+    return CellObjects(rows=rows, seconds=time.monotonic() - started)
 
 
 def finish_detection(run_id: str) -> str:
-    """All cells ended: merge, write the exports and give the run its final state. Safe to run twice, at
-    once too: the start is claimed (and counted), so one caller works at a time; the heartbeat moves
-    throughout. No transaction is open while merging and exporting (SpatiaLite would block every other
-    writer for the whole export): only the final status update is one, short, with the run's row locked.
-    A retry redoes the same work: the merge leaves merged objects alone and the exports overwrite the same
-    keys, so nothing is doubled or left behind."""
-    claimed = claim_detection_finish(run_id)
-    if claimed != RunStatus.RUNNING:
-        return claimed
-    beating = DetectionRun.objects.filter(pk=run_id, status__in=(RunStatus.PENDING, RunStatus.RUNNING))
-    try:
-        with heartbeat(lambda: beating.update(heartbeat_at=timezone.now())):
-            run = unfinished_run(run_id)
-            if run is None:
-                return DetectionRun.objects.filter(pk=run_id).values_list("status", flat=True).first() or "deleted"
-            merge_border_objects(run)  # its own short transaction per image
-            keys = write_detection_exports(run)  # files and blobs, outside any transaction
-            return end_detection_run(run_id, keys)
-    except Exception:
-        fail_detection_finish(run_id)
-        raise
+    """All cells ended: merge, write the exports and give the run its final state
+    (``detectors.runs.DETECTION_FINISH``). Safe to run twice, at once too: the start is claimed (and
+    counted), so one caller works at a time; the heartbeat moves throughout."""
+    return run_row_job(DETECTION_FINISH, run_id, merge_and_export)
+
+
+def merge_and_export(run_id: str) -> dict[str, str]:
+    """Merge objects across cell borders and write the exports; returns the exports' keys.
+
+    No transaction is open while merging and exporting (SpatiaLite would block every other writer for the
+    whole export): the final status update is one, short, with the run's row locked. A retry redoes the
+    same work: the merge leaves merged objects alone and the exports overwrite the same keys, so nothing is
+    doubled or left behind."""
+    run = unfinished_run(run_id)
+    if run is None:
+        raise RowMoved(DetectionRun.objects.filter(pk=run_id).values_list("status", flat=True).first() or "deleted")
+    merge_border_objects(run)  # its own short transaction per image
+    return write_detection_exports(run)  # files and blobs, outside any transaction
 
 
 def merge_border_objects(run: DetectionRun) -> int:

@@ -2,10 +2,11 @@
 
 Arguments are ids, never model instances or file contents. The database row is the truth about a job; a
 task delivered twice (acks_late after a worker died, or queued again by a sweep after its message was lost)
-finds the row and acts idempotently: each job function claims its row with a conditional UPDATE that counts
-the attempt (detectors/runs.py, imagery/ingest.py), so a job that keeps killing its worker ends failed after
-a bounded number. ``RowJob`` declares what every such task shares: late acknowledgement, and coming back
-later when another worker is moving the row.
+finds the row and acts idempotently: every job on a row runs through ``picterra.jobs.run_row_job``, whose
+``RowState`` (imagery.ingest, detectors.runs) claims the row with a conditional UPDATE that counts the
+attempt, beats, stores the success and records the failure, so a job that keeps killing its worker ends
+failed after a bounded number. ``RowJob`` declares what every such task shares: late acknowledgement, and
+Celery retries for a row another worker is moving or an error its row's policy retries.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from celery import Task, shared_task
 from celery.signals import worker_process_init
 from django.conf import settings
 
-from detectors.runs import retry_or_fail_cell
 from imagery.ingest import ingest_image as run_ingest
 from imagery.purge import purge_pending_blobs
-from picterra.jobs import RUNNING_ELSEWHERE, Job
+from picterra.jobs import RUNNING_ELSEWHERE, Job, RetryLater
 from workers import pipelines, sweeper
 
 
@@ -29,16 +29,20 @@ def share_cpu_cores(**_) -> None:
 
 
 class RowJob(Task):
-    """A job keyed by one row. Acknowledged late, so a worker that dies mid-job leaves its message to be
-    delivered again; retried without limit (the row's claim bounds the attempts). A job that finds its row
-    moved by another worker (``RUNNING_ELSEWHERE``: that heartbeat is fresh, but its worker may have just
-    died) comes back once that heartbeat would have gone stale."""
+    """A job keyed by one row (run by ``picterra.jobs.run_row_job``). Acknowledged late, so a worker that
+    dies mid-job leaves its message to be delivered again; retried without limit (the row's claim bounds the
+    attempts). A job that finds its row moved by another worker (``RUNNING_ELSEWHERE``: that heartbeat is
+    fresh, but its worker may have just died) comes back once that heartbeat would have gone stale; one whose
+    row's policy retries an error (``RetryLater``) comes back after the row's wait."""
 
     acks_late = True
     max_retries = None
 
-    def unless_running_elsewhere(self, result: str) -> str:
-        """The job's result, or a retry once the other worker's heartbeat would have gone stale."""
+    def __call__(self, *args, **kwargs):
+        try:
+            result = super().__call__(*args, **kwargs)
+        except RetryLater as later:
+            raise self.retry(exc=later.__cause__ or later, countdown=later.countdown) from later
         if result == RUNNING_ELSEWHERE:
             raise self.retry(countdown=settings.JOB_HEARTBEAT_STALE_S)
         return result
@@ -49,26 +53,19 @@ def ingest_image(image_id: str) -> str:
     return run_ingest(image_id)
 
 
-@shared_task(name=Job.TRAIN_DETECTOR.value, base=RowJob, bind=True)
-def train_detector(self: RowJob, run_id: str) -> str:
-    return self.unless_running_elsewhere(pipelines.run_training(run_id))
+@shared_task(name=Job.TRAIN_DETECTOR.value, base=RowJob)
+def train_detector(run_id: str) -> str:
+    return pipelines.run_training(run_id)
 
 
-@shared_task(name=Job.DETECT_CELL.value, base=RowJob, bind=True)
-def detect_cell(self: RowJob, cell_id: str) -> str:
-    """One grid cell. An error is retried after the wait the cell's policy gives, or fails the cell."""
-    try:
-        return pipelines.run_detection_cell(cell_id)
-    except Exception as exc:
-        countdown = retry_or_fail_cell(cell_id, exc)
-        if countdown is None:
-            raise
-        raise self.retry(exc=exc, countdown=countdown) from exc
+@shared_task(name=Job.DETECT_CELL.value, base=RowJob)
+def detect_cell(cell_id: str) -> str:
+    return pipelines.run_detection_cell(cell_id)
 
 
-@shared_task(name=Job.FINISH_DETECTION.value, base=RowJob, bind=True)
-def finish_detection(self: RowJob, run_id: str) -> str:
-    return self.unless_running_elsewhere(pipelines.finish_detection(run_id))
+@shared_task(name=Job.FINISH_DETECTION.value, base=RowJob)
+def finish_detection(run_id: str) -> str:
+    return pipelines.finish_detection(run_id)
 
 
 @shared_task(name=Job.SWEEP_STALE_JOBS.value)
