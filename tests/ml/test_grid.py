@@ -42,6 +42,7 @@ def test_objects_of_the_same_cell_are_never_merged():
     a, b = Point(0, 0).buffer(10), Point(5, 0).buffer(10)
     assert merge_across_cells([a, b], ["r0c0", "r0c0"], ["tree", "tree"]) == []
     assert merge_across_cells([a, b], ["r0c0", "r0c1"], ["tree", "tree"]) == [[0, 1]]
+    assert merge_across_cells([], [], []) == []  # no object near a border: the run's finish must not fail
 
 
 def test_border_strips_follow_the_inner_borders_only():

@@ -76,6 +76,8 @@ def merge_across_cells(
     covers at least ``min_overlap`` of the smaller one (a border object split differently by each cell's
     view). Groups are closed transitively (an object on a corner can be seen by four cells).
     """
+    if not polygons:  # no object near any border (STRtree.query refuses an empty list)
+        return []
     tree = STRtree(polygons)
     parent = list(range(len(polygons)))
 

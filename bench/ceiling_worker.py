@@ -1,0 +1,91 @@
+"""The Celery application of the ceiling bench's worker: the platform's own (``picterra.celery``), with the
+detector's network replaced by the recorded stand-in (``bench/standin.py``) in each pool process, and the
+detection's phases timed there.
+
+Only ``bench/bench_ceiling.py`` starts it (``celery -A bench.ceiling_worker worker ...``), with
+BENCH_STANDIN_OUTPUTS (the recorded logits), BENCH_STANDIN_SIZE (the large image's side) and
+BENCH_CEILING_PHASES (a folder where each pool process writes its phase times after each task).
+Everything else is the platform's code, unchanged: tasks, claims, COG reads, prediction around the network,
+post-processing, polygons, database writes, merge and exports.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import os
+import time
+from pathlib import Path
+
+from celery.signals import task_postrun, worker_process_init
+
+from picterra.celery import app  # noqa: F401  (the application `celery -A bench.ceiling_worker` runs)
+
+# phase: (module, function). Nested: a cell's time includes detect_in_cell's, which includes the read, the
+# probabilities (stand-in, softmax, blending), the instances and the polygons.
+PHASES = {
+    "cell": ("workers.pipelines", "run_detection_cell"),
+    "detect_in_cell": ("workers.pipelines", "detect_in_cell"),
+    "read": ("workers.ml.predict", "_read_padded"),
+    "probabilities": ("workers.ml.predict", "predict_array"),
+    "instances": ("workers.ml.predict", "instance_labels"),
+    "polygons": ("workers.ml.predict", "labels_to_detections"),
+    "lonlat_wkb": ("workers.pipelines", "stored_geometries"),
+    "db_writes": ("workers.pipelines", "store_cell_objects"),
+    "finish": ("workers.pipelines", "finish_detection"),
+    "merge": ("workers.pipelines", "merge_border_objects"),
+    "exports": ("workers.pipelines", "write_detection_exports"),
+}
+
+spent: dict[str, list[float]] = {}  # phase: [seconds, calls] in this process
+_networks: list = []
+
+
+def time_phases() -> None:
+    """Wrap each function of ``PHASES`` where its callers look it up, adding its time to ``spent``."""
+    for phase, (module_name, name) in PHASES.items():
+        module = importlib.import_module(module_name)
+        function = getattr(module, name)
+
+        @functools.wraps(function)
+        def timed(*args, _function=function, _phase=phase, **kwargs):
+            start = time.perf_counter()
+            try:
+                return _function(*args, **kwargs)
+            finally:
+                total = spent.setdefault(_phase, [0.0, 0])
+                total[0] += time.perf_counter() - start
+                total[1] += 1
+
+        setattr(module, name, timed)
+
+
+@worker_process_init.connect
+def use_recorded_network(**_) -> None:
+    """In each pool process: every model the cells load predicts with the stand-in; phases are timed."""
+    from bench.standin import RecordedOutputs, install_window_positions
+    from bench.standin import use_recorded_network as replace_network
+    from workers import pipelines
+
+    outputs = RecordedOutputs(Path(os.environ["BENCH_STANDIN_OUTPUTS"]), int(os.environ["BENCH_STANDIN_SIZE"]))
+    load = pipelines.load_trained_model
+
+    def load_trained_model(training_run):
+        model = replace_network(load(training_run), outputs)
+        if model.network not in _networks:
+            _networks.append(model.network)
+        return model
+
+    pipelines.load_trained_model = load_trained_model
+    install_window_positions()
+    time_phases()
+
+
+@task_postrun.connect
+def write_phases(**_) -> None:
+    folder = os.environ.get("BENCH_CEILING_PHASES")
+    if not folder:
+        return
+    phases = {**spent, "stand_in": [sum(n.seconds for n in _networks), 0]}
+    (Path(folder) / f"{os.getpid()}.json").write_text(json.dumps(phases))
