@@ -155,7 +155,7 @@ def forget_objects(run) -> None:
 def one_cell(model, run, image, outputs: Path) -> tuple[int, int, str]:
     """On one inner cell of ``run``: (objects the real network finds, objects the stand-in finds, profiles of
     the stand-in's cell: detect_in_cell and the lon/lat WKB, then the objects' database insert as
-    ``store_cell_objects`` does it, rolled back)."""
+    ``DetectionCellState.succeed`` does it, rolled back)."""
     import rasterio
     import torch
     from django.db import transaction

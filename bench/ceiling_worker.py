@@ -22,8 +22,8 @@ from celery.signals import task_postrun, worker_process_init
 
 from picterra.celery import app  # noqa: F401  (the application `celery -A bench.ceiling_worker` runs)
 
-# phase: (module, function). Nested: a cell's time includes detect_in_cell's, which includes the read, the
-# probabilities (stand-in, softmax, blending), the instances and the polygons.
+# phase: (module or module:Class, function). Nested: a cell's time includes detect_in_cell's, which includes the
+# read, the probabilities (stand-in, softmax, blending), the instances and the polygons.
 PHASES = {
     "cell": ("workers.pipelines", "run_detection_cell"),
     "detect_in_cell": ("workers.pipelines", "detect_in_cell"),
@@ -32,7 +32,7 @@ PHASES = {
     "instances": ("workers.ml.predict", "instance_labels"),
     "polygons": ("workers.ml.predict", "labels_to_detections"),
     "lonlat_wkb": ("workers.pipelines", "stored_geometries"),
-    "db_writes": ("workers.pipelines", "store_cell_objects"),
+    "db_writes": ("detectors.runs:DetectionCellState", "succeed"),
     "finish": ("workers.pipelines", "finish_detection"),
     "merge": ("workers.pipelines", "merge_border_objects"),
     "exports": ("workers.pipelines", "write_detection_exports"),
@@ -44,9 +44,11 @@ _networks: list = []
 
 def time_phases() -> None:
     """Wrap each function of ``PHASES`` where its callers look it up, adding its time to ``spent``."""
-    for phase, (module_name, name) in PHASES.items():
+    for phase, (owner_name, name) in PHASES.items():
+        module_name, _, class_name = owner_name.partition(":")
         module = importlib.import_module(module_name)
-        function = getattr(module, name)
+        owner = getattr(module, class_name) if class_name else module
+        function = getattr(owner, name)
 
         @functools.wraps(function)
         def timed(*args, _function=function, _phase=phase, **kwargs):
@@ -58,7 +60,7 @@ def time_phases() -> None:
                 total[0] += time.perf_counter() - start
                 total[1] += 1
 
-        setattr(module, name, timed)
+        setattr(owner, name, timed)
 
 
 @worker_process_init.connect
