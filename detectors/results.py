@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable, Sequence
 
 from django.contrib.gis.geos import GEOSGeometry
+from django.db import connection
 from pyproj import CRS, Geod
 from shapely import wkb as shapely_wkb
 from shapely.geometry.base import BaseGeometry
@@ -33,6 +34,39 @@ def stored_geometries(geometries: Sequence[BaseGeometry], crs) -> list[tuple[GEO
         area = original.area * metric**2 if metric else abs(GEOD.geometry_area_perimeter(g)[0])
         rows.append((GEOSGeometry(memoryview(g.wkb), srid=4326), area))
     return rows
+
+
+def insert_objects(rows: Sequence[DetectedObject]) -> None:
+    """Insert new objects (unsaved rows) in one pass.
+
+    On PostgreSQL by COPY: building INSERT statements in the ORM cost about twice the database's own time
+    for the thousands of objects of a detection cell (bench_ceiling's profile), the largest share of a
+    cell after the network. Geometries travel as hex EWKB, which PostGIS parses as geometry input. Other
+    databases (SpatiaLite) take ``bulk_create``. The rows' primary keys are not read back.
+    """
+    if connection.vendor != "postgresql":
+        DetectedObject.objects.bulk_create(rows, batch_size=1000)
+        return
+    meta, quote = DetectedObject._meta, connection.ops.quote_name
+    names = ("training_run", "detection_run", "image", "detector_class", "cell", "geometry", "score", "area_m2")
+    columns = ", ".join(quote(meta.get_field(name).column) for name in names)
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(
+                (
+                    row.training_run_id,
+                    row.detection_run_id,
+                    row.image_id,
+                    row.detector_class_id,
+                    row.cell,
+                    row.geometry.hexewkb.decode(),
+                    row.score,
+                    row.area_m2,
+                )
+            )
 
 
 def lonlat_geometry(geometry: BaseGeometry) -> tuple[GEOSGeometry, float]:

@@ -22,6 +22,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from detectors.models import DetectedObject, DetectionCell, DetectionRun, RunStatus, TrainingRun, training_run_prefix
+from detectors.results import insert_objects
 from imagery.storage import get_blob_store
 from picterra.jobs import RUNNING_ELSEWHERE, Job, RowMoved, RowState, enqueue
 
@@ -217,7 +218,7 @@ class DetectionCellState(RowState):
             if cell is None:
                 return "cancelled"
             DetectedObject.objects.filter(detection_run_id=cell.run_id, image_id=cell.image_id, cell=cell.key).delete()
-            DetectedObject.objects.bulk_create(result.rows, batch_size=1000)
+            insert_objects(result.rows)
             DetectionCell.objects.filter(pk=cell.pk).update(
                 status=DetectionCell.Status.DONE,
                 objects_count=len(result.rows),

@@ -31,7 +31,7 @@ from detectors.models import (
     detection_run_prefix,
     training_run_prefix,
 )
-from detectors.results import lonlat_geometry, stored_geometries, to_shapely
+from detectors.results import insert_objects, lonlat_geometry, stored_geometries, to_shapely
 from detectors.runs import (
     DETECTION_CELL,
     DETECTION_FINISH,
@@ -179,7 +179,7 @@ def _predict_and_score(run: TrainingRun, model: TrainedModel, inputs, classes: l
         ]
     with transaction.atomic():
         DetectedObject.objects.filter(training_run=run).delete()
-        DetectedObject.objects.bulk_create(rows, batch_size=1000)
+        insert_objects(rows)
         TrainingRun.objects.filter(pk=run.pk).update(review={"type": "FeatureCollection", "features": review})
     return evaluation_metrics(evaluations, classes, detection_type)
 
