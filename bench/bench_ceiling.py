@@ -163,7 +163,7 @@ def one_cell(model, run, image, outputs: Path) -> tuple[int, int, str]:
     from bench.standin import RecordedOutputs, install_window_positions, use_recorded_network
     from detectors.detection import detection_region, model_class_ids
     from detectors.models import DetectedObject
-    from detectors.results import stored_geometries
+    from detectors.results import insert_objects, stored_geometries
     from imagery.storage import get_blob_store
     from workers.ml.grid import GridCell
     from workers.ml.predict import detect_in_cell
@@ -194,13 +194,13 @@ def one_cell(model, run, image, outputs: Path) -> tuple[int, int, str]:
     writes = cProfile.Profile()
     with transaction.atomic():
         writes.enable()
-        DetectedObject.objects.bulk_create(rows, batch_size=1000)
+        insert_objects(rows)
         writes.disable()
         transaction.set_rollback(True)
     text = io.StringIO()
     text.write("detect_in_cell + lon/lat WKB:\n")
     pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(18)
-    text.write(f"inserting its {len(rows)} objects (bulk_create, batches of 1000, rolled back):\n")
+    text.write(f"inserting its {len(rows)} objects (detectors.results.insert_objects, rolled back):\n")
     pstats.Stats(writes, stream=text).sort_stats("tottime").print_stats(12)
     return real, len(found), text.getvalue()
 
