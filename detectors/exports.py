@@ -10,6 +10,7 @@ import numpy as np
 import pyogrio.raw
 from django.contrib.gis.db.models.functions import AsGeoJSON, AsWKB
 from django.db.models import Count, Sum
+from django.utils.text import slugify
 
 from detectors.models import Area, DetectedObject, DetectionRun
 
@@ -17,6 +18,29 @@ BATCH = 5000
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
 FORMULA_STARTS = ("=", "+", "-", "@")
 CONTROL_STARTS = ("\t", "\r", "\n")
+
+
+#: The name each export downloads as ends with this (the part after detector, image, version and date).
+DOWNLOAD_SUFFIXES = {"geojson": ".geojson", "gpkg": ".gpkg", "csv": "-counts.csv"}
+NAME_PART_CHARS = 40
+
+
+def _name_part(text: str, fallback: str) -> str:
+    """ASCII slug of a user's name (accents folded, anything else dropped), at most NAME_PART_CHARS long."""
+    return slugify(text)[:NAME_PART_CHARS].strip("-_") or fallback
+
+
+def download_filename(run: DetectionRun, fmt: str) -> str:
+    """The file name an export downloads as: ``<detector>-<image>-v<version>-<date><suffix>``.
+
+    Every run's files used to save as ``objects.geojson``; named after what they hold, several downloads sit
+    side by side. A run over several images says how many. Safe anywhere: ASCII slugs, under 200 characters.
+    """
+    images = sorted((image.name or Path(image.original_filename).stem) for image in run.images.all())
+    image_part = _name_part(images[0], "image") if len(images) == 1 else f"{len(images)}-images"
+    when = (run.finished_at or run.created_at).date().isoformat()
+    parts = (_name_part(run.detector.name, "detector"), image_part, f"v{run.training_run.version}", when)
+    return "-".join(parts) + DOWNLOAD_SUFFIXES.get(fmt, f".{slugify(fmt) or 'bin'}")
 
 
 def spreadsheet_safe(value: object) -> object:

@@ -15,7 +15,7 @@ export default defineConfig(({ command }) => ({
     chunkSizeWarningLimit: 2000,
   },
   server: {
-    proxy: Object.fromEntries(["/api", "/accounts", "/blobs", "/tiles", "/static/drf"].map((p) => [p, backend])),
+    proxy: Object.fromEntries(["/api", "/accounts", "/blobs", "/tiles", "/static/drf", "/static/picterra", "/favicon.ico"].map((p) => [p, backend])),
   },
   test: {
     environment: "node",

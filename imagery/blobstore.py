@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import io
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -151,8 +152,19 @@ class BlobStore(abc.ABC):
         """Like ``list`` (sorted by key), with each blob's size and last-modified time (for cleanups)."""
 
     @abc.abstractmethod
-    def signed_url(self, key: str, method: Method, expires_s: int, content_type: str | None = None) -> str:
-        """A URL that lets its bearer GET or PUT this one blob, without other credentials, for ``expires_s``."""
+    def signed_url(
+        self,
+        key: str,
+        method: Method,
+        expires_s: int,
+        content_type: str | None = None,
+        download_name: str | None = None,
+    ) -> str:
+        """A URL that lets its bearer GET or PUT this one blob, without other credentials, for ``expires_s``.
+
+        ``download_name`` (a GET only; see ``check_download_name``) is the file name a browser saves it under:
+        the answer carries ``Content-Disposition: attachment; filename="<download_name>"``.
+        """
 
     @abc.abstractmethod
     def gdal_path(self, key: str) -> str:
@@ -187,6 +199,20 @@ class BlobStore(abc.ABC):
 # Local folder
 
 
+#: A name safe in a Content-Disposition header and on every file system: ASCII letters, digits, - _ and dots.
+DOWNLOAD_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$")
+
+
+def check_download_name(name: str) -> str:
+    if not DOWNLOAD_NAME.match(name) or ".." in name:
+        raise ValueError(f"not a safe download file name: {name!r}")
+    return name
+
+
+def attachment_header(name: str) -> str:
+    return f'attachment; filename="{check_download_name(name)}"'
+
+
 class UrlSigner:
     """Signs and verifies expiring URLs for the local store, which the platform serves through a Django view.
 
@@ -202,7 +228,9 @@ class UrlSigner:
 
     Checking the *request's* method, not the ``method`` query parameter (which is only there for people
     reading the URL), is what stops a GET link from being used to overwrite the blob. ``verify`` also rejects
-    expired links and invalid keys. Content type is not part of the signature.
+    expired links and invalid keys. Content type is not part of the signature. A GET link may also name the
+    file a browser saves it as, ``&filename={name}``: then the signature covers ``"\n{name}"`` appended to that
+    message, so nobody can change the name of a link they were given.
     """
 
     def __init__(self, secret: str | bytes, base_url: str, *, clock: Callable[[], float] = time.time) -> None:
@@ -215,20 +243,29 @@ class UrlSigner:
         self.base_url = base_url.rstrip("/")
         self._clock = clock
 
-    def signature(self, method: str, key: str, expires: int) -> str:
-        message = f"{method}\n{key}\n{expires}".encode()
+    def signature(self, method: str, key: str, expires: int, filename: str | None = None) -> str:
+        message = f"{method}\n{key}\n{expires}{'' if filename is None else chr(10) + filename}".encode()
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
-    def sign(self, method: Method, key: str, expires_s: int) -> str:
-        """A URL valid for ``expires_s`` seconds from now."""
+    def sign(self, method: Method, key: str, expires_s: int, filename: str | None = None) -> str:
+        """A URL valid for ``expires_s`` seconds from now (a GET one downloading as ``filename``, when given)."""
         validate_key(key)
         _check_signing_args(method, expires_s)
         expires = int(self._clock()) + expires_s
-        query = urlencode({"method": method, "expires": expires, "signature": self.signature(method, key, expires)})
+        params: dict[str, object] = {"method": method, "expires": expires}
+        if filename is not None:
+            if method != "GET":
+                raise ValueError("only a GET link names a download file")
+            params["filename"] = check_download_name(filename)
+        params["signature"] = self.signature(method, key, expires, filename)
+        query = urlencode(params)
         return f"{self.base_url}/{quote(key, safe='/')}?{query}"
 
-    def verify(self, method: str, key: str, expires: int | str | None, signature: str | None) -> bool:
-        """True only for an unexpired, untampered signature of this method and key (constant-time compare)."""
+    def verify(
+        self, method: str, key: str, expires: int | str | None, signature: str | None, filename: str | None = None
+    ) -> bool:
+        """True only for an unexpired, untampered signature of this method, key and download name (constant-time
+        compare)."""
         try:
             validate_key(key)
             expires_at = int(expires)
@@ -236,7 +273,7 @@ class UrlSigner:
             return False
         if expires_at < self._clock():
             return False
-        expected = self.signature(method, key, expires_at)
+        expected = self.signature(method, key, expires_at, filename)
         return hmac.compare_digest(expected.encode(), str(signature).encode())
 
 
@@ -387,11 +424,18 @@ class LocalBlobStore(BlobStore):
                 if key.startswith(prefix) and (include_partial or not partial):
                     yield key
 
-    def signed_url(self, key: str, method: Method, expires_s: int, content_type: str | None = None) -> str:
+    def signed_url(
+        self,
+        key: str,
+        method: Method,
+        expires_s: int,
+        content_type: str | None = None,
+        download_name: str | None = None,
+    ) -> str:
         """A URL served by the platform's blob view (see UrlSigner for the format); ``content_type`` is unused."""
         if self.signer is None:
             raise RuntimeError("this LocalBlobStore has no UrlSigner, so it cannot hand out signed URLs")
-        return self.signer.sign(method, key, expires_s)
+        return self.signer.sign(method, key, expires_s, download_name)
 
     def gdal_path(self, key: str) -> str:
         return str(self.path(key))
@@ -587,14 +631,25 @@ class GCSBlobStore(BlobStore):
         ]
         return iter(sorted(infos, key=lambda info: info.key))
 
-    def signed_url(self, key: str, method: Method, expires_s: int, content_type: str | None = None) -> str:
+    def signed_url(
+        self,
+        key: str,
+        method: Method,
+        expires_s: int,
+        content_type: str | None = None,
+        download_name: str | None = None,
+    ) -> str:
         """A V4 signed URL; a PUT must then send exactly ``content_type`` (if given) as its Content-Type."""
         _check_signing_args(method, expires_s)
+        if download_name is not None and method != "GET":
+            raise ValueError("only a GET link names a download file")
         return self._blob(key).generate_signed_url(
             version="v4",
             expiration=timedelta(seconds=expires_s),
             method=method,
             content_type=content_type,
+            # GCS answers with this header; being part of the signed query, it cannot be changed.
+            response_disposition=None if download_name is None else attachment_header(download_name),
             **self._signing_kwargs(),
         )
 

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform as warp_transform
 from rio_cogeo.cogeo import cog_translate, cog_validate
@@ -46,7 +47,12 @@ SNIFF_BYTES = 16
 SUPPORTED_DTYPES = {"uint8", "uint16", "int16", "uint32", "int32", "float32", "float64"}
 COG_BLOCK_SIZE = 512
 
-ACCEPTED_FORMATS = "GeoTIFF (including BigTIFF and COG), JPEG 2000, PNG and JPEG"
+ACCEPTED_FORMATS = "GeoTIFF, JPEG 2000, PNG, JPEG"
+#: The one message for a file we cannot read, whatever the reason (unknown format, damaged, truncated): GDAL's
+#: own words name server paths and library internals, so they go to the log at most, never to the user.
+NOT_AN_IMAGE = f"This file is not an image we can read (accepted: {ACCEPTED_FORMATS})"
+#: What GDAL and rasterio raise on a file they cannot make sense of (RasterioIOError is a RasterioError).
+UNREADABLE_ERRORS = (RasterioError, CPLE_BaseError)
 #: Leading bytes of each accepted format and the one GDAL driver allowed to open it.
 SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"II*\x00", GTIFF),  # TIFF, little-endian
@@ -143,7 +149,7 @@ def sniff_driver(head: bytes) -> str:
                     f"Convert the image to GeoTIFF and upload it again."
                 )
             return driver
-    raise RasterRejected(f"The file is not an image we can read. Accepted formats: {ACCEPTED_FORMATS}.")
+    raise RasterRejected(NOT_AN_IMAGE)
 
 
 def _local_head_and_size(path: str) -> tuple[bytes, int]:
@@ -159,13 +165,11 @@ def open_upload(path: str, driver: str) -> rasterio.DatasetReader:
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         try:
             src = rasterio.open(path, driver=driver, sharing=False, **open_options(driver))
-        except RasterioIOError as exc:
-            raise RasterRejected(
-                f"The file looks like {FORMAT_NAMES[driver]} but cannot be read: it may be corrupt or truncated."
-            ) from exc
+        except UNREADABLE_ERRORS as exc:
+            raise RasterRejected(NOT_AN_IMAGE) from exc
     if src.driver != driver:  # rasterio passes `driver` to GDAL as the only allowed one; never trust, check
         src.close()
-        raise RasterRejected(f"The file is not an image we can read. Accepted formats: {ACCEPTED_FORMATS}.")
+        raise RasterRejected(NOT_AN_IMAGE)
     return src
 
 
@@ -203,10 +207,7 @@ def _check_limits(src: rasterio.DatasetReader, size: int) -> None:
         bits = int(src.tags(1, ns="IMAGE_STRUCTURE").get("NBITS") or item * 8)
         declared = math.ceil(src.width * bits / 8) * src.height * src.count
         if size < declared:
-            raise RasterRejected(
-                f"The file is smaller than the image it declares ({src.width:,} x {src.height:,} pixels x "
-                f"{src.count} bands need {declared:,} bytes; the file has {size:,}): it is truncated or damaged."
-            )
+            raise RasterRejected(NOT_AN_IMAGE)
 
 
 def inspect_raster(path: str, *, head: bytes | None = None, size: int | None = None) -> RasterInfo:
@@ -220,6 +221,13 @@ def inspect_raster(path: str, *, head: bytes | None = None, size: int | None = N
         head = local_head if head is None else head
         size = local_size if size is None else size
     driver = sniff_driver(head)
+    try:
+        return _inspect_open(path, driver, size)
+    except UNREADABLE_ERRORS as exc:
+        raise RasterRejected(NOT_AN_IMAGE) from exc
+
+
+def _inspect_open(path: str, driver: str, size: int) -> RasterInfo:
     with rasterio.Env(**upload_gdal_options(path)), open_upload(path, driver) as src:
         _check_limits(src, size)
         transform = src.transform
@@ -298,10 +306,8 @@ def convert_to_cog(src_path: str, dst_path: Path, info: RasterInfo, workdir: Pat
                     "GDAL_CACHEMAX": 512 * 1024**2,
                 },
             )
-    except RasterioIOError as exc:
-        raise RasterRejected(
-            "The image data could not be read to the end; the file may be truncated or corrupt."
-        ) from exc
+    except UNREADABLE_ERRORS as exc:
+        raise RasterRejected(NOT_AN_IMAGE) from exc
     valid, errors, _warnings = cog_validate(str(dst_path), quiet=True)
     if not valid:
         raise RuntimeError(f"Converted file is not a valid COG: {'; '.join(errors)}")

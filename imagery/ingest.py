@@ -100,7 +100,8 @@ class IngestState(RowState):
         Image.objects.filter(pk=image_id).update(status=Image.Status.FAILED, error=message)
 
     def unexpected_failure(self, error: Exception) -> str:
-        return f"Processing failed unexpectedly ({type(error).__name__}). Try uploading the file again."
+        # The error's type and text (library names, server paths) go to the log only.
+        return "Processing this file failed unexpectedly. Try uploading it again."
 
 
 INGEST = IngestState()

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.http import FileResponse, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from imagery.blobstore import LocalBlobStore
+from imagery.blobstore import LocalBlobStore, attachment_header
 from imagery.storage import get_blob_store
 
 RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
@@ -31,15 +31,21 @@ def signed_blob(request, key: str):
     if request.method not in ("GET", "HEAD", "PUT"):
         return _error(405, "Only GET, HEAD and PUT are allowed on a signed URL.")
     method = "GET" if request.method == "HEAD" else request.method
+    filename = request.GET.get("filename")  # covered by the signature: the name the link was made with
     try:
-        valid = store.signer.verify(method, key, request.GET.get("expires", ""), request.GET.get("signature", ""))
+        valid = store.signer.verify(
+            method, key, request.GET.get("expires", ""), request.GET.get("signature", ""), filename
+        )
     except ValueError:
         valid = False
     if not valid:
         return _error(403, "This link is invalid or has expired. Ask for a new one.")
     if method == "PUT":
         return _put(request, store, key)
-    return _get(request, store, key)
+    response = _get(request, store, key)
+    if filename is not None and response.status_code in (200, 206):
+        response["Content-Disposition"] = attachment_header(filename)
+    return response
 
 
 def _put(request, store: LocalBlobStore, key: str) -> HttpResponse:

@@ -237,7 +237,7 @@ PUBLIC_API_PAGE_SIZE = env_int("PUBLIC_API_PAGE_SIZE", 20, minimum=1, maximum=10
 # Seconds the official client waits between two polls of an operation.
 PUBLIC_API_POLL_INTERVAL_S = env_int("PUBLIC_API_POLL_INTERVAL_MS", 2000, minimum=10, maximum=60_000) / 1000
 SPECTACULAR_SETTINGS = {
-    "TITLE": "Picterra platform API",
+    "TITLE": "Groundcount API",
     "DESCRIPTION": "Train object detectors on aerial imagery from a few labels and run them over whole images.",
     "VERSION": "1.0.0",
     # /api/schema/ documents /api/v1/ only; the public API has its own at /public/api/v2/schema/.
@@ -273,7 +273,8 @@ MEDIA_ROOT = VAR_DIR / "media"
 # The built web app (frontend/dist, made by `npm run build`) is served under /static/app/; without a build
 # the backend runs as before and /app/ says how to build it.
 FRONTEND_DIST = BASE_DIR / "frontend" / "dist"
-STATICFILES_DIRS = [("app", FRONTEND_DIST)] if FRONTEND_DIST.is_dir() else []
+# The server-rendered pages' stylesheet and the favicon (picterra/static/picterra/), with or without the web app.
+STATICFILES_DIRS = [BASE_DIR / "picterra" / "static", *([("app", FRONTEND_DIST)] if FRONTEND_DIST.is_dir() else [])]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},

@@ -9,6 +9,8 @@ from picterra import frontend_views, health, views
 from picterra.public_api.schema_urls import PUBLIC_SCHEMA
 from picterra.public_api.urls import urlpatterns as public_api_urls
 
+admin.site.site_header = admin.site.site_title = "Groundcount administration"
+
 api_v1 = [
     path("", include("picterra.organizations.api.urls")),
     path("", include("imagery.api.urls")),
@@ -19,6 +21,7 @@ api_v1 = [
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", health.healthz, name="healthz"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("app/", frontend_views.app, name="app"),
     path("app/<path:path>", frontend_views.app, name="app-path"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

@@ -1,9 +1,13 @@
-"""The landing page (until the map UI lands); the health check is picterra/health.py."""
+"""The landing page (until the map UI lands) and the favicon; the health check is picterra/health.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
 from django.shortcuts import render
+from django.views.decorators.http import require_safe
 
 from detectors.models import Detector
 from imagery.models import Image
@@ -20,3 +24,13 @@ def home(request):
     context["app_url"] = "/app/" if frontend_built() else None
     return render(request, "home.html", context)
 
+
+FAVICON = Path(__file__).resolve().parent / "static" / "picterra" / "favicon.svg"
+
+
+@require_safe
+def favicon(request) -> HttpResponse:
+    """``/favicon.ico``, asked for by browsers and tools that read no ``<link rel=icon>``: the SVG mark."""
+    response = HttpResponse(FAVICON.read_bytes(), content_type="image/svg+xml")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response

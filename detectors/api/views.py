@@ -21,7 +21,7 @@ from detectors.api.serializers import (
     images_of_other_organizations,
 )
 from detectors.detection import CannotDetect, cancel_detection, retry_failed_cells, start_detection
-from detectors.exports import detection_counts
+from detectors.exports import detection_counts, download_filename
 from detectors.models import (
     Annotation,
     Area,
@@ -267,4 +267,9 @@ class DetectionRunViewSet(ReadOnlyOrganizationScopedViewSet):
         """Signed, expiring links to the exports: GeoJSON, GeoPackage and a CSV of counts."""
         run = self.get_object()
         store = get_blob_store()
-        return Response({fmt: store.signed_url(key, "GET", 3600) for fmt, key in run.result_keys.items()})
+        return Response(
+            {
+                fmt: store.signed_url(key, "GET", 3600, download_name=download_filename(run, fmt))
+                for fmt, key in run.result_keys.items()
+            }
+        )

@@ -2,6 +2,7 @@
 // small history router for /app/... paths.
 
 import { Api, readCookie } from "./api";
+import { BRAND_MARK_SVG, PRODUCT_NAME, pageTitle } from "./brand";
 import { clear, h } from "./dom";
 
 export interface Config {
@@ -39,11 +40,7 @@ export const BASE = "/app/";
 
 function brandMark(): HTMLElement {
   const mark = h("span", { class: "brand-mark", "aria-hidden": "true" });
-  mark.innerHTML =
-    '<svg viewBox="0 0 24 24" width="24" height="24"><rect width="24" height="24" rx="6" fill="#1f6feb"/>' +
-    '<path d="M6 17l4-9 4 6 2-3 3 6z" fill="#9ee6b0" opacity=".9"/>' +
-    '<path d="M5 6.5h4M5 6.5v4" stroke="#fff" stroke-width="1.8" stroke-linecap="round"/>' +
-    '<path d="M19 17.5h-4M19 17.5v-4" stroke="#fff" stroke-width="1.8" stroke-linecap="round"/></svg>';
+  mark.innerHTML = BRAND_MARK_SVG;
   return mark;
 }
 
@@ -84,7 +81,7 @@ export function startApp(routes: Route[], notFound: ViewFn): void {
   const header = h(
     "header",
     { class: "topbar" },
-    h("a", { class: "brand", href: BASE, "data-link": "" }, brandMark(), "Picterra"),
+    h("a", { class: "brand", href: BASE, "data-link": "" }, brandMark(), PRODUCT_NAME),
     crumbsEl,
     h(
       "div",
@@ -120,7 +117,7 @@ export function startApp(routes: Route[], notFound: ViewFn): void {
       });
     },
     setTitle(title) {
-      document.title = title ? `${title} · Picterra` : "Picterra";
+      document.title = pageTitle(title);
     },
   };
 

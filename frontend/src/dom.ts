@@ -60,6 +60,7 @@ const ICONS: Record<string, string> = {
   target: '<circle cx="10" cy="10" r="6.5"/><circle cx="10" cy="10" r="2.5"/>',
   play: '<path d="M6 4l10 6-10 6z"/>',
   zoom: '<circle cx="9" cy="9" r="5"/><path d="M13 13l4 4"/>',
+  fit: '<path d="M3 7V3h4M13 3h4v4M17 13v4h-4M7 17H3v-4"/><rect x="7" y="7" width="6" height="6" rx=".5"/>',
 };
 
 export function icon(name: keyof typeof ICONS | string, size = 18): SVGSVGElement {

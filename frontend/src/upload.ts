@@ -4,6 +4,17 @@
 import { Api, ApiError, errorFromBody } from "./api";
 import type { ImageInfo, UploadTicket } from "./types";
 
+/** What the file picker offers; the server still checks every file's content. */
+export const ACCEPTED_EXTENSIONS = [".tif", ".tiff", ".jp2", ".j2k", ".png", ".jpg", ".jpeg"];
+/** The server's words for a file it cannot read (imagery/cog.py: NOT_AN_IMAGE), said before sending one. */
+export const NOT_AN_IMAGE = "This file is not an image we can read (accepted: GeoTIFF, JPEG 2000, PNG, JPEG)";
+
+/** Whether a file's name has an image extension we accept (a dropped file is not filtered by the picker). */
+export function acceptedFileName(name: string): boolean {
+  const dot = name.lastIndexOf(".");
+  return dot > 0 && ACCEPTED_EXTENSIONS.includes(name.slice(dot).toLowerCase());
+}
+
 export type UploadPhase = "starting" | "sending" | "finishing" | "done" | "failed";
 
 export interface UploadState {
@@ -13,6 +24,8 @@ export interface UploadState {
   total: number;
   image: ImageInfo | null;
   error: string | null;
+  /** False when sending the same file again cannot help (it is not an image). */
+  retryable: boolean;
 }
 
 /** PUT a body with progress events; rejects with an ApiError carrying the server's message. */
@@ -57,7 +70,7 @@ export class Upload {
     file: File,
     private readonly put: typeof putWithProgress = putWithProgress,
   ) {
-    this.state = { file, phase: "starting", loaded: 0, total: file.size, image: null, error: null };
+    this.state = { file, phase: "starting", loaded: 0, total: file.size, image: null, error: null, retryable: true };
   }
 
   onChange(listener: (state: UploadState) => void): void {
@@ -71,6 +84,10 @@ export class Upload {
 
   /** Run (or re-run after a failure) until the file is committed; never throws, the error lands in state. */
   async run(): Promise<void> {
+    if (!acceptedFileName(this.state.file.name)) {
+      this.set({ phase: "failed", error: NOT_AN_IMAGE, retryable: false });
+      return;
+    }
     try {
       let ticket: UploadTicket;
       if (this.state.image === null) {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 
 import { Api, ApiError } from "../src/api";
-import { formatBytes, Upload } from "../src/upload";
+import { acceptedFileName, ACCEPTED_EXTENSIONS, formatBytes, NOT_AN_IMAGE, Upload } from "../src/upload";
 
 function fakeApi(calls: string[]): Api {
   let n = 0;
@@ -46,6 +46,25 @@ describe("Upload", () => {
     expect(upload.state.phase).toBe("done");
     expect(calls).toEqual(["POST images/uploads/", "POST images/img/upload-url/", "POST images/img/commit/"]);
     expect(urls).toEqual(["http://blob/1", "http://blob/2"]);
+  });
+
+  it("refuses a file that is not an image by its name, plainly, without sending it", async () => {
+    const calls: string[] = [];
+    const upload = new Upload(fakeApi(calls), "p1", new File(["hello"], "notes.txt"), async () => {
+      throw new Error("nothing should be sent");
+    });
+    await upload.run();
+    expect(upload.state.phase).toBe("failed");
+    expect(upload.state.error).toBe("This file is not an image we can read (accepted: GeoTIFF, JPEG 2000, PNG, JPEG)");
+    expect(upload.state.error).toBe(NOT_AN_IMAGE);
+    expect(upload.state.retryable).toBe(false);
+    expect(calls).toEqual([]);
+  });
+
+  it("lets the picker offer image extensions only", () => {
+    expect(ACCEPTED_EXTENSIONS.join(",")).toBe(".tif,.tiff,.jp2,.j2k,.png,.jpg,.jpeg");
+    for (const name of ["ortho.tif", "ORTHO.TIFF", "a.b.jp2", "x.j2k", "p.png", "p.JPG", "p.jpeg"]) expect(acceptedFileName(name)).toBe(true);
+    for (const name of ["notes.txt", "tif", ".tif", "ortho.tif.txt", "mosaic.vrt", "scene.gif", "noext"]) expect(acceptedFileName(name)).toBe(false);
   });
 
   it("formats sizes", () => {

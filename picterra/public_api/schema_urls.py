@@ -8,7 +8,7 @@ from picterra.public_api.urls import urlpatterns as public_api_urls
 urlpatterns = [path("public/api/v2/", include((public_api_urls, "public_api"), namespace="public"))]
 
 PUBLIC_SCHEMA = {
-    "TITLE": "Picterra public API v2 (compatible)",
+    "TITLE": "Groundcount public API v2 (speaks Picterra's public API)",
     "DESCRIPTION": (
         "What the official `picterra` Python client talks to. Authenticate with `X-Api-Key`; lists are paged "
         "with `page_number`; long actions return an operation to poll at `operations/<id>/`."

@@ -258,3 +258,49 @@ def test_two_tabs_never_overwrite_each_other_and_a_returning_tab_catches_up(
     assert shown(tab_b) == (1, 2)
     assert class_counts(tab_b) == saved_class_counts(detector)
     tab_b.close()
+
+
+RESOLUTION = "+document.querySelector('[data-testid=map]').dataset.viewResolution"
+
+
+def test_fit_to_image_brings_the_whole_image_back_and_keeps_undo(
+    page, app_server, sign_in, personas, detector, screenshot
+):
+    sign_in(personas.member)
+    page.goto(f"{app_server.url}/app/detectors/{detector.pk}")
+    map_el = page.locator("[data-testid=map][data-ready=true]")
+    map_el.wait_for()
+    fitted = float(map_el.get_attribute("data-view-resolution"))
+    box = map_el.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2 + 20
+
+    page.keyboard.press("t")
+    page.mouse.click(cx - 200, cy - 150)
+    page.mouse.click(cx + 40, cy + 60)
+    wait_for(lambda: counts(detector) == (1, 0), timeout=15)
+    page.locator("[data-testid=undo]:not([disabled])").wait_for()
+    page.keyboard.press("Escape")
+
+    def zoom_in() -> None:
+        page.mouse.move(cx + 120, cy + 120)
+        for _ in range(5):
+            page.mouse.wheel(0, -400)
+            page.wait_for_timeout(150)
+        page.wait_for_function(f"() => {RESOLUTION} < {fitted / 4}")
+
+    def back_to_whole_image() -> None:
+        page.wait_for_function(f"() => Math.abs({RESOLUTION} - {fitted}) < {fitted * 0.01}")
+
+    zoom_in()
+    page.click("[data-testid=fit-image]")
+    back_to_whole_image()
+    # Clicking the open image in the side panel does the same, instead of opening it again.
+    zoom_in()
+    page.click("[data-testid=ws-image]")
+    back_to_whole_image()
+    screenshot("08-workspace-fit-to-image")
+
+    assert counts(detector) == (1, 0) and shown(page) == (1, 0)
+    page.click("[data-testid=undo]:not([disabled])")  # undo still holds the area drawn before
+    wait_for(lambda: counts(detector) == (0, 0), timeout=15)
+    assert shown(page) == (0, 0)

@@ -5,7 +5,7 @@ import { BASE } from "../app";
 import { clear, confirmDialog, errorMessage, h, icon, timeAgo, toast } from "../dom";
 import { thumbnail } from "../thumbs";
 import type { Detector, ImageInfo, Project } from "../types";
-import { formatBytes, Upload, type UploadState } from "../upload";
+import { ACCEPTED_EXTENSIONS, formatBytes, Upload, type UploadState } from "../upload";
 
 export const PALETTE = ["#E8590C", "#1C7ED6", "#2B8A3E", "#AE3EC9", "#F59F00", "#0CA678", "#E03131", "#5C7CFA"];
 
@@ -38,7 +38,7 @@ export function projectView(root: HTMLElement, ctx: AppContext, params: Record<s
   const fileInput = h("input", {
     type: "file",
     multiple: true,
-    accept: ".tif,.tiff,.jp2,.png,.jpg,.jpeg,image/*",
+    accept: ACCEPTED_EXTENSIONS.join(","),
     class: "visually-hidden",
     "data-testid": "file-input",
     onchange: () => {
@@ -145,9 +145,11 @@ export function projectView(root: HTMLElement, ctx: AppContext, params: Record<s
               ? "Finishing…"
               : state.phase === "done"
                 ? "Uploaded"
-                : "Upload failed";
+                : state.retryable
+                  ? "Upload failed"
+                  : "Not uploaded";
       error.textContent = state.error ?? "";
-      retry.hidden = state.phase !== "failed";
+      retry.hidden = state.phase !== "failed" || !state.retryable;
       row.classList.toggle("failed", state.phase === "failed");
     };
     render(upload.state);

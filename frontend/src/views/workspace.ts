@@ -124,7 +124,8 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
     selected: tools.selected,
     classChosen: (id) => tools.classChosen(id),
     classesChanged: () => tools.renderToolbar(),
-    openImage: (id) => openImage(id),
+    // The image already open is only brought back into view: opening it again would drop undo and the selection.
+    openImage: (id) => (id === state.current?.id ? ws.fitToImage() : openImage(id)),
     loadAttachments: () => loadAttachments(),
   });
 

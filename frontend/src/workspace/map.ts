@@ -7,7 +7,7 @@
 import Feature from "ol/Feature";
 import OlMap from "ol/Map";
 import View from "ol/View";
-import { defaults as defaultControls, ScaleLine } from "ol/control";
+import { Control, defaults as defaultControls, ScaleLine } from "ol/control";
 import GeoJSON from "ol/format/GeoJSON";
 import MVT from "ol/format/MVT";
 import type Polygon from "ol/geom/Polygon";
@@ -22,6 +22,7 @@ import VectorTileSource from "ol/source/VectorTile";
 import XYZ from "ol/source/XYZ";
 import { Circle as CircleStyle, Fill, Stroke, Style } from "ol/style";
 
+import { h, icon } from "../dom";
 import type { Ring } from "../geometry";
 import { areaStyle, footprintStyle, outlineStyle, predictionStyle, type ReviewKind, reviewStyle } from "../styles";
 import type { AreaKind, DetectionRun, FeatureCollection, ImageInfo, Polygon as GeoPolygon, TileJson } from "../types";
@@ -112,7 +113,7 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
     target: mapEl,
     layers: [imageLayer, footprintLayer, areaLayer, outlineLayer, predictionLayer, reviewLayer, detectionLayer],
     view: new View({ center: [0, 0], zoom: 2, maxZoom: 24, constrainResolution: false }),
-    controls: defaultControls({ attribution: true, attributionOptions: { collapsible: true } }).extend([new ScaleLine()]),
+    controls: defaultControls({ attribution: true, attributionOptions: { collapsible: true } }).extend([new ScaleLine(), fitControl()]),
     interactions: defaultInteractions({ altShiftDragRotate: false, pinchRotate: false, shiftDragZoom: false }),
   });
   // The view as data attributes (center and resolution in EPSG:3857, size in pixels; never rotated): where a map
@@ -239,6 +240,24 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
     map.getView().fit(feature.getGeometry()!.getExtent(), { padding: [90, 60, 70, 60] });
   }
 
+  /** Bring the whole open image back into view (its footprint, else its shapes); only the view moves, so the
+   * shapes, the selection and undo stay as they are. */
+  function fitToImage(): void {
+    const extent = footprintSource.getFeatures().length
+      ? footprintSource.getExtent()
+      : areaSource.getFeatures().length
+        ? areaSource.getExtent()
+        : outlineSource.getFeatures().length
+          ? outlineSource.getExtent()
+          : null;
+    if (extent) map.getView().fit(extent, { padding: [90, 60, 70, 60], duration: 250 });
+  }
+
+  function fitControl(): Control {
+    const button = h("button", { type: "button", title: "Fit the image in view", "aria-label": "Fit the image in view", "data-testid": "fit-image", onclick: () => fitToImage() }, icon("fit", 18));
+    return new Control({ element: h("div", { class: "ol-fit ol-unselectable ol-control" }, button) });
+  }
+
   /** Show shapes loaded from the server; without a footprint, fit the view to them. */
   function showShapes(areas: Feature[], outlines: Feature[], fit: boolean): void {
     areaSource.addFeatures(areas);
@@ -293,6 +312,7 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
     showImage,
     clearImage,
     showFootprint,
+    fitToImage,
     showShapes,
     dispose: () => map.setTarget(undefined),
   };
