@@ -53,6 +53,13 @@ METHODOLOGIES: dict[str, Recipe] = {
     # 2026-12-01: the default before the CenterNet-style box-size head for `bbox` output (question: are
     # crowns found but boxed wrong, and does learning the user's boxes fix it? it did: docs/experiments.md)
     "no-box-head": replace(BASE, name="no-box-head", box_head=False),
+    # 2026-12-01 (second session): test-time augmentation, each prediction tile also mirrored (tta-2), mirrored
+    # both ways and half-turned (tta-4), or under every quarter turn and mirror (tta-8), the maps averaged
+    # before post-processing (calibration included). The same trained models as `default` (question: does
+    # averaging steady the core map and find more crowns, and at what cost?)
+    "tta-2": replace(BASE, name="tta-2", tta=2),
+    "tta-4": replace(BASE, name="tta-4", tta=4),
+    "tta-8": replace(BASE, name="tta-8", tta=8),
 }
 
 

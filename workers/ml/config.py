@@ -93,6 +93,11 @@ class Recipe:
     predict_tile: int = 512
     overlap: int = 32
     batch_tiles: int = 4
+    # test-time augmentation: each tile is predicted this many times, mirrored and turned (1: once; 2: with
+    # its mirror; 4: both mirrors and the half turn; 8: every quarter turn and mirror, workers/ml/dihedral.py),
+    # and the maps, taken back to the tile's pixels, averaged before post-processing. Costs that many times
+    # the network's work
+    tta: int = 1
     # post-processing
     fg_threshold: float = 0.5
     seed_threshold: float = 0.5
@@ -137,6 +142,10 @@ class Recipe:
     box_head: bool = True
     box_weight: float = 1.0
     regress_boxes: bool = False
+
+    def __post_init__(self) -> None:
+        if self.tta not in (1, 2, 4, 8):
+            raise ValueError(f"tta must be 1, 2, 4 or 8, not {self.tta!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

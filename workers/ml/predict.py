@@ -1,5 +1,7 @@
 """Prediction over any window of any size: overlapping tiles, batched, blended with a ramp so tile borders
-(where the network sees little context) count less; then instances and polygons.
+(where the network sees little context) count less; then instances and polygons. With ``Recipe.tta`` > 1
+each tile is also predicted mirrored and turned, and the maps, taken back to the tile, averaged
+(test-time augmentation).
 
 On CUDA the tiles go through pinned memory with bf16 autocast, and ``predict_windows`` reads the next
 window in a background thread while the model runs on the current one.
@@ -22,6 +24,7 @@ from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
 from .config import Recipe
+from .dihedral import TTA_TRANSFORMS, dihedral, undo_dihedral, undo_dihedral_sizes
 from .grid import GridCell
 from .postprocess import Detection, instance_labels, labels_to_detections
 from .raster_io import geometry_window, read_window, window_geometry, window_transform
@@ -74,6 +77,57 @@ def _axis_tiles(length: int, tile: int, overlap: int, limit: int | None = None) 
     return t, [int(round(i * stride)) for i in range(n)]
 
 
+def _network_probs(net: torch.nn.Module, batch: torch.Tensor, scale: float) -> torch.Tensor:
+    """(N, 3, h, w) uint8 tiles -> (N, n_classes + 2 [+ 2], h, w) float32: background/class probabilities, the
+    core probability, then (with a box-size head) log box width and height in the tiles' pixels."""
+    h, w = batch.shape[-2:]
+    if abs(scale - 1.0) > 1e-6:
+        size = (max(32, round(h * scale / 32) * 32), max(32, round(w * scale / 32) * 32))
+        up = F.interpolate(batch.float(), size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
+        logits = net.decode(net.encode(up.round_().clamp_(0, 255)), (h, w)).float()
+    else:
+        logits = net(batch).float()
+    k = net.n_classes + 1
+    parts = [logits[:, :k].softmax(1), logits[:, k : k + 1].sigmoid()]
+    if net.box_head:  # sizes in the network's pixels -> the image's
+        parts.append(logits[:, k + 1 :] - float(np.log(scale)))
+    return torch.cat(parts, 1)
+
+
+def _tta_probs(
+    net: torch.nn.Module,
+    batch: torch.Tensor,
+    scale: float,
+    transforms: Sequence[tuple[int, bool]],
+    together: bool = False,
+) -> torch.Tensor:
+    """``_network_probs`` averaged over the dihedral ``transforms`` of the tiles (test-time augmentation):
+    each transformed copy's maps are taken back to the tiles' pixels (box widths and heights swapped back
+    after a quarter turn) before they are averaged. ``together`` runs the copies of one shape as one batch
+    (GPU); otherwise one after the other (CPU, where larger batches ran slower)."""
+    if len(transforms) == 1 and transforms[0] == (0, False):
+        return _network_probs(net, batch, scale)
+    n = net.n_classes + 2
+    copies = [dihedral(batch, k, flip).contiguous() for k, flip in transforms]
+    if together:
+        outs: list[torch.Tensor] = list(copies)
+        for shape in dict.fromkeys(c.shape for c in copies):
+            idx = [i for i, c in enumerate(copies) if c.shape == shape]
+            found = _network_probs(net, torch.cat([copies[i] for i in idx]), scale).split(batch.shape[0])
+            for i, out in zip(idx, found, strict=True):
+                outs[i] = out
+    else:
+        outs = [_network_probs(net, c, scale) for c in copies]
+    total = torch.zeros(
+        (batch.shape[0], outs[0].shape[1], *batch.shape[-2:]), dtype=torch.float32, device=outs[0].device
+    )
+    for out, (k, flip) in zip(outs, transforms, strict=True):
+        total[:, :n] += undo_dihedral(out[:, :n], k, flip)
+        if out.shape[1] > n:
+            total[:, n:] += undo_dihedral_sizes(out[:, n:], k, flip)
+    return total.div_(len(transforms))
+
+
 @torch.inference_mode()
 def predict_array(model: TrainedModel, image: np.ndarray) -> np.ndarray:
     """(3, H, W) uint8 -> (n_classes + 2 [+ 2], H, W) float32: background/class probabilities, the core
@@ -107,24 +161,14 @@ def predict_array(model: TrainedModel, image: np.ndarray) -> np.ndarray:
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
     # on CPU one tile at a time: the encoder is memory-bandwidth bound and larger batches ran slower
     bs = max(1, model.recipe.batch_tiles) if cuda else 1
+    transforms = TTA_TRANSFORMS[model.recipe.tta]
     for i in range(0, len(starts), bs):
         group = starts[i : i + bs]
         batch = torch.from_numpy(np.stack([image[:, r : r + th, c : c + tw] for r, c in group]))
         if cuda:
             batch = batch.pin_memory().to(dev, non_blocking=True)
         with amp:
-            if abs(scale - 1.0) > 1e-6:
-                size = (max(32, round(th * scale / 32) * 32), max(32, round(tw * scale / 32) * 32))
-                up = F.interpolate(batch.float(), size=size, mode="bilinear", align_corners=False,
-                                   antialias=scale < 1)
-                logits = net.decode(net.encode(up.round_().clamp_(0, 255)), (th, tw)).float()
-            else:
-                logits = net(batch).float()
-        k = net.n_classes + 1
-        parts = [logits[:, :k].softmax(1), logits[:, k : k + 1].sigmoid()]
-        if net.box_head:  # sizes in the network's pixels -> the image's
-            parts.append(logits[:, k + 1 :] - float(np.log(scale)))
-        probs = torch.cat(parts, 1).cpu()
+            probs = _tta_probs(net, batch, scale, transforms, together=cuda).cpu()
         for (r, c), p in zip(group, probs, strict=True):
             acc[:, r : r + th, c : c + tw].add_(p.mul_(ramp))
             wsum[r : r + th, c : c + tw].add_(ramp)

@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from .calibration import calibrate_post_processing
 from .config import BACKBONES, DetectorConfig, Recipe
 from .datasets import IGNORE, LabelledImage, build_samples
+from .dihedral import dihedral as _dihedral
+from .dihedral import dihedral_sizes as _dihedral_sizes
 from .models import Detector, normalise
 from .raster_io import BAND_ORDER, open_image
 from .trained import TrainedModel
@@ -115,18 +117,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _dihedral(t: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    if flip:
-        t = t.flip(-1)
-    return torch.rot90(t, k, dims=(-2, -1)) if k else t
-
-
-def _dihedral_sizes(t: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    """``_dihedral`` of a (N, 2, H, W) width/height map: a quarter turn swaps width and height."""
-    t = _dihedral(t, k, flip)
-    return t.flip(-3) if k % 2 else t
 
 
 def augment(image: torch.Tensor, mask: torch.Tensor, core: torch.Tensor, sizes: torch.Tensor,
