@@ -178,6 +178,8 @@ def run_row_job(state: RowState, row_id: str, work: Callable[[str], Any]) -> str
     try:
         with heartbeat(lambda: state.beat(row_id)):
             result = work(row_id)
+        # Storing is part of the job: a database error there is retried like one in the work.
+        return state.succeed(row_id, result)
     except RowMoved as moved:
         return moved.status
     except JobFailed as failure:
@@ -189,4 +191,3 @@ def run_row_job(state: RowState, row_id: str, work: Callable[[str], Any]) -> str
             raise RetryLater(countdown) from error
         state.fail(row_id, state.unexpected_failure(error))
         raise
-    return state.succeed(row_id, result)

@@ -24,8 +24,8 @@ from picterra.jobs import (
 
 
 class Recorder(RowState):
-    def __init__(self, claim: str = RUNNING, retry_after: int | None = None) -> None:
-        self.answer, self.retry = claim, retry_after
+    def __init__(self, claim: str = RUNNING, retry_after: int | None = None, store_error: Exception | None = None):
+        self.answer, self.retry, self.store_error = claim, retry_after, store_error
         self.calls: list[tuple] = []
         self.beaten = threading.Event()
 
@@ -38,6 +38,8 @@ class Recorder(RowState):
 
     def succeed(self, row_id: str, result) -> str:
         self.calls.append(("succeed", row_id, result))
+        if self.store_error is not None:
+            raise self.store_error
         return "done"
 
     def fail(self, row_id: str, message: str) -> None:
@@ -122,3 +124,11 @@ def test_the_heartbeat_moves_while_the_work_runs_and_stops_after(settings):
 
     assert run_row_job(state, "7", work) == "done"
     assert [t.name for t in threading.enumerate() if t.name == "job-heartbeat"] == []
+
+
+def test_an_error_while_storing_is_retried_like_one_in_the_work():
+    state = Recorder(retry_after=2, store_error=OSError("database connection lost"))
+    with pytest.raises(RetryLater) as raised:
+        run_row_job(state, "7", lambda row_id: "found")
+    assert raised.value.countdown == 2
+    assert state.calls == [("claim", "7"), ("succeed", "7", "found"), ("retry_after", "7", "database connection lost")]
