@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from django.contrib.auth.decorators import login_required
@@ -28,9 +29,14 @@ def home(request):
 FAVICON = Path(__file__).resolve().parent / "static" / "picterra" / "favicon.svg"
 
 
+@functools.cache
+def _favicon_bytes() -> bytes:
+    return FAVICON.read_bytes()  # under 1 KB, read once per process rather than per request
+
+
 @require_safe
 def favicon(request) -> HttpResponse:
     """``/favicon.ico``, asked for by browsers and tools that read no ``<link rel=icon>``: the SVG mark."""
-    response = HttpResponse(FAVICON.read_bytes(), content_type="image/svg+xml")
+    response = HttpResponse(_favicon_bytes(), content_type="image/svg+xml")
     response["Cache-Control"] = "public, max-age=86400"
     return response

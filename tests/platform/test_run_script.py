@@ -74,6 +74,15 @@ def _wait_started(tmp_path: Path, run: subprocess.Popen) -> tuple[int, int]:
     return redis[0], int(honcho_pid.read_text())
 
 
+def _kill_leftovers(tmp_path: Path, run: subprocess.Popen, pids: list[int]) -> None:
+    """Whatever a failed case left running (its Redis, honcho, the script's group), so no case leaks into the next."""
+    for pid in {*pids, *_redis_on(tmp_path / "var" / "run" / "redis.sock")}:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    if run.poll() is None:
+        os.killpg(run.pid, signal.SIGKILL)
+
+
 @pytest.mark.parametrize(
     "how,sig",
     [("ctrl-c", signal.SIGINT), ("kill", signal.SIGTERM), ("terminal closed", signal.SIGHUP)],
@@ -97,11 +106,7 @@ def test_stopping_run_stops_its_redis_and_processes_and_nothing_else(tmp_path, h
         assert bystander.poll() is None
         assert not (tmp_path / "var" / "run" / "redis.sock").exists()
     finally:
-        for pid in {*pids, *_redis_on(tmp_path / "var" / "run" / "redis.sock")}:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
+        _kill_leftovers(tmp_path, run, pids)
         bystander.kill()
         bystander.wait()
 
@@ -119,8 +124,4 @@ def test_a_second_run_on_the_same_var_dir_is_refused_and_leaves_the_first_alone(
         os.killpg(first.pid, signal.SIGINT)
         first.wait(timeout=20)
     finally:
-        for pid in {*pids, *_redis_on(tmp_path / "var" / "run" / "redis.sock")}:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)
+        _kill_leftovers(tmp_path, first, pids)
