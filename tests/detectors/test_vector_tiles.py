@@ -116,8 +116,8 @@ def summary(features: list[dict]) -> tuple[int, int]:
 
 @pytest.mark.parametrize(
     "z, expected",
-    [(17, (BIG + SMALL, 0)), (15, (BIG, SMALL)), (12, (BIG, SMALL)), (8, (0, BIG + SMALL))],
-    ids=["z17", "z15", "z12", "z8"],
+    [(17, (BIG + SMALL, 0)), (15, (BIG, SMALL)), (13, (BIG, SMALL)), (12, (0, BIG + SMALL)), (8, (0, BIG + SMALL))],
+    ids=["z17", "z15", "z13", "z12", "z8"],
 )
 def test_polygons_where_they_can_be_drawn_clusters_where_not(run_with_objects, z, expected):
     tile = WEB_MERCATOR.tile(LON, LAT, z)
@@ -148,3 +148,28 @@ def test_tiles_through_the_api_are_scoped_and_cached(run_with_objects, personas,
     assert client_for(personas.owner).get(outside).status_code == 404
     counts = client_for(personas.owner).get(reverse("v1:detectionrun-counts", args=[run_with_objects.pk])).json()
     assert counts["results"][0]["count"] == BIG + SMALL and counts["results"][0]["area"] == "whole image"
+
+
+@pytest.mark.parametrize("z", [17, 15, 8])
+def test_postgis_draws_every_object_where_the_exact_projection_puts_it(run_with_objects, z):
+    """PostGIS projects boxes and polygons arithmetically (no ST_Transform per object): its polygons and
+    clusters lie where the fallback's exact pyproj projection puts them, within a tile unit."""
+    tile = WEB_MERCATOR.tile(LON, LAT, z)
+    postgis = decode(detection_tile(run_with_objects, z, tile.x, tile.y))
+    fallback = decode(_python_tile(run_with_objects, z, tile.x, tile.y, (2 * 20037508.342789244 / 2**z) / EXTENT))
+
+    def boxes(features):
+        out = []
+        for f in features:
+            if f["type"] == 3:
+                xs, ys = zip(*f["points"], strict=True)
+                out.append((min(xs), min(ys), max(xs), max(ys)))
+        return sorted(out)
+
+    def clusters(features):
+        return sorted((f["points"][0], int(f["props"]["n"])) for f in features if f["type"] == 1)
+
+    assert len(boxes(postgis)) == len(boxes(fallback))
+    for got, exact in zip(boxes(postgis), boxes(fallback), strict=True):
+        assert all(abs(a - b) <= 1 for a, b in zip(got, exact, strict=True)), (got, exact)
+    assert clusters(postgis) == clusters(fallback)
