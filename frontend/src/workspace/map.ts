@@ -1,7 +1,7 @@
 // The workspace's map and its layers: the image (XYZ tiles from its TileJSON), its footprint, the areas and
 // outlines being drawn, what a trained version predicted and its review, a detection's objects (vector tiles),
 // an optional online basemap. The map element's data attributes describe what it shows (for people debugging
-// and for the browser tests): data-tiles-pending, data-predictions, data-review, data-focused, data-detection,
+// and for the browser tests): data-tiles-pending, data-predictions, data-review, data-focused and data-highlight (what "Show me" points at), data-detection,
 // data-detection-tiles, and the view (data-view-center, data-view-resolution, data-view-size).
 
 import Feature from "ol/Feature";
