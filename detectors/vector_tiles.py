@@ -26,56 +26,51 @@ from detectors.models import DetectedObject, DetectionRun
 
 EXTENT = 4096
 BUFFER = 64
-MIN_POLYGON_UNITS = 16
-CLUSTER_UNITS = 32
+MIN_POLYGON_UNITS = 32
+CLUSTER_UNITS = 64
 MAX_FALLBACK_OBJECTS = 50_000
 WORLD = 20037508.342789244  # half the Web Mercator world's width, in metres
 LAYER = "objects"
 
-# Web Mercator x and y of a longitude and latitude in degrees: the projection is separable, so an object's box in
-# Web Mercator is its lon/lat box projected corner by corner, with no per-object ST_Transform.
-_MX = f"({{}} * {WORLD / 180!r})"
+# Web Mercator y of a latitude in degrees (x is linear: degrees x WORLD / 180).
 _MY = f"(ln(tan(pi() / 4 + radians({{}}) / 2)) * {WORLD / math.pi!r})"
 
-# The run's objects in the tile's (padded) lon/lat box (the spatial index), their boxes projected arithmetically.
-# Objects at least MIN_POLYGON_UNITS across are their polygon, projected by the tangent of Web Mercator at their
-# middle latitude (one ST_Affine: exact in x; in y off by about tan(lat)/2 x their half-height in radians of their
-# own height, under 1e-4 of it for an object of 1 km at 60 degrees) instead of a PROJ ST_Transform, several times
-# slower; smaller ones are counted per CLUSTER_UNITS cell of the tile grid by arithmetic on their box's middle,
-# one point per cell and class (the Python fallback's rule), never made into geometries one by one.
+# The run's objects in the tile's (padded) lon/lat box (the spatial index). Each object's box in Web Mercator is
+# kept by PostgreSQL in three generated columns (migration 0008: ``mercator_x``, ``mercator_y``, the box's middle,
+# ``mercator_side``, its larger side), so choosing polygon or cluster and placing clusters reads three floats,
+# never the geometry. Objects at least MIN_POLYGON_UNITS across are their polygon, projected by the tangent of
+# Web Mercator at their middle latitude (one ST_Affine: exact in x; in y off by about tan(lat)/2 x their
+# half-height in radians of their own height, under 1e-4 of it for an object of 1 km at 60 degrees) instead of a
+# PROJ ST_Transform, several times slower; smaller ones are counted per CLUSTER_UNITS cell of the tile grid by
+# arithmetic, one point per cell and class (the Python fallback's rule).
 _RUN_IN_BOX = f"""
     FROM {DetectedObject._meta.db_table} o
     WHERE o.detection_run_id = %(run)s
       AND o.geometry && ST_MakeEnvelope(%(west)s, %(south)s, %(east)s, %(north)s, 4326)
 """
-# An object's box in Web Mercator (x0, x1, y0, y1) from its lon/lat box ``b`` (read once per object: OFFSET 0
-# keeps the planner from inlining it into every expression that uses it).
-_PROJECTED = f"""{_MX.format("ST_XMin(b)")} AS x0, {_MX.format("ST_XMax(b)")} AS x1,
-               {_MY.format("ST_YMin(b)")} AS y0, {_MY.format("ST_YMax(b)")} AS y1"""
-_BOXES = f"""
-    SELECT o.*, {_PROJECTED}, (ST_YMin(b) + ST_YMax(b)) / 2 AS latc
-    FROM (SELECT o.geometry, o.detector_class_id, o.score, Box2D(o.geometry) AS b {_RUN_IN_BOX} OFFSET 0) o
-"""
-_CELL_BOXES = f"""
-    SELECT o.detector_class_id, {_PROJECTED}
-    FROM (SELECT o.detector_class_id, Box2D(o.geometry) AS b {_RUN_IN_BOX} OFFSET 0) o
-"""
+_K = repr(WORLD / 180)
 _SQL = f"""
 WITH polygons AS (
     SELECT ST_AsMVTGeom(
-               ST_Affine(o.geometry, {WORLD / 180!r}, 0, 0, {WORLD / 180!r} / cos(radians(o.latc)), 0,
-                         {_MY.format("o.latc")} - o.latc * {WORLD / 180!r} / cos(radians(o.latc))),
-               ST_TileEnvelope(%(z)s, %(x)s, %(y)s), {EXTENT}, {BUFFER}, true
+               ST_Affine(o.geometry, {_K}, 0, 0, {_K} / cos(radians(o.latc)), 0,
+                         {_MY.format("o.latc")} - o.latc * {_K} / cos(radians(o.latc))),
+               ST_TileEnvelope(%(z)s, %(x)s, %(y)s), {EXTENT}, {BUFFER}, NOT o.inside
            ) AS geom,
            o.detector_class_id::text AS class_id, o.score AS score, NULL::integer AS n
-    FROM ({_BOXES}) o
-    WHERE GREATEST(o.x1 - o.x0, o.y1 - o.y0) >= %(min_size)s
+    FROM (
+        SELECT o.geometry, o.detector_class_id, o.score, (ST_YMin(o.geometry) + ST_YMax(o.geometry)) / 2 AS latc,
+               -- wholly inside the tile: nothing to clip (about a fifth of the polygon's cost)
+               o.mercator_x - o.mercator_side / 2 > %(minx)s AND o.mercator_x + o.mercator_side / 2 < %(maxx)s
+               AND o.mercator_y - o.mercator_side / 2 > %(miny)s AND o.mercator_y + o.mercator_side / 2 < %(maxy)s
+               AS inside
+        {_RUN_IN_BOX} AND o.mercator_side >= %(min_size)s
+        OFFSET 0
+    ) o
 ),
 cells AS (
-    SELECT round(((o.x0 + o.x1) / 2 - %(minx)s) / %(unit)s) AS cx,
-           round((%(maxy)s - (o.y0 + o.y1) / 2) / %(unit)s) AS cy, o.detector_class_id
-    FROM ({_CELL_BOXES}) o
-    WHERE GREATEST(o.x1 - o.x0, o.y1 - o.y0) < %(min_size)s
+    SELECT round((o.mercator_x - %(minx)s) / %(unit)s) AS cx, round((%(maxy)s - o.mercator_y) / %(unit)s) AS cy,
+           o.detector_class_id
+    {_RUN_IN_BOX} AND o.mercator_side < %(min_size)s
 ),
 points AS (
     SELECT ST_MakePoint(gx * {CLUSTER_UNITS}, gy * {CLUSTER_UNITS}) AS geom, detector_class_id::text AS class_id,
@@ -117,11 +112,11 @@ def detection_tile(run: DetectionRun, z: int, x: int, y: int) -> bytes:
 
 
 def _params(run: DetectionRun, z: int, x: int, y: int, unit: float) -> dict:
-    minx, _, _, maxy = tile_bounds(z, x, y)
+    minx, miny, maxx, maxy = tile_bounds(z, x, y)
     west, south, east, north = _lonlat_box(z, x, y, unit)
     return {
         "z": z, "x": x, "y": y, "run": run.pk, "west": west, "south": south, "east": east, "north": north,
-        "minx": minx, "maxy": maxy, "unit": unit, "min_size": MIN_POLYGON_UNITS * unit,
+        "minx": minx, "miny": miny, "maxx": maxx, "maxy": maxy, "unit": unit, "min_size": MIN_POLYGON_UNITS * unit,
     }  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from detectors.vector_tiles import BUFFER, EXTENT, _python_tile, detection_tile
 WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
 # Near the centre of `ready_image`'s footprint (6.60-6.61 E, 46.50-46.51 N).
 LON, LAT = 6.6031, 46.5031
-BIG, SMALL = 12, 30  # 20 m squares and 1 m squares
+BIG, SMALL = 12, 30  # 20 m squares and 2 m squares
 
 
 def _tile_class():
@@ -94,7 +94,7 @@ def run_with_objects(personas, project, ready_image):
         rows.append(_square(run, ready_image, tree, lon, lat, 20 * metre))
     for i in range(SMALL):
         lon, lat = lon0 + 110 * metre * 1.45 + (i % 6) * 3 * metre * 1.45, lat0 + (i // 6) * 3 * metre
-        rows.append(_square(run, ready_image, tree, lon, lat, metre))
+        rows.append(_square(run, ready_image, tree, lon, lat, 2 * metre))
     DetectedObject.objects.bulk_create(rows)
     return run
 
@@ -116,8 +116,8 @@ def summary(features: list[dict]) -> tuple[int, int]:
 
 @pytest.mark.parametrize(
     "z, expected",
-    [(17, (BIG + SMALL, 0)), (15, (BIG, SMALL)), (13, (BIG, SMALL)), (12, (0, BIG + SMALL)), (8, (0, BIG + SMALL))],
-    ids=["z17", "z15", "z13", "z12", "z8"],
+    [(17, (BIG + SMALL, 0)), (15, (BIG, SMALL)), (14, (BIG, SMALL)), (13, (0, BIG + SMALL)), (8, (0, BIG + SMALL))],
+    ids=["z17", "z15", "z14", "z13", "z8"],
 )
 def test_polygons_where_they_can_be_drawn_clusters_where_not(run_with_objects, z, expected):
     tile = WEB_MERCATOR.tile(LON, LAT, z)
