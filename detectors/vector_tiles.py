@@ -3,7 +3,9 @@
 One layer, ``objects``: an object drawn at least ``MIN_POLYGON_UNITS`` tile units across is its polygon
 (clipped and snapped to the tile's 4096 grid); a smaller one is a point, and points falling in the same
 ``CLUSTER_UNITS`` cell are one point with a count ``n``, so a zoomed-out tile of a whole country holds
-clusters, not every tree. Features carry ``class_id`` (polygons also ``score``).
+clusters, not every tree. Features carry ``class_id`` (polygons also ``score``). The map draws these tiles at
+512 px, 8 units a pixel: polygons from 4 px across (smaller ones would draw as dots anyway), clusters on 8-px
+cells; both bound the features per tile, so a tile's cost does not grow with the objects under it as polygons.
 
 PostGIS builds tiles with ``ST_AsMVT``; other databases (the embedded SpatiaLite) go through the same rules
 in Python with the small protobuf writer below (the MVT 2.1 wire format), at most ``MAX_FALLBACK_OBJECTS``
