@@ -147,7 +147,8 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
       mapEl.dataset.detection = "";
       return;
     }
-    const source = new VectorTileSource({ format: new MVT(), url: `${apiBase}detection-runs/${run.id}/tiles/{z}/{x}/{y}.pbf?v=${run.status}-${run.cells_done}` });
+    // The API's own URL, trailing slash included: without it every tile cost a redirect first.
+    const source = new VectorTileSource({ format: new MVT(), url: `${apiBase}detection-runs/${run.id}/tiles/{z}/{x}/{y}.pbf/?v=${run.status}-${run.cells_done}` });
     source.on("tileloadend", () => (mapEl.dataset.detectionTiles = String(++detectionTiles)));
     detectionLayer.setSource(source);
     mapEl.dataset.detection = run.id;
