@@ -70,12 +70,17 @@ def claim_training_run(run_id: str) -> str:
     return RunStatus.RUNNING
 
 
-def report_training_progress(run_id: str, step: int, total: int, history: list[float]) -> None:
-    """Write the step and the loss curve (also the run's heartbeat); ``RowMoved`` when the run stopped
-    (cancelled, or failed by the sweeper) so the training loop ends at once."""
+def report_training_progress(
+    run_id: str, step: int, total: int, history: list[float], seconds_left: float | None = None
+) -> None:
+    """Write the step, the loss curve and the seconds left measured from the step rate (None: not known yet)
+    (also the run's heartbeat); ``RowMoved`` when the run stopped (cancelled, or failed by the sweeper) so the
+    training loop ends at once."""
+    progress = {"step": step, "total": total, "loss": history[-1], "loss_history": history[-LOSS_HISTORY_LENGTH:]}
+    if seconds_left is not None:
+        progress["seconds_left"] = round(seconds_left, 1)
     moved = TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
-        heartbeat_at=timezone.now(),
-        progress={"step": step, "total": total, "loss": history[-1], "loss_history": history[-LOSS_HISTORY_LENGTH:]},
+        heartbeat_at=timezone.now(), progress=progress
     )
     if not moved:
         raise RowMoved(TrainingRun.objects.filter(pk=run_id).values_list("status", flat=True).first() or "deleted")

@@ -16,6 +16,7 @@ from shapely.ops import unary_union
 from detectors.models import Annotation, Area, Detector
 from imagery.models import Image
 from imagery.storage import get_blob_store
+from workers.ml.datasets import outlines_in_areas
 
 
 @dataclass
@@ -34,8 +35,8 @@ class ImageTrainingInputs:
 
     @property
     def training_outlines(self) -> list[tuple[BaseGeometry, str]]:
-        region = unary_union(self.training_areas) if self.training_areas else None
-        return [(g, c) for g, c in self.outlines if region is not None and g.intersects(region)]
+        """The outlines training learns from (the ML core's edge rule: crossing ones count by their inside part)."""
+        return outlines_in_areas(self.outlines, self.training_areas)
 
     @property
     def accuracy_outlines(self) -> list[tuple[BaseGeometry, str]]:

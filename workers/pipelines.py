@@ -52,6 +52,7 @@ from workers.ml.evaluation import evaluate_image, evaluation_metrics
 from workers.ml.grid import GridCell, cell_border_strips, merge_across_cells, merged_shape
 from workers.ml.model_card import load_model, save_model
 from workers.ml.predict import detect_in_cell
+from workers.ml.progress import StepClock
 from workers.ml.raster_io import image_crs_to_lonlat, image_crs_to_lonlat_many, to_geojson
 from workers.ml.trained import TrainedModel
 
@@ -94,14 +95,16 @@ def train_and_evaluate(run_id: str) -> TrainedVersion:
     ]
     history: list[float] = []
     last_write = 0.0
+    clock = StepClock(settings.TRAINING_TIME_BUDGET_S)
 
     def progress(step: int, total: int, loss: float) -> None:
         nonlocal last_write
         history.append(round(float(loss), 5))
+        clock.step(step)
         if time.monotonic() - last_write < PROGRESS_EVERY_S and step < total:
             return
         last_write = time.monotonic()
-        report_training_progress(run_id, step, total, history)
+        report_training_progress(run_id, step, total, history, clock.seconds_left(step, total))
 
     store = get_blob_store()
     # Each attempt writes under its own prefix: an attempt that loses a race never deletes the winner's files.

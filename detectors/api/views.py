@@ -34,6 +34,7 @@ from detectors.models import (
 )
 from detectors.results import feature_collection
 from detectors.training import NotTrainable, cancel_training, start_training
+from detectors.training_inputs import gather_training_inputs, training_problems, training_stats
 from detectors.vector_tiles import detection_tile, valid_tile
 from imagery.models import Image
 from imagery.purge import delete_with_blobs
@@ -88,6 +89,16 @@ class DetectorViewSet(OrganizationScopedViewSet):
         except NotTrainable as exc:
             return Response({"detail": str(exc), "problems": exc.problems}, status=status.HTTP_400_BAD_REQUEST)
         return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"], url_path="training-check")
+    def training_check(self, request, pk=None):
+        """What Train would answer now, without starting anything: its plain-words `problems` (empty: training
+        can start) and the public API's training statistics (how many outlines training would learn from). The
+        workspace asks again as the drawing changes, so an error goes once its cause has."""
+        detector = self.get_object()
+        inputs = gather_training_inputs(detector)
+        return Response({"problems": training_problems(detector, inputs), "stats": training_stats(detector, inputs)})
 
     @extend_schema(request=DetectRequestSerializer, responses={201: DetectionRunSerializer})
     @action(detail=True, methods=["post"])

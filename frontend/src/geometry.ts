@@ -104,6 +104,54 @@ export function ringsIntersect(a: Ring, b: Ring): boolean {
   return false;
 }
 
+/** Whether a point lies on a ring's boundary (within `eps` map units). */
+export function pointOnRing(point: Coord, ring: Ring, eps = 1e-9): boolean {
+  const closed = closeRing(ring);
+  for (let i = 0; i < closed.length - 1; i++) if (onSegment(point, closed[i], closed[i + 1], eps)) return true;
+  return false;
+}
+
+/** Whether a point lies strictly inside a ring: inside and farther than `eps` from its boundary. */
+export function pointStrictlyInRing(point: Coord, ring: Ring, eps = 1e-9): boolean {
+  return pointInRing(point, ring, 0) && !pointOnRing(point, ring, eps);
+}
+
+function centroid(ring: Ring): Coord | null {
+  const closed = closeRing(ring);
+  let [a, cx, cy] = [0, 0, 0];
+  for (let i = 0; i < closed.length - 1; i++) {
+    const [p, q] = [closed[i], closed[i + 1]];
+    const f = p[0] * q[1] - q[0] * p[1];
+    a += f;
+    cx += (p[0] + q[0]) * f;
+    cy += (p[1] + q[1]) * f;
+  }
+  return a ? [cx / (3 * a), cy / (3 * a)] : null;
+}
+
+/**
+ * Whether two rings share some area (their interiors overlap), not merely a boundary: what the server's
+ * `intersection(...).area > 0` asks. An edge crossing the other's edge properly, a vertex or an edge's midpoint
+ * strictly inside the other, or (for rings drawn on each other's edges) a centroid strictly inside both.
+ */
+export function ringsOverlap(a: Ring, b: Ring, eps = 1e-9): boolean {
+  const [ax0, ay0, ax1, ay1] = bbox(a);
+  const [bx0, by0, bx1, by1] = bbox(b);
+  if (ax1 <= bx0 || bx1 <= ax0 || ay1 <= by0 || by1 <= ay0) return false;
+  const [ca, cb] = [closeRing(a), closeRing(b)];
+  const cross = (o: Coord, p: Coord, q: Coord) => (p[0] - o[0]) * (q[1] - o[1]) - (p[1] - o[1]) * (q[0] - o[0]);
+  for (let i = 0; i < ca.length - 1; i++) {
+    for (let j = 0; j < cb.length - 1; j++) {
+      const [p1, p2, q1, q2] = [ca[i], ca[i + 1], cb[j], cb[j + 1]];
+      if (cross(q1, q2, p1) * cross(q1, q2, p2) < 0 && cross(p1, p2, q1) * cross(p1, p2, q2) < 0) return true;
+    }
+  }
+  const probes = (r: Ring): Coord[] => [...r.slice(0, -1), ...r.slice(0, -1).map((p, i): Coord => [(p[0] + r[i + 1][0]) / 2, (p[1] + r[i + 1][1]) / 2])];
+  if (probes(ca).some((p) => pointStrictlyInRing(p, cb, eps)) || probes(cb).some((p) => pointStrictlyInRing(p, ca, eps))) return true;
+  const c = centroid(ca);
+  return c !== null && pointStrictlyInRing(c, ca, eps) && pointStrictlyInRing(c, cb, eps);
+}
+
 /** A ring with fewer than 3 distinct vertices or (almost) no area cannot be saved as a polygon. */
 export function isDrawable(ring: Ring, minArea = 1e-6): boolean {
   const closed = closeRing(ring);

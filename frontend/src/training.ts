@@ -3,13 +3,11 @@
 
 import type { RunStatus, ScoreBlock, TrainingRun } from "./types";
 
-/** Seconds left from the step rate since the run started; null until there is a rate to go by. */
-export function secondsLeft(run: Pick<TrainingRun, "progress" | "started_at">, now = Date.now()): number | null {
-  const { step, total } = run.progress ?? {};
-  if (!run.started_at || !step || !total || step <= 0) return null;
-  const elapsed = (now - Date.parse(run.started_at)) / 1000;
-  if (!(elapsed > 0)) return null;
-  return Math.max(0, ((total - step) * elapsed) / step);
+/** Seconds left as the worker measured them from its step rate (and its time budget); null until a few steps
+ * are known. Not extrapolated from the start: that counts reading the data as training and overstates it. */
+export function secondsLeft(run: Pick<TrainingRun, "progress">): number | null {
+  const left = run.progress?.seconds_left;
+  return typeof left === "number" && Number.isFinite(left) && left >= 0 ? left : null;
 }
 
 export function formatDuration(seconds: number): string {

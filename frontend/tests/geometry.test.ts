@@ -9,9 +9,9 @@ import {
   ringCoveredBy,
   ringInsideRing,
   ringsIntersect,
+  ringsOverlap,
   signedArea,
 } from "../src/geometry";
-import { flaggedOutlines, guidance } from "../src/guidance";
 import { lonLatToPixel, thumbnailZoom } from "../src/thumbs";
 
 const square = (x: number, y: number, size: number) => rectangleFromCorners([x, y], [x + size, y + size]);
@@ -76,40 +76,17 @@ describe("inside tests", () => {
   });
 });
 
-describe("guidance", () => {
-  const empty = { training: [], testing: [], accuracy: [], outlines: [] };
-
-  it("starts with drawing a training area", () => {
-    const g = guidance(empty);
-    expect(g.steps.map((s) => s.done)).toEqual([false, false, false, false]);
-    expect(g.ready).toBe(false);
-    expect(g.warnings).toEqual([]);
-  });
-
-  it("is ready with outlines in a training area and an accuracy area", () => {
-    const g = guidance({ ...empty, training: [square(0, 0, 10)], accuracy: [square(20, 0, 10)], outlines: [square(1, 1, 2)] });
-    expect(g.ready).toBe(true);
-    expect(g.steps.find((s) => s.id === "outlines")!.hint).toMatch(/1 outline so far/);
-  });
-
-  it("flags outlines outside training and accuracy areas (testing areas do not count)", () => {
-    const drawing = {
-      ...empty,
-      training: [square(0, 0, 10)],
-      testing: [square(50, 50, 10)],
-      outlines: [square(1, 1, 2), square(51, 51, 2), square(9, 9, 3)],
-    };
-    expect(flaggedOutlines(drawing)).toEqual([1, 2]);
-    const g = guidance(drawing);
-    expect(g.flagged).toEqual([1, 2]);
-    expect(g.warnings[0]).toMatch(/^2 outlines lie outside every training and accuracy area/);
-  });
-
-  it("warns about a training area left without outlines", () => {
-    const g = guidance({ ...empty, training: [square(0, 0, 10), square(20, 0, 10)], outlines: [square(1, 1, 2)] });
-    expect(g.emptyTraining).toEqual([1]);
-    expect(g.steps[1].done).toBe(false);
-    expect(g.warnings.some((w) => w.startsWith("1 training area has no outline"))).toBe(true);
+describe("ringsOverlap", () => {
+  it("is true only when the rings share area, as the server's intersection(...).area > 0", () => {
+    expect(ringsOverlap(square(0, 0, 10), square(5, 5, 10))).toBe(true); // corners cross
+    expect(ringsOverlap(square(0, 0, 10), square(2, 2, 2))).toBe(true); // wholly inside
+    expect(ringsOverlap(square(2, 2, 2), square(0, 0, 10))).toBe(true);
+    expect(ringsOverlap(square(0, 0, 10), square(0, 0, 10))).toBe(true); // the same ring
+    expect(ringsOverlap(square(0, 0, 10), square(0, 0, 5))).toBe(true); // inside, sharing two edges
+    expect(ringsOverlap(square(0, 0, 10), square(10, 0, 10))).toBe(false); // sharing only an edge
+    expect(ringsOverlap(square(0, 0, 10), square(10, 10, 10))).toBe(false); // sharing only a corner
+    expect(ringsOverlap(square(0, 0, 10), square(20, 20, 1))).toBe(false);
+    expect(ringsOverlap(rectangleFromCorners([-5, 4], [15, 6]), square(0, 0, 10))).toBe(true); // a bar through it
   });
 });
 

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.gis.geos import GEOSGeometry
+from django.urls import reverse
 
-from detectors.models import Annotation, Area, Detector, DetectorClass, DetectorImage
+from detectors.models import Annotation, Area, Detector, DetectorClass, DetectorImage, TrainingRun
 from detectors.training_inputs import gather_training_inputs, training_problems, training_stats
 from imagery.models import Image
 from picterra.api.fields import parse_polygon
@@ -42,6 +43,32 @@ def test_problems_say_what_to_do_next(detector, ready_image):
     assert "none of your outlines is inside" in training_problems(detector, gather_training_inputs(detector))[0]
     outline(detector, ready_image, "tree", 6.6013, 46.5013)
     assert training_problems(detector, gather_training_inputs(detector)) == []
+
+
+def test_training_check_answers_what_train_would_without_starting_anything(
+    detector, ready_image, personas, client_for, project
+):
+    """The workspace asks it as the drawing changes: the error goes once its cause has; scoped like the rest."""
+    DetectorImage.objects.create(detector=detector, image=ready_image)
+    url = reverse("v1:detector-training-check", args=[detector.pk])
+    client = client_for(personas.owner)
+    answer = client.get(url).json()
+    assert "Draw at least one training area" in answer["problems"][0]
+    draw(detector, ready_image, Area.Kind.TRAINING, 6.601, 46.501)
+    answer = client.get(url).json()
+    assert "Draw at least one training area" not in " ".join(answer["problems"])
+    assert "none of your outlines is inside" in answer["problems"][0]
+    # an outline crossing the area's edge is learned from (its inside part): the problem goes
+    Annotation.objects.create(
+        detector=detector,
+        image=ready_image,
+        detector_class=detector.classes.get(name="tree"),
+        geometry=parse_polygon(square(6.6019, 46.5013, 0.0003)),
+    )
+    answer = client.get(url).json()
+    assert answer["problems"] == [] and answer["stats"]["training_annotations_count"] == 1
+    assert not TrainingRun.objects.exists()
+    assert client_for(personas.outsider).get(url).status_code == 404
 
 
 def test_inputs_are_in_the_image_crs_and_accuracy_areas_are_never_trained_on(detector, ready_image):

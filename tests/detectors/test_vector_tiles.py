@@ -15,7 +15,7 @@ from detectors.vector_tiles import BUFFER, EXTENT, _python_tile, detection_tile
 WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
 # Near the centre of `ready_image`'s footprint (6.60-6.61 E, 46.50-46.51 N).
 LON, LAT = 6.6031, 46.5031
-BIG, SMALL = 12, 30  # 20 m squares and 1 m squares
+BIG, SMALL = 12, 30  # 20 m squares and 2 m squares
 
 
 def _tile_class():
@@ -94,7 +94,7 @@ def run_with_objects(personas, project, ready_image):
         rows.append(_square(run, ready_image, tree, lon, lat, 20 * metre))
     for i in range(SMALL):
         lon, lat = lon0 + 110 * metre * 1.45 + (i % 6) * 3 * metre * 1.45, lat0 + (i // 6) * 3 * metre
-        rows.append(_square(run, ready_image, tree, lon, lat, metre))
+        rows.append(_square(run, ready_image, tree, lon, lat, 2 * metre))
     DetectedObject.objects.bulk_create(rows)
     return run
 
@@ -116,8 +116,8 @@ def summary(features: list[dict]) -> tuple[int, int]:
 
 @pytest.mark.parametrize(
     "z, expected",
-    [(17, (BIG + SMALL, 0)), (15, (BIG, SMALL)), (12, (BIG, SMALL)), (8, (0, BIG + SMALL))],
-    ids=["z17", "z15", "z12", "z8"],
+    [(17, (BIG + SMALL, 0)), (15, (BIG, SMALL)), (14, (BIG, SMALL)), (13, (0, BIG + SMALL)), (8, (0, BIG + SMALL))],
+    ids=["z17", "z15", "z14", "z13", "z8"],
 )
 def test_polygons_where_they_can_be_drawn_clusters_where_not(run_with_objects, z, expected):
     tile = WEB_MERCATOR.tile(LON, LAT, z)
@@ -148,3 +148,47 @@ def test_tiles_through_the_api_are_scoped_and_cached(run_with_objects, personas,
     assert client_for(personas.owner).get(outside).status_code == 404
     counts = client_for(personas.owner).get(reverse("v1:detectionrun-counts", args=[run_with_objects.pk])).json()
     assert counts["results"][0]["count"] == BIG + SMALL and counts["results"][0]["area"] == "whole image"
+
+
+def _boxes(features: list[dict]) -> list[tuple[int, int, int, int]]:
+    out = []
+    for f in features:
+        if f["type"] == 3:
+            xs, ys = zip(*f["points"], strict=True)
+            out.append((min(xs), min(ys), max(xs), max(ys)))
+    return sorted(out)
+
+
+def _clusters(features: list[dict]) -> list:
+    return sorted((f["points"][0], int(f["props"]["n"])) for f in features if f["type"] == 1)
+
+
+def assert_drawn_as_the_exact_projection_puts_them(run, z: int) -> None:
+    tile = WEB_MERCATOR.tile(LON, LAT, z)
+    postgis = decode(detection_tile(run, z, tile.x, tile.y))
+    fallback = decode(_python_tile(run, z, tile.x, tile.y, (2 * 20037508.342789244 / 2**z) / EXTENT))
+    assert len(_boxes(postgis)) == len(_boxes(fallback))
+    for got, exact in zip(_boxes(postgis), _boxes(fallback), strict=True):
+        assert all(abs(a - b) <= 1 for a, b in zip(got, exact, strict=True)), (got, exact)
+    assert _clusters(postgis) == _clusters(fallback)
+
+
+@pytest.mark.parametrize("z", [17, 15, 8])
+def test_postgis_draws_every_object_where_the_exact_projection_puts_it(run_with_objects, z):
+    """PostGIS projects boxes and polygons arithmetically (no ST_Transform per object): its polygons and
+    clusters lie where the fallback's exact pyproj projection puts them, within a tile unit."""
+    assert_drawn_as_the_exact_projection_puts_them(run_with_objects, z)
+
+
+def test_an_object_whose_geometry_changes_is_drawn_where_it_now_is(run_with_objects):
+    """The boxes the tiles read are kept by PostgreSQL from the geometry (generated columns): a changed
+    geometry (as the merge across cells writes) moves its polygon and its cluster with it."""
+    from django.contrib.gis.geos import Polygon
+
+    for obj in DetectedObject.objects.filter(detection_run=run_with_objects):
+        (x0, y0), (x1, y1) = obj.geometry.extent[:2], obj.geometry.extent[2:]
+        obj.geometry = Polygon.from_bbox((x0 + 0.0002, y0 + 0.0001, x1 + 0.0002, y1 + 0.0001))
+        obj.geometry.srid = 4326
+        obj.save(update_fields=["geometry"])
+    for z in (17, 15):
+        assert_drawn_as_the_exact_projection_puts_them(run_with_objects, z)

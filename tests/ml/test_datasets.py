@@ -1,9 +1,17 @@
 import numpy as np
+from rasterio.features import rasterize
 from rasterio.windows import Window
 from shapely.geometry import Point, box
 
 from workers.ml.config import DetectorConfig, Recipe
-from workers.ml.datasets import IGNORE, LabelledImage, build_samples, core_target, rasterize_targets
+from workers.ml.datasets import (
+    IGNORE,
+    LabelledImage,
+    build_samples,
+    core_target,
+    outlines_in_areas,
+    rasterize_targets,
+)
 from workers.ml.raster_io import geometry_window, image_crs_to_lonlat, lonlat_to_image_crs, open_image, read_window
 from workers.ml.samplers import grid_windows, select_chips
 
@@ -16,6 +24,29 @@ def test_pixels_outside_training_areas_are_ignored():
     assert mask[10, 10] == 1 and mask[0, 0] == 0
     # the second object lies outside the area: ignored, never taught as background
     assert mask[40, 40] == IGNORE
+
+
+def test_an_outline_crossing_an_areas_edge_counts_by_its_inside_part_and_one_outside_counts_for_nothing():
+    """The edge rule of training: clipped to the area, the outside unknown; wholly outside (or only touching the
+    edge): left out, its pixels changed by nothing."""
+    area = box(0, 0, 32, 32)
+    crossing = (box(24, 8, 44, 20), "tree")  # 8 px inside, 12 px outside the area
+    outside = (box(40, 40, 50, 50), "tree")
+    touching = (box(32, 0, 40, 8), "tree")  # shares only the area's edge
+    inside = (box(4, 4, 12, 12), "tree")
+    kept = outlines_in_areas([crossing, outside, touching, inside], [area])
+    assert kept == [crossing, inside]
+    assert outlines_in_areas([crossing], []) == []
+
+    mask, _, _ = rasterize_targets([(crossing[0], 1)], [area], (64, 64), 0.45)
+    inside_part = rasterize([(crossing[0].intersection(area), 1)], out_shape=(64, 64), dtype="uint8").astype(bool)
+    in_area = rasterize([(area, 1)], out_shape=(64, 64), dtype="uint8").astype(bool)
+    assert inside_part.sum() == 8 * 12
+    assert ((mask == 1) == inside_part).all()  # exactly its inside part is taught as the object
+    assert (mask[~in_area] == IGNORE).all()  # the rest of it is unknown, never background
+    assert (mask[in_area & ~inside_part] == 0).all()
+    with_outside, _, _ = rasterize_targets([(crossing[0], 1), (outside[0], 1)], [area], (64, 64), 0.45)
+    assert (with_outside == mask).all()  # the outline outside every area changes nothing
 
 
 def test_core_target_separates_touching_objects():

@@ -109,6 +109,18 @@ def test_objects_found_in_a_training_area_without_an_outline_are_offered_for_che
     assert unoutlined_detections(pred, outlines, []) == []
 
 
+def test_the_training_area_check_reports_only_finds_mostly_inside_the_training_areas():
+    """Following its advice (outline this) must put the object where training learns from it."""
+    training = [box(0, 0, 100, 100)]
+    pred = [
+        (box(95, 40, 115, 60), "a"),  # a quarter inside: its middle lies outside the area
+        (box(85, 40, 105, 60), "a"),  # three quarters inside
+        (box(90, 0, 110, 20), "a"),  # half inside: not "mostly"
+    ]
+    found = unoutlined_detections(pred, [], training)
+    assert [g.bounds for g, _, _ in found] == [(85.0, 40.0, 105.0, 60.0)]
+
+
 def test_unoutlined_segmentation_is_predicted_area_outside_the_outlines_above_a_size():
     training = [box(0, 0, 100, 100)]
     outlines = [(box(0, 0, 20, 20), "field")]

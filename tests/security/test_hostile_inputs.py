@@ -209,6 +209,7 @@ def _b_requests(w: World) -> dict[str, tuple[str, str, dict | None]]:
         "v1-detector-patch": ("PATCH", f"{V1}/detectors/{det}/", {"name": "renamed by A"}),
         "v1-detector-delete": ("DELETE", f"{V1}/detectors/{det}/", None),
         "v1-detector-train": ("POST", f"{V1}/detectors/{det}/train/", None),
+        "v1-detector-training-check": ("GET", f"{V1}/detectors/{det}/training-check/", None),
         "v1-detector-detect": ("POST", f"{V1}/detectors/{det}/detect/", {"images": [str(a.image.pk)]}),
         "v1-class-get": ("GET", f"{V1}/detector-classes/{cls}/", None),
         "v1-class-patch": ("PATCH", f"{V1}/detector-classes/{cls}/", {"name": "renamed by A"}),
@@ -304,7 +305,8 @@ def _center_tile(image: Image) -> str:
 B_REQUEST_IDS = [
     "v1-image-get", "v1-image-patch", "v1-image-delete", "v1-image-commit", "v1-image-upload-url",
     "v1-image-tilejson", "v1-image-tile", "v1-image-tile-center", "v1-detector-get", "v1-detector-patch",
-    "v1-detector-delete", "v1-detector-train", "v1-detector-detect", "v1-class-get", "v1-class-patch",
+    "v1-detector-delete", "v1-detector-train", "v1-detector-training-check", "v1-detector-detect", "v1-class-get",
+    "v1-class-patch",
     "v1-class-delete", "v1-detector-image-get", "v1-detector-image-delete", "v1-area-get", "v1-area-patch",
     "v1-area-delete", "v1-annotation-get", "v1-annotation-patch", "v1-annotation-delete", "v1-training-run-get",
     "v1-training-run-cancel", "v1-training-run-predictions", "v1-training-run-review", "v1-detection-run-get",

@@ -24,6 +24,7 @@ from rasterio.windows import Window
 from scipy import ndimage
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
+from shapely.ops import unary_union
 from shapely.strtree import STRtree
 
 from .config import DetectorConfig, Recipe
@@ -44,6 +45,18 @@ class LabelledImage:
     training_areas: list[BaseGeometry]
     outlines: list[tuple[BaseGeometry, str]]
     accuracy_areas: list[BaseGeometry] = field(default_factory=list)
+
+
+def outlines_in_areas(outlines: Sequence[tuple[BaseGeometry, str]],
+                      areas: Sequence[BaseGeometry]) -> list[tuple[BaseGeometry, str]]:
+    """The edge rule of training, the one place it is decided: an outline counts by its part inside the training
+    areas (``rasterize_targets`` marks every pixel outside them unknown, ``IGNORE``, not background), so one that
+    crosses an area's edge is clipped to the area, and one sharing no area with any of them (wholly outside, or
+    only touching an edge) contributes nothing and is left out. The workspace's ``outlineUse`` says the same."""
+    if not areas:
+        return []
+    region = unary_union(list(areas))
+    return [(g, c) for g, c in outlines if g.intersection(region).area > 0]
 
 
 def core_target(ids: np.ndarray, threshold: float) -> np.ndarray:

@@ -188,8 +188,9 @@ def unoutlined_detections(
 
     The part of each prediction outside every outline (any class) is kept when it is at least ``share`` of
     the median outline's area (or of the prediction, with no outline drawn): a forgotten object merged with
-    an outlined neighbour into one prediction still shows, slivers along outline edges do not. Predictions
-    count when their representative point lies in a training area (segmentation: clipped to the areas).
+    an outlined neighbour into one prediction still shows, slivers along outline edges do not. A find is reported
+    only when most of it (over half of its area) lies inside the training areas, so outlining it puts the
+    object where training learns from it (segmentation: clipped to the areas).
     """
     if not predicted or not training_areas:
         return []
@@ -200,11 +201,11 @@ def unoutlined_detections(
     for g, c in predicted:
         if detection_type == "segmentation":
             g = g.intersection(region)
-        elif not region.contains(g.representative_point()):
-            continue
         rest = g.difference(drawn) if drawn is not None else g
         least = share * (median if median else g.area)
         for part in getattr(rest, "geoms", [rest]):
-            if part.geom_type == "Polygon" and not part.is_empty and part.area >= least:
+            if part.geom_type != "Polygon" or part.is_empty or part.area < least:
+                continue
+            if part.intersection(region).area > 0.5 * part.area:
                 out.append((part, c, "unoutlined"))
     return out

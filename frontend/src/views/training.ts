@@ -26,7 +26,7 @@ const STATUS_WORDS: Record<string, string> = {
   cancelled: "Cancelled",
 };
 
-export function trainingPanel(ctx: AppContext, detector: Detector, hooks: TrainingHooks): { element: HTMLElement; dispose(): void } {
+export function trainingPanel(ctx: AppContext, detector: Detector, hooks: TrainingHooks): { element: HTMLElement; drawingSaved(): void; dispose(): void } {
   let alive = true;
   let runs: TrainingRun[] = [];
   let shownId: string | null = null; // the version the user picked to look at; null: follow the current one
@@ -38,8 +38,39 @@ export function trainingPanel(ctx: AppContext, detector: Detector, hooks: Traini
   const versionsEl = h("div", { class: "train-versions", "data-testid": "versions" });
   const element = h("div", { class: "ws-train" }, trainButton, problems, statusEl, versionsEl);
 
-  async function train(): Promise<void> {
+  /** The problems Train answered, shown until the drawing no longer causes them (the server is asked again). */
+  let problemsShown = false;
+  function showProblems(list: string[]): void {
     clear(problems);
+    problems.append(...list.map((text) => h("p", null, icon("warn", 14), " ", text)));
+    problemsShown = list.length > 0;
+  }
+
+  let rechecking = false;
+  let recheckAgain = false;
+  /** The drawing reached the server: while problems are shown, ask what Train would answer now. */
+  async function drawingSaved(): Promise<void> {
+    if (!problemsShown || !alive) return;
+    if (rechecking) {
+      recheckAgain = true;
+      return;
+    }
+    rechecking = true;
+    try {
+      do {
+        recheckAgain = false;
+        const check = await ctx.api.get<{ problems: string[] }>(`detectors/${detector.id}/training-check/`);
+        if (alive && problemsShown) showProblems(check.problems);
+      } while (recheckAgain && alive && problemsShown);
+    } catch {
+      // the next save asks again; the problems shown stay as Train said them
+    } finally {
+      rechecking = false;
+    }
+  }
+
+  async function train(): Promise<void> {
+    showProblems([]);
     trainButton.disabled = true;
     try {
       const run = await ctx.api.post<TrainingRun>(`detectors/${detector.id}/train/`);
@@ -49,7 +80,7 @@ export function trainingPanel(ctx: AppContext, detector: Detector, hooks: Traini
       poller.schedule();
     } catch (e) {
       const list = e instanceof ApiError && e.errors && typeof e.errors === "object" ? (e.errors as { problems?: string[] }).problems : undefined;
-      problems.append(...(list?.length ? list : [errorMessage(e)]).map((text) => h("p", null, icon("warn", 14), " ", text)));
+      showProblems(list?.length ? list : [errorMessage(e)]);
     } finally {
       trainButton.disabled = isActive(currentRun(runs));
     }
@@ -118,23 +149,23 @@ export function trainingPanel(ctx: AppContext, detector: Detector, hooks: Traini
     if (n === 0) {
       return h("p", { class: "check-ok small", "data-testid": "unoutlined-check", "data-count": "0" }, icon("check", 14), " Nothing found in your training areas that you left without an outline.");
     }
-    let next = 0;
-    const where = h("span", { class: "muted" });
-    const show = h("button", {
-      class: "btn btn-small",
-      "data-testid": "show-unoutlined",
-      onclick: () => {
-        const count = hooks.focusReview("unoutlined", next);
-        where.textContent = count ? ` ${(next % count) + 1} of ${count} on this image` : " none on this image";
-        next += 1;
-      },
-    }, icon("zoom", 14), " Show me");
+    let at = -1; // the find shown on the map; -1: none yet
+    const where = h("span", { class: "muted", "data-testid": "unoutlined-where" });
+    const step = (to: number) => {
+      const count = hooks.focusReview("unoutlined", to);
+      at = count ? ((to % count) + count) % count : -1;
+      where.textContent = count ? ` ${at + 1} of ${count} on this image` : " none on this image";
+      prev.hidden = next.hidden = count < 2;
+    };
+    const show = h("button", { class: "btn btn-small", "data-testid": "show-unoutlined", onclick: () => step(Math.max(at, 0)) }, icon("zoom", 14), " Show me");
+    const prev = h("button", { class: "btn btn-small", "data-testid": "unoutlined-prev", title: "Previous", "aria-label": "Previous", hidden: true, onclick: () => step(at - 1) }, "‹");
+    const next = h("button", { class: "btn btn-small", "data-testid": "unoutlined-next", title: "Next", "aria-label": "Next", hidden: true, onclick: () => step(at + 1) }, "›");
     return h(
       "div",
       { class: "check-card", role: "status", "data-testid": "unoutlined-check", "data-count": String(n) },
       h("p", null, h("strong", null, `Check your training areas: ${n === 1 ? "1 thing" : `${n} things`} found there ${n === 1 ? "has" : "have"} no outline.`)),
       h("p", { class: "small" }, "They are drawn in purple, dashed. If one is an object you want found, outline it: anything left without an outline is learned as “not an object”. Then train again."),
-      h("div", { class: "check-actions" }, show, where),
+      h("div", { class: "check-actions" }, show, prev, next, where),
     );
   }
 
@@ -251,6 +282,7 @@ export function trainingPanel(ctx: AppContext, detector: Detector, hooks: Traini
   poller.refresh();
   return {
     element,
+    drawingSaved,
     dispose() {
       alive = false;
       poller.stop();

@@ -45,7 +45,10 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
     saveStatus.dataset.state = saveState;
     clear(saveStatus);
     saveStatus.append(saveState === "saving" ? h("span", { class: "spinner" }) : icon(saveState === "error" ? "warn" : "check", 14), h("span", null, message));
+    if (saveState === "saved") drawingSaved();
   };
+  // What the drawing now is has reached the server: the Train panel asks again whether what it said still holds.
+  let drawingSaved = () => {};
 
   const titleEl = h("h1", { class: "ws-title" }, "Loading…");
   const backLink = h("a", { class: "back-link", href: BASE, "data-link": "" }, icon("back", 14), "Project");
@@ -229,6 +232,7 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
       panels.renderClasses();
       const panel = trainingPanel(ctx, detector, { showResults: ws.showResults, focusReview: ws.focusReview });
       trainHost.replaceWith(panel.element);
+      drawingSaved = panel.drawingSaved;
       disposers.push(() => panel.dispose());
       tools.setTool({ mode: "select" });
       await loadAttachments();

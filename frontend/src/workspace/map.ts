@@ -1,7 +1,7 @@
 // The workspace's map and its layers: the image (XYZ tiles from its TileJSON), its footprint, the areas and
 // outlines being drawn, what a trained version predicted and its review, a detection's objects (vector tiles),
 // an optional online basemap. The map element's data attributes describe what it shows (for people debugging
-// and for the browser tests): data-tiles-pending, data-predictions, data-review, data-focused, data-detection,
+// and for the browser tests): data-tiles-pending, data-predictions, data-review, data-focused and data-highlight (what "Show me" points at), data-detection,
 // data-detection-tiles, and the view (data-view-center, data-view-resolution, data-view-size).
 
 import Feature from "ol/Feature";
@@ -26,6 +26,7 @@ import { h, icon } from "../dom";
 import type { Ring } from "../geometry";
 import { areaStyle, footprintStyle, outlineStyle, predictionStyle, type ReviewKind, reviewStyle } from "../styles";
 import type { AreaKind, DetectionRun, FeatureCollection, ImageInfo, Polygon as GeoPolygon, TileJson } from "../types";
+import { type Extent, focusExtent } from "./focus";
 import type { ShapeLayers, ShapeType } from "./store";
 
 export const geojson = new GeoJSON({ dataProjection: "EPSG:4326", featureProjection: "EPSG:3857" });
@@ -109,9 +110,17 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
     },
   });
 
+  // The object "Show me" points at: a thick light halo under a dark line, over every other layer.
+  const highlightSource = new VectorSource<Feature>();
+  const highlightLayer = new VectorLayer({
+    source: highlightSource,
+    zIndex: 8,
+    style: [new Style({ stroke: new Stroke({ color: "rgba(255,255,255,0.9)", width: 7 }) }), new Style({ stroke: new Stroke({ color: "#111", width: 2.5 }) })],
+  });
+
   const map = new OlMap({
     target: mapEl,
-    layers: [imageLayer, footprintLayer, areaLayer, outlineLayer, predictionLayer, reviewLayer, detectionLayer],
+    layers: [imageLayer, footprintLayer, areaLayer, outlineLayer, predictionLayer, reviewLayer, detectionLayer, highlightLayer],
     view: new View({ center: [0, 0], zoom: 2, maxZoom: 24, constrainResolution: false }),
     controls: defaultControls({ attribution: true, attributionOptions: { collapsible: true } }).extend([new ScaleLine(), fitControl()]),
     interactions: defaultInteractions({ altShiftDragRotate: false, pinchRotate: false, shiftDragZoom: false }),
@@ -138,7 +147,8 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
       mapEl.dataset.detection = "";
       return;
     }
-    const source = new VectorTileSource({ format: new MVT(), url: `${apiBase}detection-runs/${run.id}/tiles/{z}/{x}/{y}.pbf?v=${run.status}-${run.cells_done}` });
+    // The API's own URL, trailing slash included: without it every tile cost a redirect first.
+    const source = new VectorTileSource({ format: new MVT(), url: `${apiBase}detection-runs/${run.id}/tiles/{z}/{x}/{y}.pbf/?v=${run.status}-${run.cells_done}` });
     source.on("tileloadend", () => (mapEl.dataset.detectionTiles = String(++detectionTiles)));
     detectionLayer.setSource(source);
     mapEl.dataset.detection = run.id;
@@ -153,6 +163,7 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
     const read = (fc: FeatureCollection | null) => (fc ? (geojson.readFeatures(fc) as Feature[]) : []);
     predictionSource.clear();
     reviewSource.clear();
+    highlightSource.clear();
     predictionSource.addFeatures(read(predictions));
     reviewSource.addFeatures(read(review));
     countResults();
@@ -160,25 +171,29 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
 
   /** Another image is open: only its predictions and review are drawn. */
   function imageChanged(): void {
+    highlightSource.clear();
     predictionLayer.changed();
     reviewLayer.changed();
     countResults();
   }
 
-  /** Zoom to the `index`-th review feature of `kind` on the open image, with room around it to judge it;
-   * returns how many there are on this image. */
+  /** Zoom to the `index`-th review feature of `kind` on the open image, a few of its widths across (never
+   * past the image), and highlight it; returns how many there are on this image. */
   function focusReview(kind: ReviewKind, index: number): number {
     const found = reviewSource.getFeatures().filter((f) => onOpenImage(f) && f.get("kind") === kind);
     if (!found.length) return 0;
     const feature = found[((index % found.length) + found.length) % found.length];
-    const [x0, y0, x1, y1] = feature.getGeometry()!.getExtent();
-    const room = Math.max(4 * Math.max(x1 - x0, y1 - y0), 40); // map units (metres in Web Mercator): context to judge it
+    const extent = feature.getGeometry()!.getExtent() as Extent;
     if (!reviewLayer.getVisible()) {
       reviewLayer.setVisible(true);
       layerShown();
     }
-    map.getView().fit([x0 - room, y0 - room, x1 + room, y1 + room], { duration: 350 });
+    const image = footprintSource.getFeatures().length ? (footprintSource.getExtent() as Extent) : null;
+    map.getView().fit(focusExtent(extent, image), { duration: 350 });
+    highlightSource.clear();
+    highlightSource.addFeature(new Feature(feature.getGeometry()!.clone()));
     mapEl.dataset.focused = `${kind}:${found.indexOf(feature)}`;
+    mapEl.dataset.highlight = extent.join(",");
     return found.length;
   }
 

@@ -69,12 +69,15 @@ export function createPanels(o: PanelOptions) {
     const flagged = new Set(result.flagged);
     outlines.forEach((f, i) => {
       if (Boolean(f.get("flagged")) !== flagged.has(i)) f.set("flagged", flagged.has(i), true);
+      if (f.get("use") !== result.use[i]) f.set("use", result.use[i], true);
     });
     ws.outlineLayer.changed();
     mapEl.dataset.flagged = String(result.flagged.length);
+    mapEl.dataset.clipped = String(result.clipped.length);
     mapEl.dataset.areas = String(areas.length);
     mapEl.dataset.outlines = String(outlines.length);
     clear(o.checklist);
+    o.checklist.dataset.ready = String(result.ready);
     const first = result.steps.findIndex((s) => !s.done && !s.optional);
     result.steps.forEach((step, i) => {
       o.checklist.append(
@@ -87,17 +90,18 @@ export function createPanels(o: PanelOptions) {
       );
     });
     for (const warning of result.warnings) {
-      const isFlag = warning.includes("outside");
-      const targets = isFlag ? outlines.filter((_, i) => flagged.has(i)) : result.emptyTraining.map((i) => training[i]);
+      const isFlag = warning.id === "outside";
+      const targets = isFlag ? warning.targets.map((i) => outlines[i]) : warning.targets.map((i) => training[i]);
       o.checklist.append(
         h(
           "div",
           { class: "warning", "data-testid": isFlag ? "warning-flagged" : "warning-empty" },
           icon("warn", 16),
-          h("div", null, h("p", null, warning), targets.length ? h("button", { class: "link-btn", onclick: () => ws.zoomTo(targets[checkCursor++ % targets.length]) }, "Show me") : null),
+          h("div", null, h("p", null, warning.text), targets.length ? h("button", { class: "link-btn", onclick: () => ws.zoomTo(targets[checkCursor++ % targets.length]) }, "Show me") : null),
         ),
       );
     }
+    for (const note of result.notes) o.checklist.append(h("div", { class: "tip", "data-testid": "note-clipped" }, h("p", null, note)));
     if (training.length && result.warnings.length === 0) {
       o.checklist.append(
         h(
@@ -108,7 +112,7 @@ export function createPanels(o: PanelOptions) {
         ),
       );
     }
-    if (result.ready) o.checklist.append(h("p", { class: "all-set" }, icon("check", 14), "All set: this is what training will need."));
+    if (result.ready) o.checklist.append(h("p", { class: "all-set", "data-testid": "all-set" }, icon("check", 14), "All set: this is what training will need."));
     renderClasses();
   }
 
