@@ -9,10 +9,12 @@ import type { AppContext } from "../app";
 import { AREA_COLORS } from "../areas";
 import { clear, errorMessage, h, icon, toast } from "../dom";
 import { guidance } from "../guidance";
+import { reservedNear } from "../palette";
 import { FLAG_COLOR, PREDICTION_COLOR, REVIEW_COLORS } from "../styles";
 import { thumbnail } from "../thumbs";
 import type { AreaKind, DetectorClass } from "../types";
 import { imageStatusBadge, PALETTE } from "../views/project";
+import { opacityRow } from "./layers";
 import { ringOf, type WorkspaceMap } from "./map";
 import { classColor, type WorkspaceState } from "./state";
 import type { ShapeStore } from "./store";
@@ -137,7 +139,10 @@ export function createPanels(o: PanelOptions) {
           try {
             const updated = await ctx.api.patch<DetectorClass>(`detector-classes/${c.id}/`, { color: colorInput.value.toUpperCase() });
             c.color = updated.color;
+            const near = reservedNear(updated.color);
+            if (near) toast(`This colour is close to the one the map uses for ${near}: pick another to tell them apart.`, "info");
             ws.outlineLayer.changed();
+            ws.detectionLayer.changed();
             renderClasses();
             o.classesChanged();
           } catch (e) {
@@ -251,6 +256,7 @@ export function createPanels(o: PanelOptions) {
       row("Predictions", PREDICTION_COLOR, ws.predictionLayer.getVisible(), (on) => ws.predictionLayer.setVisible(on), "predictions", "(testing areas)"),
       row("Misses, false detections, unoutlined finds", REVIEW_COLORS.miss, ws.reviewLayer.getVisible(), (on) => ws.reviewLayer.setVisible(on), "review"),
       row("Detected objects", firstColor, ws.detectionLayer.getVisible(), (on) => ws.detectionLayer.setVisible(on), "detections"),
+      opacityRow(ws.detectionLayer, "Detected objects' opacity", "detections-opacity"),
       row("Online basemap", null, ws.basemapVisible(), (on) => ws.setBasemap(on), "basemap", "(OpenStreetMap, needs internet)"),
     );
   }
