@@ -79,7 +79,10 @@ class TrainingSummarySerializer(serializers.Serializer):
     version = serializers.IntegerField(
         allow_null=True, help_text="The trained version Detect uses (the chosen one, else the latest that succeeded)."
     )
-    score = serializers.FloatField(allow_null=True, help_text="That version's score (0..1), when it has one.")
+    score = serializers.FloatField(
+        allow_null=True,
+        help_text="That version's score (its F-score on the accuracy areas, 0 to 100), when it has one.",
+    )
 
 
 def training_summary(detector: Detector) -> dict:

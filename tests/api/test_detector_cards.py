@@ -25,21 +25,21 @@ def test_a_card_says_untrained_then_the_latest_status_the_version_detect_uses_an
     assert cards(client)["Trees"] == {"status": "untrained", "latest_version": None, "version": None, "score": None}
 
     first = TrainingRun.objects.create(
-        detector=detector, version=1, status=RunStatus.SUCCEEDED, metrics={"score": 0.81}
+        detector=detector, version=1, status=RunStatus.SUCCEEDED, metrics={"score": 81.0}
     )
-    TrainingRun.objects.create(detector=detector, version=2, status=RunStatus.SUCCEEDED, metrics={"score": 0.64})
+    TrainingRun.objects.create(detector=detector, version=2, status=RunStatus.SUCCEEDED, metrics={"score": 64.0})
     TrainingRun.objects.create(detector=detector, version=3, status=RunStatus.RUNNING)
     # Without a chosen version, Detect uses the latest that succeeded (2); the latest run (3) is still running.
-    assert cards(client)["Trees"] == {"status": "running", "latest_version": 3, "version": 2, "score": 0.64}
+    assert cards(client)["Trees"] == {"status": "running", "latest_version": 3, "version": 2, "score": 64.0}
 
     # The chosen version wins, as in detection; its own score is shown.
     response = client.patch(
         reverse("v1:detector-detail", args=[detector.pk]), {"active_training_run": str(first.pk)}, format="json"
     )
     assert response.status_code == 200, response.json()
-    assert response.json()["training"] == {"status": "running", "latest_version": 3, "version": 1, "score": 0.81}
+    assert response.json()["training"] == {"status": "running", "latest_version": 3, "version": 1, "score": 81.0}
     TrainingRun.objects.filter(version=3).update(status=RunStatus.FAILED)
-    assert cards(client)["Trees"] == {"status": "failed", "latest_version": 3, "version": 1, "score": 0.81}
+    assert cards(client)["Trees"] == {"status": "failed", "latest_version": 3, "version": 1, "score": 81.0}
     detail = client.get(reverse("v1:detector-detail", args=[detector.pk])).json()
     assert detail["training"] == cards(client)["Trees"]
 
@@ -59,7 +59,7 @@ def test_a_version_without_a_score_has_none_and_a_new_detector_answers_its_card(
 def test_cards_show_only_the_callers_organizations_detectors(personas, client_for):
     mine = Detector.objects.create(organization=personas.organization, name="Mine")
     theirs = Detector.objects.create(organization=personas.outsider_organization, name="Theirs")
-    TrainingRun.objects.create(detector=theirs, version=1, status=RunStatus.SUCCEEDED, metrics={"score": 0.9})
+    TrainingRun.objects.create(detector=theirs, version=1, status=RunStatus.SUCCEEDED, metrics={"score": 90.0})
     assert set(cards(client_for(personas.member))) == {"Mine"}
     assert set(cards(client_for(personas.outsider))) == {"Theirs"}
     outsider = client_for(personas.outsider)
@@ -77,7 +77,7 @@ def test_the_card_facts_cost_no_query_per_detector(personas, client_for):
     def trained_detector(i: int) -> None:
         detector = Detector.objects.create(organization=personas.organization, name=f"d{i}")
         run = TrainingRun.objects.create(
-            detector=detector, version=1, status=RunStatus.SUCCEEDED, metrics={"score": 0.5}
+            detector=detector, version=1, status=RunStatus.SUCCEEDED, metrics={"score": 50.0}
         )
         TrainingRun.objects.create(detector=detector, version=2, status=RunStatus.FAILED)
         if i % 2:
