@@ -184,17 +184,18 @@ export function reviewStyle(kind: ReviewKind): Style[] {
   return cache.get(key)!;
 }
 
-/** A detected object in its class colour, filled (its fill set by the layer's opacity), with no halo so it reads
- * apart from the outlines drawn by hand; far out, a dot per cluster sized by its count. */
-export function detectionStyle(color: string, count = 0): Style {
+/** A detected object in its class colour, lightly filled, on a dark halo where hand-drawn outlines have a white
+ * one (the layer's opacity slider fades them all); far out, a dot per cluster sized by its count. */
+export function detectionStyle(color: string, count = 0): Style[] {
   const size = count ? Math.min(6, Math.ceil(Math.log2(count + 1))) : 0;
   const key = `detection:${color}:${size}`;
   if (!cache.has(key)) {
     cache.set(key, [
       count
         ? new Style({ image: new CircleStyle({ radius: 2 + size, fill: new Fill({ color }), stroke: new Stroke({ color: "#fff", width: 1 }) }) })
-        : new Style({ stroke: new Stroke({ color, width: 1.5 }), fill: new Fill({ color: rgba(color, 0.4) }) }),
+        : new Style({ stroke: new Stroke({ color: "rgba(0,0,0,0.5)", width: 3.5 }) }),
+      ...(count ? [] : [new Style({ stroke: new Stroke({ color, width: 1.5 }), fill: new Fill({ color: rgba(color, 0.3) }) })]),
     ]);
   }
-  return cache.get(key)![0];
+  return cache.get(key)!;
 }

@@ -160,15 +160,19 @@ def swatches(page) -> dict[str, list[int]]:
 
 
 def key_color(rgba: list[int]) -> tuple[int, int, int] | None:
-    """The most frequent clearly coloured pixel of a swatch (halos, white, black and greys left out)."""
+    """The swatch's own colour: the most frequent of its most colourful opaque pixels (halos, white, black, greys
+    and the pixels a stroke only partly covers, blended with its halo, are less colourful)."""
+    pixels = [tuple(rgba[i : i + 3]) for i in range(0, len(rgba), 4) if rgba[i + 3] >= 250]
+    chroma = {p: max(p) - min(p) for p in pixels}
+    top = max(chroma.values(), default=0)
+    if top < 40:
+        return None
     counts: dict[tuple[int, int, int], int] = {}
-    for i in range(0, len(rgba), 4):
-        r, g, b, a = rgba[i : i + 4]
-        if a < 200 or max(r, g, b) - min(r, g, b) < 40:
-            continue
-        key = (r // 8 * 8, g // 8 * 8, b // 8 * 8)
-        counts[key] = counts.get(key, 0) + 1
-    return max(counts, key=counts.get) if counts else None
+    for p in pixels:
+        if chroma[p] >= 0.85 * top:
+            key = (p[0] // 8 * 8, p[1] // 8 * 8, p[2] // 8 * 8)
+            counts[key] = counts.get(key, 0) + 1
+    return max(counts, key=counts.get)
 
 
 def hex_rgb(color: str) -> tuple[int, int, int]:
@@ -225,7 +229,7 @@ def test_the_legend_lists_what_is_shown_each_in_its_own_style_and_toggles_hide_l
     assert "Outlined: tree" in labels[f"outline:{tree.pk}"] and "Detected: shrub" in labels[f"detection:{shrub.pk}"]
     assert "Missed object" in labels["review:miss"] and "False detection" in labels["review:false_detection"]
     assert "ignored" in labels["ignored"] and labels["area:training"].split()[-1] == "1"
-    screenshot("14-map-legend-all-layers")
+    screenshot("15-map-legend-all-layers")
 
     # Every entry is drawn differently; the colours that carry a meaning are those of palette.ts and the classes'.
     drawn = swatches(page)
@@ -322,7 +326,7 @@ def test_hover_and_click_say_what_an_object_is_and_zoom_to_it(page, app_server, 
     card = page.locator("[data-testid=map-info][data-kind=detection]")
     card.wait_for()
     assert "tree" in card.inner_text() and "91%" in card.inner_text() and "m²" in card.inner_text()
-    screenshot("15-map-object-info")
+    screenshot("16-map-object-info")
     before = float(page.locator("[data-testid=map]").get_attribute("data-view-resolution"))
     page.click("[data-testid=map-info-zoom]")
     page.wait_for_function(f"() => +document.querySelector('[data-testid=map]').dataset.viewResolution < {before / 2}")
@@ -349,7 +353,9 @@ def test_hover_and_click_say_what_an_object_is_and_zoom_to_it(page, app_server, 
     page.keyboard.press("Escape")
 
 
-def test_fit_to_each_area_and_a_readable_scale_bar(page, app_server, sign_in, personas, scene, screenshot):
+def test_fit_to_each_area_a_readable_scale_bar_and_reserved_colours_flagged(
+    page, app_server, sign_in, personas, scene, screenshot
+):
     detector, s, _, _ = scene
     sign_in(personas.member)
     open_workspace(page, app_server, detector)
@@ -385,7 +391,16 @@ def test_fit_to_each_area_and_a_readable_scale_bar(page, app_server, sign_in, pe
         "e => [getComputedStyle(e.querySelector('.ol-scale-step-text')).color, getComputedStyle(e).backgroundColor]"
     )
     assert color == "rgb(27, 36, 48)" and background.startswith("rgba(255, 255, 255")
-    screenshot("16-map-fit-to-area")
+    screenshot("17-map-fit-to-area")
+
+    # A class given a colour the map reserves (the old palette's purple is the accuracy areas') is flagged.
+    assert page.locator("[data-testid=color-warn]").count() == 0
+    DetectorClass.objects.filter(detector=detector, name="shrub").update(color="#AE3EC9")
+    page.reload()
+    warning = page.locator("[data-testid=class-item]", has_text="shrub").locator("[data-testid=color-warn]")
+    warning.wait_for()
+    assert "accuracy areas" in warning.get_attribute("title")
+    assert page.locator("[data-testid=color-warn]").count() == 1
 
 
 def test_detector_cards_show_status_version_and_score(page, app_server, sign_in, personas, project, scene, screenshot):
@@ -408,7 +423,7 @@ def test_detector_cards_show_status_version_and_score(page, app_server, sign_in,
     trained.locator("[data-testid=detector-status]").wait_for()
     assert trained.locator("[data-testid=detector-status]").inner_text() == "Last training failed"
     assert trained.locator("[data-testid=detector-version]").inner_text() == "Version 1"
-    screenshot("17-detector-cards")
+    screenshot("18-detector-cards")
 
 
 HALF_WORLD = 20037508.342789244

@@ -39,7 +39,9 @@ function swatch(styles: Style | Style[]): HTMLCanvasElement {
   const context = canvas.getContext("2d");
   if (!context) return canvas;
   const render = toContext(context, { size: [SWATCH.width, SWATCH.height], pixelRatio: ratio });
-  const feature = new Feature(new Polygon([[[4, 4], [SWATCH.width - 4, 4], [SWATCH.width - 4, SWATCH.height - 4], [4, SWATCH.height - 4], [4, 4]]]));
+  // On half pixels: thin strokes cover whole pixels (crisp, and their colour is the style's own).
+  const [x0, y0, x1, y1] = [4.5, 4.5, SWATCH.width - 4.5, SWATCH.height - 4.5];
+  const feature = new Feature(new Polygon([[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]));
   for (const style of Array.isArray(styles) ? styles : [styles]) render.drawFeature(feature, style);
   return canvas;
 }

@@ -150,12 +150,14 @@ export function createPanels(o: PanelOptions) {
           }
         },
       });
+      const near = reservedNear(c.color);
       classesEl.append(
         h(
           "div",
           { class: `class-item ${c.id === state.activeClassId ? "active" : ""}`, "data-testid": "class-item", onclick: (e: Event) => (e.target as HTMLElement).tagName !== "INPUT" && chooseClass(c.id) },
           colorInput,
           h("span", { class: "class-name" }, c.name),
+          near ? h("span", { class: "color-warn", "data-testid": "color-warn", title: `This colour is close to the one of ${near} on the map: click the swatch to choose another.` }, icon("warn", 13)) : null,
           h("span", { class: "count", title: "Outlines on this image" }, String(counts.get(c.id) ?? 0)),
           i < 9 ? h("kbd", null, String(i + 1)) : null,
         ),
