@@ -184,8 +184,9 @@ export function reviewStyle(kind: ReviewKind): Style[] {
   return cache.get(key)!;
 }
 
-/** A detected object in its class colour, lightly filled, on a dark halo where hand-drawn outlines have a white
- * one (the layer's opacity slider fades them all); far out, a dot per cluster sized by its count. */
+/** A detected object in its class colour, lightly filled, with no halo where hand-drawn outlines have a white one
+ * (one style per object: a second, a halo, doubled the map's memory at 100,000 objects); the layer's opacity
+ * slider fades them all; far out, a dot per cluster sized by its count. */
 export function detectionStyle(color: string, count = 0): Style[] {
   const size = count ? Math.min(6, Math.ceil(Math.log2(count + 1))) : 0;
   const key = `detection:${color}:${size}`;
@@ -193,8 +194,7 @@ export function detectionStyle(color: string, count = 0): Style[] {
     cache.set(key, [
       count
         ? new Style({ image: new CircleStyle({ radius: 2 + size, fill: new Fill({ color }), stroke: new Stroke({ color: "#fff", width: 1 }) }) })
-        : new Style({ stroke: new Stroke({ color: "rgba(0,0,0,0.5)", width: 3.5 }) }),
-      ...(count ? [] : [new Style({ stroke: new Stroke({ color, width: 1.5 }), fill: new Fill({ color: rgba(color, 0.3) }) })]),
+        : new Style({ stroke: new Stroke({ color, width: 1.5 }), fill: new Fill({ color: rgba(color, 0.3) }) }),
     ]);
   }
   return cache.get(key)!;
