@@ -100,11 +100,24 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def tile_query(bands: tuple[int, ...], rescale: tuple[tuple[float, float], ...] | None) -> list[tuple[str, str]]:
+def parse_buffer(raw: str | None) -> int:
+    """``"1"`` → 1: the pixels of the neighbouring tiles a tile repeats on each side (``tiles.TILE_BUFFERS``)."""
+    if raw is None or raw == "" or raw == "0":
+        return 0
+    if raw == "1":
+        return 1
+    raise BadTileParameters("buffer: give 0 or 1 (pixels of the neighbouring tiles around each tile).")
+
+
+def tile_query(
+    bands: tuple[int, ...], rescale: tuple[tuple[float, float], ...] | None, buffer: int = 0
+) -> list[tuple[str, str]]:
     """Query parameters that fix a tile's look, in the order tile URLs carry them."""
     query = [("bands", ",".join(str(b) for b in bands))]
     for low, high in rescale or ():
         query.append(("rescale", f"{_number(low)},{_number(high)}"))
+    if buffer:
+        query.append(("buffer", str(buffer)))
     return query
 
 
@@ -300,6 +313,7 @@ def image_tile(request, image_id: str, cog_version: str, z: str, x: str, y: str,
         explicit = bands is not None and "rescale" in request.GET
         bands = bands or source.display_bands
         rescale = parse_rescale(request.GET.getlist("rescale"), len(bands)) or source.default_rescale(bands)
+        buffer = parse_buffer(request.GET.get("buffer"))
     except tiles.TileNotFound as exc:
         return _error(status.HTTP_404_NOT_FOUND, f"No such tile: {exc}.")
     except BadTileParameters as exc:
@@ -318,9 +332,10 @@ def image_tile(request, image_id: str, cog_version: str, z: str, x: str, y: str,
         env=source.gdal_env,
         version=source.cog_version,
         mercator_bounds=source.mercator_bounds,
+        buffer=buffer,
     )
     if data is None:
-        return _no_tile(tilesize, fmt, cache_control)
+        return _no_tile(tilesize + 2 * buffer, fmt, cache_control)
     response = HttpResponse(data, content_type=tiles.FORMATS[fmt])
     response["Cache-Control"] = cache_control
     return response
@@ -340,6 +355,13 @@ class ImageTileJSON(APIView):
             OpenApiParameter("tile_format", str, enum=["png", "jpg", "webp"], description="Tile image format."),
             OpenApiParameter("bands", str, description="Bands shown as RGB (or one, grey), e.g. 3,2,1."),
             OpenApiParameter("rescale", str, many=True, description="min,max mapped to 0..255, per band or once."),
+            OpenApiParameter(
+                "buffer",
+                int,
+                enum=[0, 1],
+                description="Pixels of the neighbouring tiles repeated on each side of every tile (a gutter): "
+                "1 lets a map that scales tiles smooth across their edges, with no seams.",
+            ),
         ],
         responses={200: OpenApiTypes.OBJECT},
     )
@@ -362,6 +384,7 @@ class ImageTileJSON(APIView):
             rescale = parse_rescale(request.query_params.getlist("rescale"), len(bands)) or source.default_rescale(
                 bands
             )
+            buffer = parse_buffer(request.query_params.get("buffer"))
         except (ValueError, BadTileParameters) as exc:
             message = str(exc) if isinstance(exc, BadTileParameters) else "tilesize must be 256 or 512."
             return Response({"detail": message}, status=status.HTTP_400_BAD_REQUEST)
@@ -376,7 +399,7 @@ class ImageTileJSON(APIView):
             image.cog_version,
             2 if tilesize == 512 else 1,
             "jpg" if ext == "jpeg" else ext,
-            tile_query(bands, rescale),
+            tile_query(bands, rescale, buffer),
         )
         return Response(
             {
@@ -390,5 +413,6 @@ class ImageTileJSON(APIView):
                 "bounds": [west, south, east, north],
                 "center": [(west + east) / 2, (south + north) / 2, minzoom],
                 "tilesize": tilesize,
+                "buffer": buffer,
             }
         )

@@ -44,6 +44,11 @@ from rio_tiler.models import ImageData
 TileFormat = Literal["png", "jpeg", "webp"]
 FORMATS: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 TILE_SIZES = (256, 512)
+# Pixels of the neighbouring tiles repeated around a tile (a "gutter"), 0 or 1. A map that scales tiles (any zoom
+# between or beyond the tile levels) smooths each one on its own: without its neighbours' pixels at hand, the
+# last row and column are smoothed against themselves, which shows as faint seams on a grid. With a 1-pixel
+# buffer the map (OpenLayers' `gutter`) crops it and smooths across tile edges as inside a tile.
+TILE_BUFFERS = (0, 1)
 
 WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
 MIN_ZOOM = WEB_MERCATOR.minzoom
@@ -190,6 +195,7 @@ def render_tile(
     env: Mapping[str, str | int] | None = None,
     version: str = "",
     mercator_bounds: Sequence[float] | None = None,
+    buffer: int = 0,
 ) -> bytes | None:
     """Encode the XYZ tile (z, x, y) of the COG at ``path``, or return None if there is nothing to draw.
 
@@ -199,10 +205,14 @@ def render_tile(
     linearly to 0..255; None leaves 8-bit data as is. ``nodata`` overrides the COG's own nodata value.
     ``mercator_bounds`` (EPSG:3857 envelope of the image, see ``mercator_bounds()``) lets tiles outside the
     image return None without opening the file. PNG and WebP are transparent where there is no data.
+    ``buffer`` (see TILE_BUFFERS) adds that many pixels of the neighbouring tiles on each side: the picture is
+    ``tilesize + 2 * buffer`` pixels wide.
     """
     check_tile_address(z, x, y)
     if tilesize not in TILE_SIZES:
         raise ValueError(f"tilesize must be one of {TILE_SIZES}, got {tilesize}")
+    if buffer not in TILE_BUFFERS:
+        raise ValueError(f"buffer must be one of {TILE_BUFFERS}, got {buffer}")
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {sorted(FORMATS)}, got {fmt!r}")
     if mercator_bounds is not None and not tile_intersects(z, x, y, mercator_bounds):
@@ -211,7 +221,7 @@ def render_tile(
     with rasterio.Env(**{**TILE_GDAL_ENV, **(env or {})}):
         reader = _cached_reader(path, version)
         try:
-            image = reader.tile(x, y, z, tilesize=tilesize, indexes=tuple(bands), **options)
+            image = reader.tile(x, y, z, tilesize=tilesize, indexes=tuple(bands), buffer=buffer or None, **options)
         except TileOutsideBounds:
             return None
     return encode(image, fmt, rescale)

@@ -3,6 +3,8 @@ from __future__ import annotations
 import re
 
 from django.db import transaction
+from django.db.models import JSONField, OuterRef, QuerySet, Subquery
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from detectors.models import (
@@ -57,6 +59,49 @@ class DetectorClassSerializer(serializers.ModelSerializer):
         return detector
 
 
+def with_training_summary(detectors: QuerySet[Detector]) -> QuerySet[Detector]:
+    """Annotate what a detector card shows (its latest training's status and version, the score of the version
+    Detect uses) in the list's own query: no query per detector."""
+    runs = TrainingRun.objects.filter(detector=OuterRef("pk"))
+    latest = runs.order_by("-version")
+    succeeded = runs.filter(status=RunStatus.SUCCEEDED).order_by("-version")
+    return detectors.select_related("active_training_run").annotate(
+        latest_training_status=Subquery(latest.values("status")[:1]),
+        latest_training_version=Subquery(latest.values("version")[:1]),
+        succeeded_version=Subquery(succeeded.values("version")[:1]),
+        succeeded_score=Subquery(succeeded.values("metrics__score")[:1], output_field=JSONField()),
+    )
+
+
+class TrainingSummarySerializer(serializers.Serializer):
+    status = serializers.CharField(help_text="The latest training's status, or `untrained` when there is none.")
+    latest_version = serializers.IntegerField(allow_null=True, help_text="The latest training's version.")
+    version = serializers.IntegerField(
+        allow_null=True, help_text="The trained version Detect uses (the chosen one, else the latest that succeeded)."
+    )
+    score = serializers.FloatField(
+        allow_null=True,
+        help_text="That version's score (its F-score on the accuracy areas, 0 to 100), when it has one.",
+    )
+
+
+def training_summary(detector: Detector) -> dict:
+    """The card's facts, from `with_training_summary`'s annotations (or a few queries for a detector without)."""
+    if not hasattr(detector, "latest_training_status"):
+        detector = with_training_summary(Detector.objects.filter(pk=detector.pk)).get()
+    active = detector.active_training_run
+    if active is not None and active.status == RunStatus.SUCCEEDED:
+        version, score = active.version, (active.metrics or {}).get("score")
+    else:
+        version, score = detector.succeeded_version, detector.succeeded_score
+    return {
+        "status": detector.latest_training_status or "untrained",
+        "latest_version": detector.latest_training_version,
+        "version": version,
+        "score": float(score) if isinstance(score, int | float) and not isinstance(score, bool) else None,
+    }
+
+
 class DetectorSerializer(serializers.ModelSerializer):
     organization = ScopedPrimaryKeyRelatedField(queryset=Organization.objects.all())
     project = ScopedPrimaryKeyRelatedField(queryset=Project.objects.all(), required=False, allow_null=True)
@@ -64,6 +109,7 @@ class DetectorSerializer(serializers.ModelSerializer):
         queryset=TrainingRun.objects.all(), required=False, allow_null=True
     )
     classes = serializers.SerializerMethodField()
+    training = serializers.SerializerMethodField(help_text="Where training stands: for the detector's card.")
     initial_classes = NewClassSerializer(
         many=True, write_only=True, required=False, help_text="Classes to create with the detector."
     )
@@ -79,10 +125,15 @@ class DetectorSerializer(serializers.ModelSerializer):
             "classes",
             "initial_classes",
             "active_training_run",
+            "training",
             "created_at",
             "updated_at",
         ]
         read_only_fields = ["id", "created_at", "updated_at"]
+
+    @extend_schema_field(TrainingSummarySerializer)
+    def get_training(self, detector: Detector) -> dict:
+        return training_summary(detector)
 
     def get_classes(self, detector: Detector) -> list[dict]:
         return [

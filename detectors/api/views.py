@@ -19,6 +19,7 @@ from detectors.api.serializers import (
     DetectRequestSerializer,
     TrainingRunSerializer,
     images_of_other_organizations,
+    with_training_summary,
 )
 from detectors.detection import CannotDetect, cancel_detection, retry_failed_cells, start_detection
 from detectors.exports import detection_counts, download_filename
@@ -61,7 +62,7 @@ class DetectorViewSet(OrganizationScopedViewSet):
     ordering_fields = ["name", "created_at"]
 
     def get_queryset(self):
-        return (
+        return with_training_summary(
             super()
             .get_queryset()
             .prefetch_related(Prefetch("classes", queryset=DetectorClass.objects.order_by("position", "name")))

@@ -111,7 +111,7 @@ export function guidance(drawing: Drawing): Guidance {
     const one = flagged.length === 1;
     warnings.push({
       id: "outside",
-      text: `${plural(flagged.length, "outline")} ${one ? "lies" : "lie"} wholly outside every training and accuracy area, so training and the score ignore ${one ? "it" : "them"} (red, dashed). Move ${one ? "it" : "them"} or draw an area around ${one ? "it" : "them"}.`,
+      text: `${plural(flagged.length, "outline")} ${one ? "lies" : "lie"} wholly outside every training and accuracy area, so training and the score ignore ${one ? "it" : "them"} (grey, dashed). Move ${one ? "it" : "them"} or draw an area around ${one ? "it" : "them"}.`,
       targets: flagged,
     });
   }

@@ -61,8 +61,19 @@ export interface Detector {
   detection_type: string;
   classes: DetectorClass[];
   active_training_run: string | null;
+  /** Where training stands (the detector's card). */
+  training?: TrainingSummary;
   created_at: string;
   updated_at: string;
+}
+
+export interface TrainingSummary {
+  /** The latest training's status, or "untrained". */
+  status: RunStatus | "untrained";
+  latest_version: number | null;
+  /** The version Detect uses. */
+  version: number | null;
+  score: number | null;
 }
 
 export interface DetectorImage {
@@ -100,6 +111,8 @@ export interface TileJson {
   minzoom?: number;
   maxzoom?: number;
   tilesize?: number;
+  /** Pixels of the neighbouring tiles around each tile (the layer's gutter). */
+  buffer?: number;
 }
 
 export type RunStatus = "pending" | "running" | "succeeded" | "partial" | "failed" | "cancelled";

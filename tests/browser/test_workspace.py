@@ -171,7 +171,7 @@ def test_a_shape_the_server_refuses_shows_its_message(page, app_server, sign_in,
     page.mouse.wheel(0, 600)  # zoom out so there is room beside the image
     page.wait_for_timeout(400)
     page.keyboard.press("t")
-    x, y = box["x"] + 40, box["y"] + box["height"] - 60
+    x, y = box["x"] + 40, box["y"] + 120  # top left: the legend sits bottom left
     page.mouse.click(x, y - 40)
     page.mouse.click(x + 40, y)
     toast = page.locator(".toast-error")

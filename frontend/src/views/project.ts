@@ -5,9 +5,11 @@ import { BASE } from "../app";
 import { clear, confirmDialog, errorMessage, h, icon, timeAgo, toast } from "../dom";
 import { thumbnail } from "../thumbs";
 import type { Detector, ImageInfo, Project } from "../types";
+import { CLASS_PALETTE } from "../palette";
 import { ACCEPTED_EXTENSIONS, formatBytes, Upload, type UploadState } from "../upload";
 
-export const PALETTE = ["#E8590C", "#1C7ED6", "#2B8A3E", "#AE3EC9", "#F59F00", "#0CA678", "#E03131", "#5C7CFA"];
+/** New classes' colours (palette.ts: never one of the map's reserved colours). */
+export const PALETTE = CLASS_PALETTE;
 
 const STATUS_TEXT: Record<string, string> = {
   uploading: "Waiting for the file",
@@ -16,6 +18,29 @@ const STATUS_TEXT: Record<string, string> = {
   ready: "Ready",
   failed: "Could not be used",
 };
+
+const TRAINING_TEXT: Record<string, string> = {
+  untrained: "Not trained yet",
+  pending: "Training queued",
+  running: "Training…",
+  succeeded: "Trained",
+  failed: "Last training failed",
+  cancelled: "Last training cancelled",
+};
+
+/** A detector card's line: where training stands, the version Detect uses and its score. */
+export function detectorFacts(detector: Detector): HTMLElement | null {
+  const t = detector.training;
+  if (!t) return null;
+  const busy = t.status === "pending" || t.status === "running";
+  return h(
+    "div",
+    { class: "detector-facts small", "data-testid": "detector-facts", "data-status": t.status },
+    h("span", { class: `badge badge-training-${t.status}`, "data-testid": "detector-status" }, busy ? h("span", { class: "spinner" }) : null, TRAINING_TEXT[t.status] ?? t.status),
+    t.version !== null ? h("span", { "data-testid": "detector-version" }, `Version ${t.version}`) : null,
+    t.version !== null ? h("span", { "data-testid": "detector-score", title: "How well this version did on the accuracy areas" }, t.score === null ? "no score" : `F-score ${Math.round(t.score)}%`) : null,
+  );
+}
 
 export function imageStatusBadge(status: string): HTMLElement {
   return h("span", { class: `badge badge-${status}`, "data-status": status }, status === "ingesting" || status === "uploaded" ? h("span", { class: "spinner" }) : null, STATUS_TEXT[status] ?? status);
@@ -226,7 +251,13 @@ export function projectView(root: HTMLElement, ctx: AppContext, params: Record<s
     return h(
       "a",
       { class: "detector-card", href: `${BASE}detectors/${detector.id}`, "data-link": "", "data-testid": "detector-card" },
-      h("div", null, h("strong", null, detector.name), h("div", { class: "chips" }, ...detector.classes.map((c) => h("span", { class: "chip" }, h("span", { class: "swatch", style: { background: c.color } }), c.name)))),
+      h(
+        "div",
+        null,
+        h("strong", null, detector.name),
+        detectorFacts(detector),
+        h("div", { class: "chips" }, ...detector.classes.map((c) => h("span", { class: "chip" }, h("span", { class: "swatch", style: { background: c.color } }), c.name))),
+      ),
       h("span", { class: "btn btn-small" }, "Open", icon("back", 14)),
     );
   }

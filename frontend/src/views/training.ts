@@ -164,7 +164,7 @@ export function trainingPanel(ctx: AppContext, detector: Detector, hooks: Traini
       "div",
       { class: "check-card", role: "status", "data-testid": "unoutlined-check", "data-count": String(n) },
       h("p", null, h("strong", null, `Check your training areas: ${n === 1 ? "1 thing" : `${n} things`} found there ${n === 1 ? "has" : "have"} no outline.`)),
-      h("p", { class: "small" }, "They are drawn in purple, dashed. If one is an object you want found, outline it: anything left without an outline is learned as “not an object”. Then train again."),
+      h("p", { class: "small" }, "They are drawn with a yellow dotted line and a “?”. If one is an object you want found, outline it: anything left without an outline is learned as “not an object”. Then train again."),
       h("div", { class: "check-actions" }, show, prev, next, where),
     );
   }

@@ -15,6 +15,8 @@ import type { AppContext } from "../app";
 import { BASE } from "../app";
 import { clear, errorMessage, h, icon, toast } from "../dom";
 import type { Detector, DetectorImage, ImageInfo, Project, TileJson } from "../types";
+import { createInfo } from "../workspace/info";
+import { createLegend } from "../workspace/legend";
 import { createWorkspaceMap, shapeLayers } from "../workspace/map";
 import { createPanels } from "../workspace/panels";
 import { classColor, type WorkspaceState } from "../workspace/state";
@@ -89,6 +91,7 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
     currentImageId: () => state.current?.id ?? null,
     apiBase: ctx.api.base,
     layerShown: () => panels.renderLayers(),
+    coveredLeft: () => legend.element.offsetWidth,
   });
   disposers.push(ws.dispose);
 
@@ -126,11 +129,21 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
     layersEl,
     selected: tools.selected,
     classChosen: (id) => tools.classChosen(id),
-    classesChanged: () => tools.renderToolbar(),
+    classesChanged: () => {
+      tools.renderToolbar();
+      legend.update();
+    },
     // The image already open is only brought back into view: opening it again would drop undo and the selection.
     openImage: (id) => (id === state.current?.id ? ws.fitToImage() : openImage(id)),
     loadAttachments: () => loadAttachments(),
   });
+
+  // The legend of what the map shows, and what an object is (hover, or click with the Select tool).
+  const legend = createLegend({ ws, classes: () => state.classes, classColor: colorOf });
+  mapWrap.append(legend.element);
+  disposers.push(legend.dispose);
+  const objectInfo = createInfo({ ws, mapEl, classes: () => state.classes, active: () => mapEl.dataset.tool === "select" && !tools.drawing() });
+  disposers.push(objectInfo.dispose);
 
   // ---- Catch-up with other tabs -----------------------------------------------------------------------------
   /** Back in this tab (focus, or the tab shown again): take what other tabs or people drew, changed or
@@ -169,7 +182,8 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
 
   async function tileJson(image: ImageInfo): Promise<TileJson | null> {
     try {
-      return await ctx.api.get<TileJson>(`images/${image.id}/tilejson.json`);
+      // Tiles with a 1-pixel gutter: the map smooths scaled tiles across their edges, with no seams.
+      return await ctx.api.get<TileJson>(`images/${image.id}/tilejson.json`, { buffer: 1 });
     } catch (error) {
       if (!(error instanceof ApiError && error.status === 404)) toast(errorMessage(error), "error");
       return null;
@@ -186,6 +200,7 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
     const detector = state.detector;
     if (!alive || !detector) return;
     state.current = info;
+    objectInfo.close();
     ws.imageChanged();
     store.undo.clear();
     tools.select.getFeatures().clear();

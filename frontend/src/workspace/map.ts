@@ -20,11 +20,10 @@ import OSM from "ol/source/OSM";
 import VectorSource from "ol/source/Vector";
 import VectorTileSource from "ol/source/VectorTile";
 import XYZ from "ol/source/XYZ";
-import { Circle as CircleStyle, Fill, Stroke, Style } from "ol/style";
 
 import { h, icon } from "../dom";
 import type { Ring } from "../geometry";
-import { areaStyle, footprintStyle, outlineStyle, predictionStyle, type ReviewKind, reviewStyle } from "../styles";
+import { areaStyle, detectionStyle, footprintStyle, highlightStyles, outlineStyle, predictionStyle, type ReviewKind, reviewStyle } from "../styles";
 import type { AreaKind, DetectionRun, FeatureCollection, ImageInfo, Polygon as GeoPolygon, TileJson } from "../types";
 import { type Extent, focusExtent } from "./focus";
 import type { ShapeLayers, ShapeType } from "./store";
@@ -50,11 +49,14 @@ export interface MapOptions {
   apiBase: string;
   /** A layer was turned on from here (not from the Layers panel). */
   layerShown(): void;
+  /** Pixels on the map's left that something above it covers (the legend): fitting the image keeps clear of them. */
+  coveredLeft?(): number;
 }
 
 export type WorkspaceMap = ReturnType<typeof createWorkspaceMap>;
 
-export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase, layerShown }: MapOptions) {
+export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase, layerShown, coveredLeft }: MapOptions) {
+  const imagePadding = () => [90, 60, 70, Math.max(60, (coveredLeft?.() ?? 0) + 24)];
   const visibleKinds = new Set<AreaKind>(["training", "testing", "accuracy", "detection"]);
   const footprintSource = new VectorSource();
   const areaSource = new VectorSource<Feature>();
@@ -89,24 +91,19 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
     style: (f) => (onOpenImage(f) ? reviewStyle(f.get("kind") as ReviewKind) : undefined),
   });
 
-  // A detection's objects as vector tiles: polygons up close, clustered points (sized by count) far out.
-  const detectionStyles = new Map<string, Style>();
+  // A detection's objects as vector tiles: polygons up close, clustered points (sized by count) far out. The
+  // classes drawn so far are kept for the legend (the layer's "classes" property changes when one is added).
+  const detectionClasses = new Set<string>();
   const detectionLayer = new VectorTileLayer({
     zIndex: 7,
     declutter: false,
     style: (feature) => {
-      const color = classColor(feature.get("class_id") as string | undefined);
-      const n = Number(feature.get("n") ?? 0);
-      const key = `${color}:${n ? Math.min(6, Math.ceil(Math.log2(n + 1))) : "p"}`;
-      if (!detectionStyles.has(key)) {
-        detectionStyles.set(
-          key,
-          n
-            ? new Style({ image: new CircleStyle({ radius: 2 + Math.min(6, Math.ceil(Math.log2(n + 1))), fill: new Fill({ color }), stroke: new Stroke({ color: "#fff", width: 1 }) }) })
-            : new Style({ stroke: new Stroke({ color, width: 1.5 }), fill: new Fill({ color: `${color}55` }) }),
-        );
+      const classId = feature.get("class_id") as string | undefined;
+      if (classId && !detectionClasses.has(classId)) {
+        detectionClasses.add(classId);
+        detectionLayer.set("classes", detectionClasses.size);
       }
-      return detectionStyles.get(key)!;
+      return detectionStyle(classColor(classId), Number(feature.get("n") ?? 0));
     },
   });
 
@@ -115,14 +112,14 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
   const highlightLayer = new VectorLayer({
     source: highlightSource,
     zIndex: 8,
-    style: [new Style({ stroke: new Stroke({ color: "rgba(255,255,255,0.9)", width: 7 }) }), new Style({ stroke: new Stroke({ color: "#111", width: 2.5 }) })],
+    style: highlightStyles,
   });
 
   const map = new OlMap({
     target: mapEl,
     layers: [imageLayer, footprintLayer, areaLayer, outlineLayer, predictionLayer, reviewLayer, detectionLayer, highlightLayer],
     view: new View({ center: [0, 0], zoom: 2, maxZoom: 24, constrainResolution: false }),
-    controls: defaultControls({ attribution: true, attributionOptions: { collapsible: true } }).extend([new ScaleLine(), fitControl()]),
+    controls: defaultControls({ attribution: true, attributionOptions: { collapsible: true } }).extend([new ScaleLine({ bar: true, steps: 2, text: false, minWidth: 140, maxWidth: 220 }), fitControl()]),
     interactions: defaultInteractions({ altShiftDragRotate: false, pinchRotate: false, shiftDragZoom: false }),
   });
   // The view as data attributes (center and resolution in EPSG:3857, size in pixels; never rotated): where a map
@@ -142,6 +139,8 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
 
   let detectionTiles = 0;
   function showDetection(run: DetectionRun | null): void {
+    detectionClasses.clear();
+    detectionLayer.set("classes", 0);
     if (!run || !run.objects_count) {
       detectionLayer.setSource(null);
       mapEl.dataset.detection = "";
@@ -197,6 +196,11 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
     return found.length;
   }
 
+  /** Fit the view to an extent (a shape, an area) with room around it. */
+  function fitExtent(extent: number[], padding = 90): void {
+    map.getView().fit(extent, { padding: [padding, padding, padding, padding], duration: 300, maxZoom: 23 });
+  }
+
   function zoomTo(feature: Feature): void {
     const extent = feature.getGeometry()!.getExtent();
     map.getView().fit(extent, { padding: [120, 120, 120, 120], duration: 350, maxZoom: map.getView().getZoom()! + 2 });
@@ -226,6 +230,9 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
     const source = new XYZ({
       urls: tiles.tiles,
       tileSize: tiles.tilesize ?? 256,
+      // The server repeats this many pixels of the neighbouring tiles around each one: cropped here, they let
+      // scaled tiles be smoothed across their edges (without them, a faint grid of seams at fractional zoom).
+      gutter: tiles.buffer ?? 0,
       minZoom: tiles.minzoom ?? 0,
       maxZoom: tiles.maxzoom ?? 22,
       transition: 150,
@@ -252,7 +259,7 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
   function showFootprint(footprint: GeoPolygon): void {
     const feature = geojson.readFeature({ type: "Feature", geometry: footprint, properties: {} }) as Feature;
     footprintSource.addFeature(feature);
-    map.getView().fit(feature.getGeometry()!.getExtent(), { padding: [90, 60, 70, 60] });
+    map.getView().fit(feature.getGeometry()!.getExtent(), { padding: imagePadding() });
   }
 
   /** Bring the whole open image back into view (its footprint, else its shapes); only the view moves, so the
@@ -265,7 +272,7 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
         : outlineSource.getFeatures().length
           ? outlineSource.getExtent()
           : null;
-    if (extent) map.getView().fit(extent, { padding: [90, 60, 70, 60], duration: 250 });
+    if (extent) map.getView().fit(extent, { padding: imagePadding(), duration: 250 });
   }
 
   function fitControl(): Control {
@@ -279,7 +286,7 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
     outlineSource.addFeatures(outlines);
     if (fit && (areas.length || outlines.length)) {
       const extent = (areaSource.getFeatures().length ? areaSource.getExtent() : outlineSource.getExtent())!;
-      map.getView().fit(extent, { padding: [90, 60, 70, 60] });
+      map.getView().fit(extent, { padding: imagePadding() });
     }
   }
 
@@ -306,6 +313,10 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
     map,
     areaSource,
     outlineSource,
+    predictionSource,
+    reviewSource,
+    detectionClasses,
+    onOpenImage,
     imageLayer,
     areaLayer,
     outlineLayer,
@@ -328,6 +339,7 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
     clearImage,
     showFootprint,
     fitToImage,
+    fitExtent,
     showShapes,
     dispose: () => map.setTarget(undefined),
   };

@@ -9,10 +9,12 @@ import type { AppContext } from "../app";
 import { AREA_COLORS } from "../areas";
 import { clear, errorMessage, h, icon, toast } from "../dom";
 import { guidance } from "../guidance";
+import { reservedNear } from "../palette";
 import { FLAG_COLOR, PREDICTION_COLOR, REVIEW_COLORS } from "../styles";
 import { thumbnail } from "../thumbs";
 import type { AreaKind, DetectorClass } from "../types";
 import { imageStatusBadge, PALETTE } from "../views/project";
+import { opacityRow } from "./layers";
 import { ringOf, type WorkspaceMap } from "./map";
 import { classColor, type WorkspaceState } from "./state";
 import type { ShapeStore } from "./store";
@@ -141,7 +143,10 @@ export function createPanels(o: PanelOptions) {
           try {
             const updated = await ctx.api.patch<DetectorClass>(`detector-classes/${c.id}/`, { color: colorInput.value.toUpperCase() });
             c.color = updated.color;
+            const near = reservedNear(updated.color);
+            if (near) toast(`This colour is close to the one the map uses for ${near}: pick another to tell them apart.`, "info");
             ws.outlineLayer.changed();
+            ws.detectionLayer.changed();
             renderClasses();
             o.classesChanged();
           } catch (e) {
@@ -149,12 +154,14 @@ export function createPanels(o: PanelOptions) {
           }
         },
       });
+      const near = reservedNear(c.color);
       classesEl.append(
         h(
           "div",
           { class: `class-item ${c.id === state.activeClassId ? "active" : ""}`, "data-testid": "class-item", onclick: (e: Event) => (e.target as HTMLElement).tagName !== "INPUT" && chooseClass(c.id) },
           colorInput,
           h("span", { class: "class-name" }, c.name),
+          near ? h("span", { class: "color-warn", "data-testid": "color-warn", title: `This colour is close to the one of ${near} on the map: click the swatch to choose another.` }, icon("warn", 13)) : null,
           h("span", { class: "count", title: "Outlines on this image" }, String(counts.get(c.id) ?? 0)),
           i < 9 ? h("kbd", null, String(i + 1)) : null,
         ),
@@ -255,6 +262,7 @@ export function createPanels(o: PanelOptions) {
       row("Predictions", PREDICTION_COLOR, ws.predictionLayer.getVisible(), (on) => ws.predictionLayer.setVisible(on), "predictions", "(testing areas)"),
       row("Misses, false detections, unoutlined finds", REVIEW_COLORS.miss, ws.reviewLayer.getVisible(), (on) => ws.reviewLayer.setVisible(on), "review"),
       row("Detected objects", firstColor, ws.detectionLayer.getVisible(), (on) => ws.detectionLayer.setVisible(on), "detections"),
+      opacityRow(ws.detectionLayer, "Detected objects' opacity", "detections-opacity"),
       row("Online basemap", null, ws.basemapVisible(), (on) => ws.setBasemap(on), "basemap", "(OpenStreetMap, needs internet)"),
     );
   }
