@@ -78,9 +78,15 @@ def test_head_boxes_are_the_predicted_size_about_the_objects_centre():
     assert n == 1
     (region,) = labels_to_detections(labels, probs, Affine.identity(), cfg, Recipe())
     assert region.geometry.bounds == (10, 10, 30, 20)
-    (head,) = labels_to_detections(labels, probs, Affine.identity(), cfg, Recipe(), box_sizes=sizes)
+    (head,) = labels_to_detections(labels, probs, Affine.identity(), cfg, Recipe(box_region_share=0.0),
+                                   box_sizes=sizes)
     assert head.geometry.bounds == pytest.approx((2, 7, 38, 23))
     assert head.score == region.score
+    # blended (the default): each side the geometric mean of the head's (36 x 16) and the region's (20 x 10),
+    # about the same centre
+    (blend,) = labels_to_detections(labels, probs, Affine.identity(), cfg, Recipe(), box_sizes=sizes)
+    w, h = np.sqrt(36 * 20), np.sqrt(16 * 10)
+    assert blend.geometry.bounds == pytest.approx((20 - w / 2, 15 - h / 2, 20 + w / 2, 15 + h / 2))
     # polygon output ignores the head
     (poly,) = labels_to_detections(labels, probs, Affine.identity(), DetectorConfig(), Recipe(), box_sizes=sizes)
     assert poly.geometry.area == pytest.approx(200, rel=0.05)
@@ -116,10 +122,12 @@ def test_a_trained_head_learns_the_drawn_box_size_and_survives_saving(tmp_path):
     width = np.exp(np.median([out[3, r, c] for r, c in CENTRES]))
     height = np.exp(np.median([out[4, r, c] for r, c in CENTRES]))
     assert 18 < width < 27 and 18 < height < 27  # the drawn 22 px, not the visible 12 px
-    # calibration weighed the head's boxes against the regions' boxes, and the card says which won
+    # calibration chose seeds and threshold; with a head the boxes are always the blended ones, and the
+    # card says so
     fit = m.card["calibration"]
-    assert {"connected+head boxes", "peaks+head boxes"} <= set(fit["training_f1"])
-    assert fit["boxes"] == ("head" if m.recipe.regress_boxes else "regions")
+    assert set(fit["training_f1"]) == {"connected", "peaks"}
+    assert fit["boxes"] == "blended" and m.recipe.regress_boxes and m.recipe.box_region_share == 0.5
+    assert "between the size it learnt from your boxes and the object's visible extent" in m.card["summary"]
     save_model(m, tmp_path / "model")
     again = load_model(tmp_path / "model", device="cpu")
     assert again.network.box_head and np.array_equal(predict_array(again, image), out)
@@ -150,3 +158,18 @@ def test_models_saved_before_the_head_existed_still_load(tmp_path):
     card.write_text(json.dumps(data))
     again = load_model(tmp_path / "old", device="cpu")
     assert not again.network.box_head and not again.recipe.box_head
+
+
+def test_models_saved_before_the_blend_still_draw_the_heads_own_boxes(tmp_path):
+    """A card without ``box_region_share`` was written when head boxes had the head's size alone: it loads
+    so (a saved version predicts as it was trained); a new card keeps its blend."""
+    item = _loose_boxes_scene(tmp_path)
+    cfg = DetectorConfig(classes=["tree"], tile_size=64, output_type="bbox")
+    recipe = Recipe(box_head=True, max_steps=2, min_steps=1, predict_tile=128, overlap=16, max_chips=4)
+    m = train_detector([item], cfg, recipe=recipe, time_budget_s=None)
+    card = save_model(m, tmp_path / "new")
+    assert load_model(tmp_path / "new", device="cpu").recipe.box_region_share == 0.5
+    data = json.loads(card.read_text())
+    del data["recipe"]["box_region_share"]
+    card.write_text(json.dumps(data))
+    assert load_model(tmp_path / "new", device="cpu").recipe.box_region_share == 0.0

@@ -60,6 +60,9 @@ METHODOLOGIES: dict[str, Recipe] = {
     "tta-2": replace(BASE, name="tta-2", tta=2),
     "tta-4": replace(BASE, name="tta-4", tta=4),
     "tta-8": replace(BASE, name="tta-8", tta=8),
+    # 2026-12-01 (third session): the head's boxes at the head's size alone, not blended with the regions'
+    # (question: is the blend better than the head alone? it was: docs/experiments.md, "blended boxes")
+    "head-size-boxes": replace(BASE, name="head-size-boxes", box_region_share=0.0),
 }
 
 

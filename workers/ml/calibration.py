@@ -62,15 +62,17 @@ def calibrate_post_processing(model: TrainedModel, images: Sequence[LabelledImag
     (the choice and the training F1 of every candidate) for the model card.
 
     Candidates: connected core regions as seeds, and the core map's peaks when the recipe has a fitted
-    ``seed_radius_px``; with a box-size head, each also with the head's boxes instead of the boxes around
-    the regions; each with every threshold of ``SCORE_THRESHOLDS``. Ties go to connected seeds (the
-    long-standing behaviour), region boxes, then to the lowest threshold (fewer objects dropped)."""
-    seeds = {"connected": replace(model.recipe, seed_radius_px=0.0, regress_boxes=False)}
+    ``seed_radius_px``; each with every threshold of ``SCORE_THRESHOLDS``. Ties go to connected seeds (the
+    long-standing behaviour), then to the lowest threshold (fewer objects dropped).
+
+    Boxes are not chosen here: with a box-size head they are always the head's size blended with the
+    region's (``Recipe.box_region_share``). Weighed on the training areas the head's own boxes looked best,
+    because the head has learnt those very boxes; on the scored areas of every real crown dataset the
+    blend did better than either (docs/experiments.md, "blended boxes")."""
+    boxes = {"regress_boxes": True} if model.network.box_head else {"regress_boxes": False}
+    candidates = {"connected": replace(model.recipe, seed_radius_px=0.0, **boxes)}
     if model.recipe.seed_radius_px >= 1:
-        seeds["peaks"] = replace(model.recipe, regress_boxes=False)
-    candidates = dict(seeds)
-    if model.network.box_head:
-        candidates.update({f"{name}+head boxes": replace(r, regress_boxes=True) for name, r in seeds.items()})
+        candidates["peaks"] = replace(model.recipe, **boxes)
     scored = training_f1_by_score_threshold(model, images, list(candidates.values()))
     best: tuple[float, str, Recipe] | None = None
     report: dict[str, dict[str, float]] = {}
@@ -83,5 +85,5 @@ def calibrate_post_processing(model: TrainedModel, images: Sequence[LabelledImag
     assert best is not None
     chosen = best[2]
     return chosen, {"seeds": "peaks" if chosen.seed_radius_px >= 1 else "connected",
-                    "boxes": "head" if chosen.regress_boxes else "regions",
+                    "boxes": "blended" if chosen.regress_boxes else "regions",
                     "min_score": chosen.min_score, "training_f1": report}

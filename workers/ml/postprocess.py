@@ -170,16 +170,22 @@ def labels_to_detections(labels: np.ndarray, probs: np.ndarray, transform: Affin
             out_polys.append(single)
             out_values.append(values[i])
     if box_sizes is not None and config.output_type == "bbox":
-        geoms = _pixels_to_crs(_regressed_boxes(labels, probs[-1], box_sizes, out_values), transform)
+        regions = shapely.bounds(np.asarray(out_polys, dtype=object)) if out_polys else np.empty((0, 4))
+        geoms = _pixels_to_crs(_regressed_boxes(labels, probs[-1], box_sizes, out_values, regions,
+                                                recipe.box_region_share), transform)
     else:
         geoms = _pixels_to_crs(out_polys, transform, bbox=config.output_type == "bbox")
     return [Detection(g, config.classes[int(cls[v])], float(scores[v]))
             for g, v in zip(geoms, out_values, strict=True)]
 
 
-def _regressed_boxes(labels: np.ndarray, core: np.ndarray, box_sizes: np.ndarray, values: list[int]) -> list[Polygon]:
+def _regressed_boxes(labels: np.ndarray, core: np.ndarray, box_sizes: np.ndarray, values: list[int],
+                     regions: np.ndarray, region_share: float = 0.0) -> list[Polygon]:
     """Per instance in ``values``: a box of the core-weighted mean predicted size about the core-weighted
-    centre of its pixels (pixel coordinates; a pixel's centre is at +0.5)."""
+    centre of its pixels (pixel coordinates; a pixel's centre is at +0.5). With ``region_share`` > 0 each
+    side is the geometric blend head^(1 - share) x region^share with the side of the instance's own region
+    box (``regions``: xmin, ymin, xmax, ymax per value): two noisy estimates of the box a person draws,
+    averaged (docs/experiments.md, "blended boxes")."""
     if not values:
         return []
     at = np.flatnonzero(labels)  # object pixels only
@@ -195,7 +201,12 @@ def _regressed_boxes(labels: np.ndarray, core: np.ndarray, box_sizes: np.ndarray
     cx, cy = mean(xs + 0.5), mean(ys + 0.5)
     lw, lh = mean(box_sizes[0].ravel()[at]), mean(box_sizes[1].ravel()[at])
     v = np.asarray(values, np.intp)
-    half_w, half_h = np.exp(lw[v]) / 2, np.exp(lh[v]) / 2
+    lw, lh = lw[v], lh[v]
+    if region_share > 0:
+        rw = np.log(np.maximum(regions[:, 2] - regions[:, 0], 1.0))
+        rh = np.log(np.maximum(regions[:, 3] - regions[:, 1], 1.0))
+        lw, lh = (1 - region_share) * lw + region_share * rw, (1 - region_share) * lh + region_share * rh
+    half_w, half_h = np.exp(lw) / 2, np.exp(lh) / 2
     return list(shapely.box(cx[v] - half_w, cy[v] - half_h, cx[v] + half_w, cy[v] + half_h))
 
 

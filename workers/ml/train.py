@@ -105,7 +105,9 @@ def summary_line(card: dict[str, Any]) -> str:
     if r.get("min_score", 0) > 0:
         parts.append(f"keeping objects it is at least {r['min_score']:.0%} sure of (the level that worked best "
                      "on your training areas)")
-    if r.get("regress_boxes"):
+    if r.get("regress_boxes") and r.get("box_region_share", 0) > 0:
+        parts.append("drawing each box between the size it learnt from your boxes and the object's visible extent")
+    elif r.get("regress_boxes"):
         parts.append("drawing each box at the size it learnt from your boxes")
     if r.get("seed_radius_px", 0) >= 1:
         parts.append(f"splitting touching objects whose centres are {r['seed_radius_px']:.0f} pixels apart or more "
