@@ -207,13 +207,13 @@ def make_pair(kind: str, seed: int, size: tuple[int, int] = (1024, 1024), gsd: f
 
 
 def tiny_pair(seed: int = 0, size: int = 128, gsd: float = 0.5) -> ScenePair:
-    """A small, easy pair for unit tests: bright discs on dark ground, some only on the second date (the
-    labelled change), some only on the first, the second date brighter and shifted by a pixel."""
+    """A small, easy pair for unit tests: bright discs on dark ground, half only on the second date (the
+    labelled change), a quarter only on the first, the second date brighter and shifted by a pixel."""
     rng = np.random.default_rng(seed)
     ground = _background(rng, size, size, (60, 70, 50), 6)
     n = max(6, size * size // 1200)
     discs = [Point(x, y).buffer(r, 8) for x, y, r in _place(rng, size, size, n, lambda r: 7.0, min_sep=1.4, margin=9)]
-    state = ["both", "new", "gone"] * (len(discs) // 3) + ["new"] * (len(discs) % 3)
+    state = (["new", "both", "gone", "new"] * len(discs))[: len(discs)]
     colour = [(200.0, 190.0, 90.0)] * len(discs)
     first = [g for g, s in zip(discs, state, strict=True) if s != "new"]
     second = [g for g, s in zip(discs, state, strict=True) if s != "gone"]
