@@ -217,3 +217,24 @@ def test_learns_a_generated_change_better_than_a_pixel_difference(tmp_path):
                                     accuracy_areas=item.accuracy_areas, truth=truth)
     f1 = evaluation_metrics([evaluation], pair.classes, "count")["overall"]["f1"]
     assert f1 >= 0.8 and f1 > baseline["f1"] + 0.15, (f1, baseline)
+
+
+# --- the change datasets --------------------------------------------------------------------------------------
+
+
+def test_change_datasets_are_listed_for_runs_but_not_among_single_image_datasets():
+    from workers.experiments import repository
+
+    assert repository.select("change/*") == ["change/buildings-new", "change/trees-cleared"]
+    assert not any(n.startswith("change/") for n in repository.dataset_names())
+
+
+@pytest.mark.slow
+def test_on_a_generated_change_dataset_a_pixel_difference_alone_fails(tmp_path):
+    from workers.experiments.change_datasets import change_dataset
+
+    ds = change_dataset("buildings-new", root=tmp_path)
+    assert isinstance(ds.item.source, ImagePairSource)
+    assert 20 <= len(ds.item.outlines) <= 100
+    baseline = difference_baseline(ds)
+    assert baseline["f1"] < 0.6 and baseline["precision"] < 0.5, baseline  # it finds what it should ignore
