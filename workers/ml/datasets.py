@@ -27,14 +27,7 @@ from shapely.geometry.base import BaseGeometry
 from shapely.strtree import STRtree
 
 from .config import DetectorConfig, Recipe
-from .raster_io import (
-    ImagePairSource,
-    geometry_to_pixels,
-    open_image,
-    read_window,
-    window_geometry,
-    window_transform,
-)
+from .raster_io import ImagePairSource, geometry_to_pixels, open_image, read_window, window_geometry, window_transform
 from .samplers import area_chip_windows, select_chips
 
 IGNORE = 255
