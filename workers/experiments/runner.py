@@ -9,10 +9,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import rasterio
-
 from workers.ml.config import DetectorConfig, Recipe
 from workers.ml.evaluation import evaluate_image, evaluation_metrics
+from workers.ml.raster_io import open_image
 from workers.ml.train import train_detector
 from workers.ml.trained import TrainedModel
 
@@ -29,7 +28,7 @@ def evaluate_on_dataset(model: TrainedModel, ds: ExperimentDataset) -> tuple[dic
     (``workers.ml.evaluation``), and the seconds spent predicting there."""
     if not ds.item.accuracy_areas:
         raise ValueError(f"{ds.name} has no accuracy area: there is nothing to score")
-    with rasterio.open(ds.item.source) as src:
+    with open_image(ds.item.source) as src:  # one image, or a change dataset's pair
         evaluation = evaluate_image(model, src, classes=ds.classes, detection_type=ds.detection_type,
                                     accuracy_areas=ds.item.accuracy_areas, truth=ds.truth)
     return evaluation_metrics([evaluation], ds.classes, ds.detection_type), evaluation.predict_s

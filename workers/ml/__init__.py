@@ -23,11 +23,15 @@ Public API (plain functions; see each docstring for units and why):
 - ``save_model(model: TrainedModel, directory) -> Path`` and ``load_model(directory, device=None)
   -> TrainedModel``: ``weights.safetensors`` + ``model.json`` (the model card).
 - ``lonlat_to_image_crs(geojson_or_geometry, crs) -> geometry`` and ``image_crs_to_lonlat(geometry, crs)``.
+- Change detectors: ``ImagePairSource(before, after)`` as a ``LabelledImage.source`` trains one (``Recipe.dates``
+  becomes 2); ``open_image(ImagePairSource(...))`` gives the ``ImagePair`` every function above reads like one
+  image; ``ImagePairError`` (plain words) when two images cannot be compared.
 
 Layout (TorchGeo-like): ``raster_io`` (window reads), ``datasets`` (chips + targets), ``samplers`` (where to
 read), ``models`` (networks), ``train``, ``predict``, ``postprocess`` (masks -> polygons), ``scoring``,
 ``evaluation`` (a training run's predict + score + review), ``model_card`` (save/load), ``synthetic``
-(procedural scenes for tests and experiments).
+(procedural scenes for tests and experiments), ``change`` (the network over two dates), ``synthetic_change``
+(procedural pairs).
 """
 
 from __future__ import annotations
@@ -44,10 +48,12 @@ _EXPORTS = {
     "load_model": "model_card", "save_model": "model_card", "Detection": "postprocess",
     "detections_to_geojson": "postprocess", "predict_array": "predict", "predict_window": "predict",
     "predict_windows": "predict", "image_crs_to_lonlat": "raster_io", "lonlat_to_image_crs": "raster_io",
+    "ImagePairError": "raster_io", "ImagePairSource": "raster_io", "open_image": "raster_io",
     "score_detections": "scoring", "train_detector": "train", "TrainedModel": "trained",
 }
 __all__ = [
-    "Detection", "DetectorConfig", "ImageEvaluation", "LabelledImage", "Recipe", "TrainedModel",
+    "Detection", "DetectorConfig", "ImageEvaluation", "ImagePairError", "ImagePairSource", "LabelledImage",
+    "Recipe", "TrainedModel", "open_image",
     "detections_to_geojson", "evaluate_image", "evaluation_metrics", "image_crs_to_lonlat", "load_model",
     "lonlat_to_image_crs", "predict_array", "predict_window", "predict_windows", "save_model", "score_detections",
     "train_detector",
@@ -60,7 +66,7 @@ if TYPE_CHECKING:
     from .model_card import load_model, save_model
     from .postprocess import Detection, detections_to_geojson
     from .predict import predict_array, predict_window, predict_windows
-    from .raster_io import image_crs_to_lonlat, lonlat_to_image_crs
+    from .raster_io import ImagePairError, ImagePairSource, image_crs_to_lonlat, lonlat_to_image_crs, open_image
     from .scoring import score_detections
     from .train import train_detector
     from .trained import TrainedModel

@@ -145,10 +145,16 @@ class Recipe:
     # a head box's sides blended (geometrically) with those of the box around the object's region: 0 the
     # head's size alone, 0.5 their geometric mean, which did better than either on real crowns
     box_region_share: float = 0.5
+    # the images one prediction reads: 1, one image; 2, a change detector's pair of two dates of the same place
+    # (``raster_io.ImagePair``), encoded each by the same frozen encoder and decoded from both dates' features
+    # and their difference (workers/ml/change.py). Set from the training images, kept in the saved recipe
+    dates: int = 1
 
     def __post_init__(self) -> None:
         if self.tta not in (1, 2, 4, 8):
             raise ValueError(f"tta must be 1, 2, 4 or 8, not {self.tta!r}")
+        if self.dates not in (1, 2):
+            raise ValueError(f"dates must be 1 (one image) or 2 (a change detector's pair), not {self.dates!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

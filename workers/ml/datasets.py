@@ -28,7 +28,7 @@ from shapely.ops import unary_union
 from shapely.strtree import STRtree
 
 from .config import DetectorConfig, Recipe
-from .raster_io import geometry_to_pixels, open_image, read_window, window_geometry, window_transform
+from .raster_io import ImagePairSource, geometry_to_pixels, open_image, read_window, window_geometry, window_transform
 from .samplers import area_chip_windows, select_chips
 
 IGNORE = 255
@@ -39,9 +39,11 @@ class LabelledImage:
     """One image with what a user drew on it, all geometries in the image CRS.
 
     ``outlines`` pairs each object polygon with its class name; ``accuracy_areas`` are only used for scoring.
+    ``source`` is one image, or an ``ImagePairSource`` (two dates: a change detector's training image, its
+    geometries in the first date's CRS).
     """
 
-    source: str
+    source: str | ImagePairSource
     training_areas: list[BaseGeometry]
     outlines: list[tuple[BaseGeometry, str]]
     accuracy_areas: list[BaseGeometry] = field(default_factory=list)

@@ -23,6 +23,7 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
+from .change import check_channels
 from .config import Recipe
 from .dihedral import TTA_TRANSFORMS, dihedral, undo_dihedral, undo_dihedral_sizes
 from .grid import GridCell
@@ -135,6 +136,7 @@ def predict_array(model: TrainedModel, image: np.ndarray) -> np.ndarray:
     image pixels."""
     net = model.network
     dev = torch.device(model.device)
+    check_channels(model.recipe.dates, image.shape[0])  # a pair for a change model, one image otherwise
     _, h, w = image.shape
     overlap = model.recipe.overlap
     cuda = dev.type == "cuda"

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .calibration import calibrate_post_processing
+from .change import ChangeDetector, input_dates
 from .config import BACKBONES, DetectorConfig, Recipe
 from .datasets import IGNORE, LabelledImage, build_samples
 from .dihedral import dihedral as _dihedral
@@ -44,8 +45,9 @@ def pick_device(device: str | None = None) -> torch.device:
 def build_network(config: DetectorConfig, recipe: Recipe, pretrained: bool = True) -> Detector:
     width, deepest = BACKBONES[config.backbone]
     depth = 5 if deepest == 32 else 4
+    network = ChangeDetector if recipe.dates == 2 else Detector
     with contextlib.redirect_stdout(io.StringIO()):  # the weights loader prints a line
-        return Detector(len(config.classes), recipe.encoder, width, depth, pretrained, recipe.train_blocks,
+        return network(len(config.classes), recipe.encoder, width, depth, pretrained, recipe.train_blocks,
                         box_head=has_box_head(config, recipe))
 
 
@@ -92,6 +94,8 @@ def summary_line(card: dict[str, Any]) -> str:
     made from their outlines (scale, smallest object kept, how far apart touching objects are told)."""
     t, r = card["training"], card["recipe"]
     parts = [f"Trained {t['steps']} steps in {t['seconds']:.0f} s on {t['outlines']} outlines"]
+    if r.get("dates", 1) == 2:
+        parts.append("comparing the two dates of each place")
     scale = float(r.get("scale", 1.0))
     if abs(scale - 1.0) > 1e-6:
         parts.append(f"looking at the image enlarged {scale:g} times")
@@ -147,7 +151,8 @@ def augment(image: torch.Tensor, mask: torch.Tensor, core: torch.Tensor, sizes: 
             mask = F.pad(mask, (0, w - nw, 0, h - nh), value=IGNORE)
             core = F.pad(core, (0, w - nw, 0, h - nh))
             sizes = F.pad(sizes, (0, w - nw, 0, h - nh))
-    gain = torch.empty(n, 3, 1, 1).uniform_(0.9, 1.1, generator=gen)
+    # per band: a pair's two dates (six bands) get different colour casts, as two captures do
+    gain = torch.empty(n, image.shape[1], 1, 1).uniform_(0.9, 1.1, generator=gen)
     contrast = torch.empty(n, 1, 1, 1).uniform_(0.8, 1.2, generator=gen)
     bias = torch.empty(n, 1, 1, 1).uniform_(-15, 15, generator=gen)
     mean = image.mean(dim=(1, 2, 3), keepdim=True)
@@ -214,6 +219,7 @@ def train_detector(
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     count = config.detection_type == "count"
+    recipe = replace(recipe, dates=input_dates([i.source for i in images]))  # pairs of two dates: a change model
     recipe = fit_recipe_to_outlines(images, recipe, count)
     samples = build_samples(images, config, recipe, rng)
     if not samples:
@@ -346,6 +352,9 @@ def train_detector(
         "classes": list(config.classes),
         "tile_size": config.tile_size,
         "band_order": list(BAND_ORDER),
+        # 2: a change detector, whose input is a pair of images of two dates (before, after) read on the first
+        # one's grid (raster_io.ImagePair); 1: one image
+        "input_images": recipe.dates,
         "normalisation": {"input": "uint8 RGB", "formula": "(x - 127) / 128"},
         "ground_sample_distance": gsd,
         "crs_trained": crs,
