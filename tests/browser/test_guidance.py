@@ -97,6 +97,15 @@ def test_checklist_errors_and_the_edge_rule_follow_what_is_drawn(
     [inputs] = gather_training_inputs(detector)
     assert training_stats(detector, [inputs])["training_annotations_count"] == 1
     screenshot("07b-workspace-edge-rule")
+    # its "Show me" shows it as a find is shown: highlighted, a few of its widths across (not the whole image)
+    page.click("[data-testid=show-flagged]")
+    page.wait_for_function(
+        """() => { const d = document.querySelector('[data-testid=map]').dataset;
+          if (d.focused !== 'flagged' || d.viewMoving !== 'false') return false;
+          const [x0, y0, x1, y1] = d.highlight.split(',').map(Number), size = Math.max(x1 - x0, y1 - y0);
+          const span = Math.min(...d.viewSize.split(',').map(Number)) * Number(d.viewResolution);
+          return 3 * size <= span && span <= 5 * size; }"""
+    )
     page.keyboard.press("Control+z")
     wait_for(lambda: counts(detector) == (2, 2), timeout=15)
     page.locator("[data-testid=map][data-flagged='0']").wait_for()
@@ -162,7 +171,8 @@ def test_show_me_takes_the_view_to_each_find_at_a_few_widths_highlighted_with_ne
             ".split(',').map(Number); return Math.hypot(cx - x, cy - y) < 0.05; }",
             arg=[mx, my],
         )
-        page.wait_for_timeout(400)  # the zoom ends with the glide; the view attributes then hold still
+        # the centre is reached while the glide still zooms: read the view once the map says the move ended
+        page.wait_for_function("() => document.querySelector('[data-testid=map]').dataset.viewMoving === 'false'")
         return view()
 
     def highlighted() -> list[float]:

@@ -135,6 +135,9 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
   };
   map.getView().on(["change:center", "change:resolution"], describeView);
   map.on("change:size", describeView);
+  // data-view-moving: "true" from the first frame of a move or glide to its end, so a test reads a view at rest
+  map.on("movestart", () => (mapEl.dataset.viewMoving = "true"));
+  map.on("moveend", () => (mapEl.dataset.viewMoving = "false"));
   describeView();
 
   let detectionTiles = 0;
@@ -176,23 +179,29 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
     countResults();
   }
 
-  /** Zoom to the `index`-th review feature of `kind` on the open image, a few of its widths across (never
-   * past the image), and highlight it; returns how many there are on this image. */
-  function focusReview(kind: ReviewKind, index: number): number {
-    const found = reviewSource.getFeatures().filter((f) => onOpenImage(f) && f.get("kind") === kind);
-    if (!found.length) return 0;
-    const feature = found[((index % found.length) + found.length) % found.length];
+  /** Show one object as "Show me" does: the view a few of its widths across (never past the image), the object
+   * highlighted; `tag` goes to data-focused (what the browser tests read). */
+  function focusFeature(feature: Feature, tag: string): void {
     const extent = feature.getGeometry()!.getExtent() as Extent;
-    if (!reviewLayer.getVisible()) {
-      reviewLayer.setVisible(true);
-      layerShown();
-    }
     const image = footprintSource.getFeatures().length ? (footprintSource.getExtent() as Extent) : null;
     map.getView().fit(focusExtent(extent, image), { duration: 350 });
     highlightSource.clear();
     highlightSource.addFeature(new Feature(feature.getGeometry()!.clone()));
-    mapEl.dataset.focused = `${kind}:${found.indexOf(feature)}`;
+    mapEl.dataset.focused = tag;
     mapEl.dataset.highlight = extent.join(",");
+  }
+
+  /** Zoom to the `index`-th review feature of `kind` on the open image (``focusFeature``); returns how many
+   * there are on this image. */
+  function focusReview(kind: ReviewKind, index: number): number {
+    const found = reviewSource.getFeatures().filter((f) => onOpenImage(f) && f.get("kind") === kind);
+    if (!found.length) return 0;
+    const feature = found[((index % found.length) + found.length) % found.length];
+    if (!reviewLayer.getVisible()) {
+      reviewLayer.setVisible(true);
+      layerShown();
+    }
+    focusFeature(feature, `${kind}:${found.indexOf(feature)}`);
     return found.length;
   }
 
@@ -334,6 +343,7 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
     showResults,
     imageChanged,
     focusReview,
+    focusFeature,
     zoomTo,
     showImage,
     clearImage,

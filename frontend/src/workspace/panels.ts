@@ -45,6 +45,9 @@ export type Panels = ReturnType<typeof createPanels>;
 export function createPanels(o: PanelOptions) {
   const { ctx, state, ws, mapEl } = o;
   let checkCursor = 0;
+  /** A warning's "Show me": an ignored outline is shown as an object is (a few widths across, highlighted), an
+   * empty training area is fitted whole. */
+  const showTarget = (isFlag: boolean, target: Feature): void => (isFlag ? ws.focusFeature(target, "flagged") : ws.zoomTo(target));
 
   // ---- Guidance -------------------------------------------------------------------------------------------
   let guidanceFrame = 0;
@@ -99,7 +102,7 @@ export function createPanels(o: PanelOptions) {
           "div",
           { class: "warning", "data-testid": isFlag ? "warning-flagged" : "warning-empty" },
           icon("warn", 16),
-          h("div", null, h("p", null, warning.text), targets.length ? h("button", { class: "link-btn", onclick: () => ws.zoomTo(targets[checkCursor++ % targets.length]) }, "Show me") : null),
+          h("div", null, h("p", null, warning.text), targets.length ? h("button", { class: "link-btn", "data-testid": isFlag ? "show-flagged" : "show-empty", onclick: () => showTarget(isFlag, targets[checkCursor++ % targets.length]) }, "Show me") : null),
         ),
       );
     }
