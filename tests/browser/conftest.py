@@ -59,7 +59,9 @@ def _install_chromium() -> str | None:
 
 def map_pixel(page, x: float, y: float) -> tuple[float, float]:
     """Where the map coordinate (x, y) (EPSG:3857) lies in the map element, from the view the element describes:
-    data-view-center, data-view-resolution and data-view-size (the workspace's map is never rotated)."""
+    data-view-center, data-view-resolution and data-view-size (the workspace's map is never rotated). Read once
+    the view is at rest: during a glide (a fit, "Zoom to") the point is still moving on screen."""
+    page.wait_for_function("() => document.querySelector('[data-testid=map]').dataset.viewMoving !== 'true'")
     center, resolution, size = page.locator("[data-testid=map]").evaluate(
         "e => [e.dataset.viewCenter, e.dataset.viewResolution, e.dataset.viewSize]"
     )
