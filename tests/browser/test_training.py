@@ -12,6 +12,7 @@ from pyproj import Transformer
 from shapely import wkb
 from shapely.geometry import shape
 
+from detectors.exports import download_filename
 from detectors.models import (
     Annotation,
     Area,
@@ -213,6 +214,10 @@ def test_a_newcomer_uploads_draws_trains_sees_the_score_detects_and_downloads(
     assert the_map.get_attribute("data-detection") == str(detection.pk)
     with page.expect_download() as download:
         page.click("[data-testid=downloads] a[data-format=geojson]")
+    # named after what it holds, not "objects.geojson": detector, image, version and date
+    name = download.value.suggested_filename
+    assert name == download_filename(detection, "geojson")
+    assert name.startswith("orchard-trees-") and "-v1-" in name and name.endswith(".geojson"), name
     collection = json.loads(Path(download.value.path()).read_text())
     assert collection["type"] == "FeatureCollection" and len(collection["features"]) == detection.objects_count
     assert all(f["geometry"]["type"] == "Polygon" for f in collection["features"])
