@@ -197,8 +197,11 @@ def difference(a, b) -> float:
 
 
 def settle(page) -> None:
+    """Every tile loaded, then drawn: two frames for the map to start what it draws (tiles fading in), then until
+    OpenLayers says rendering is complete (data-rendering)."""
     page.wait_for_function("() => document.querySelector('[data-testid=map]').dataset.tilesPending === '0'")
     page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    page.wait_for_function("() => document.querySelector('[data-testid=map]').dataset.rendering !== 'true'")
 
 
 def test_the_legend_lists_what_is_shown_each_in_its_own_style_and_toggles_hide_layers(
@@ -489,8 +492,7 @@ def test_image_tiles_meet_without_seams_at_any_zoom(page, app_server, sign_in, p
         page.wait_for_function(CENTERED_ON, arg=list(s.mercator_center(BOXES["training"])))
         for layer in ("training", "testing", "accuracy", "outlines", "predictions", "review", "detections"):
             page.uncheck(f"[data-testid=layer-{layer}]")
-        settle(page)
-        page.wait_for_timeout(400)  # the tiles' fade-in (150 ms) is over
+        settle(page)  # the tiles' fade-in (150 ms) included
         return tile_seam_ratios(page)
 
     with_gutter = measure()

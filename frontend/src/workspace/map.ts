@@ -138,6 +138,12 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
   // data-view-moving: "true" from the first frame of a move or glide to its end, so a test reads a view at rest
   map.on("movestart", () => (mapEl.dataset.viewMoving = "true"));
   map.on("moveend", () => (mapEl.dataset.viewMoving = "false"));
+  // data-rendering: "true" while a drawn frame still animates (tiles fading in, a glide), "false" once OpenLayers
+  // says rendering is complete (everything loaded and faded in), so a test reads pixels of a finished picture
+  map.on("postrender", (event) => {
+    if (event.frameState?.animate) mapEl.dataset.rendering = "true";
+  });
+  map.on("rendercomplete", () => (mapEl.dataset.rendering = "false"));
   describeView();
 
   let detectionTiles = 0;
