@@ -103,7 +103,11 @@ class TrainingRastersView(PublicView):
         if second is not None:  # a change detector's second date (not in the official client: a plain POST)
             payload["second_image"] = str(second.pk)
         serializer = DetectorImageSerializer(data=payload, context={"request": request})
-        serializer.is_valid(raise_exception=True)
+        if not serializer.is_valid():
+            errors = dict(serializer.errors)
+            if "second_image" in errors:  # named as this API names it
+                errors["secondary_raster_id"] = errors.pop("second_image")
+            raise exceptions.ValidationError(errors)
         serializer.save()
         return self.created(
             public.TrainingRasterSerializer,
