@@ -62,7 +62,7 @@ def training_image_of(detector: Detector) -> Q:
 class DetectorViewSet(OrganizationScopedViewSet):
     queryset = Detector.objects.all()
     serializer_class = DetectorSerializer
-    filterset_fields = ["organization", "project", "detection_type"]
+    filterset_fields = ["organization", "project", "kind", "detection_type"]
     search_fields = ["name"]
     ordering_fields = ["name", "created_at"]
 
@@ -234,7 +234,9 @@ class DetectionRunViewSet(ReadOnlyOrganizationScopedViewSet):
     @action(detail=True, methods=["post"], url_path="retry-failed-cells")
     def retry_failed_cells(self, request, pk=None):
         run = self.get_object()
-        foreign = images_of_other_organizations(run.detector, run.images.all())
+        foreign = images_of_other_organizations(
+            run.detector, Image.objects.filter(Q(detection_runs=run) | Q(pk=run.second_image_id))
+        )
         if foreign:
             return bad_request(
                 f"This detection covers images of another organization than its detector ({', '.join(foreign)}): "
