@@ -59,9 +59,13 @@ def test_draw_on_a_pair_in_the_swipe_view_train_and_detect(
     assert detector.kind == Detector.Kind.CHANGE
     assert list(DetectorImage.objects.filter(detector=detector).values_list("image_id", flat=True)) == [before.pk]
 
-    # Choose the second date: the swipe view shows it right of the divider, named on each side.
+    # Train says what is missing; choosing the second date answers it, and the swipe view shows that date right
+    # of the divider, each side named.
+    page.click("[data-testid=train-button]")
+    page.locator("[data-testid=train-problems]", has_text="Choose the second date of each image").wait_for()
     the_map = page.locator("[data-testid=map]")
     page.select_option("[data-testid=second-date-select]", str(after.pk))
+    page.locator("[data-testid=train-problems]", has_text="Draw at least one training area").wait_for()
     page.wait_for_function(
         f"() => document.querySelector('[data-testid=map]').dataset.secondImage === '{after.pk}'"
     )

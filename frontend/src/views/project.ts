@@ -255,6 +255,7 @@ export function projectView(root: HTMLElement, ctx: AppContext, params: Record<s
         "div",
         null,
         h("strong", null, detector.name),
+        detector.kind === "change" ? h("span", { class: "badge", "data-testid": "detector-kind", title: "Compares two images of the same place at two dates" }, "Two dates") : null,
         detectorFacts(detector),
         h("div", { class: "chips" }, ...detector.classes.map((c) => h("span", { class: "chip" }, h("span", { class: "swatch", style: { background: c.color } }), c.name))),
       ),

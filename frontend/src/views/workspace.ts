@@ -136,7 +136,10 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
     // The image already open is only brought back into view: opening it again would drop undo and the selection.
     openImage: (id) => (id === state.current?.id ? ws.fitToImage() : openImage(id)),
     loadAttachments: () => loadAttachments(),
-    secondDateChanged: () => showSecondDate(),
+    secondDateChanged: () => {
+      showSecondDate();
+      drawingSaved(); // the Train panel asks again: a missing second date was what training lacked
+    },
   });
 
   // The legend of what the map shows, and what an object is (hover, or click with the Select tool).
