@@ -195,6 +195,9 @@ class DetectorImageSerializer(serializers.ModelSerializer):
         model = DetectorImage
         fields = ["id", "detector", "image", "second_image", "created_at"]
         read_only_fields = ["id", "created_at"]
+        # The unique (detector, image) pair is checked in `validate`, in plain words (DRF's own validator said
+        # "The fields detector, image must make a unique set.").
+        validators: list = []
 
     def validate(self, attrs):
         if self.instance is not None:

@@ -108,3 +108,17 @@ def test_a_run_needs_a_second_date_exactly_for_a_change_detector(personas, owner
     )
     assert refused.status_code == 400
     assert refused.json()["errors"]["secondary_raster_id"][0].startswith("Only a change detector compares two images")
+
+
+def test_a_training_raster_attached_by_the_client_gets_its_second_date_later(personas, owner_key, ready_image):
+    client = keyed(owner_key)
+    detector = Detector.objects.create(organization=personas.organization, name="c", kind="change")
+    url = BASE + f"detectors/{detector.pk}/training_rasters/"
+    assert client.post(url, {"raster_id": str(ready_image.pk)}, format="json").status_code == 201
+    later = Image.objects.create(project=ready_image.project, name="later.tif", status=Image.Status.UPLOADED)
+    response = client.post(url, {"raster_id": str(ready_image.pk), "secondary_raster_id": str(later.pk)}, format="json")
+    assert response.status_code == 201
+    assert response.json() == {"raster_id": str(ready_image.pk), "secondary_raster_id": str(later.pk)}
+    assert DetectorImage.objects.get(detector=detector).second_image_id == later.pk
+    again = client.post(url, {"raster_id": str(ready_image.pk)}, format="json")
+    assert again.status_code == 400 and "already attached" in again.json()["detail"]

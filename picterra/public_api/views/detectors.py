@@ -100,9 +100,14 @@ class TrainingRastersView(PublicView):
         image = self.get_one(Image, data["raster_id"])
         second = self.get_one(Image, data["secondary_raster_id"]) if data.get("secondary_raster_id") else None
         payload = {"detector": str(detector.pk), "image": str(image.pk)}
-        if second is not None:  # a change detector's second date (not in the official client: a plain POST)
+        if second is not None:  # a change detector's second date (not in the official client: a plain POST, also
+            # for a raster attached before with add_raster_to_detector)
             payload["second_image"] = str(second.pk)
-        serializer = DetectorImageSerializer(data=payload, context={"request": request})
+        attached = DetectorImage.objects.filter(detector=detector, image=image).first()
+        if attached is not None and second is not None:  # already a training raster: its second date is set
+            serializer = DetectorImageSerializer(attached, data=payload, partial=True, context={"request": request})
+        else:
+            serializer = DetectorImageSerializer(data=payload, context={"request": request})
         if not serializer.is_valid():
             errors = dict(serializer.errors)
             if "second_image" in errors:  # named as this API names it
