@@ -13,6 +13,7 @@ import torch
 from affine import Affine
 from shapely.geometry import box
 
+from workers.ml.calibration import calibrate_post_processing
 from workers.ml.config import DetectorConfig, Recipe
 from workers.ml.datasets import LabelledImage, box_size_target, rasterize_targets
 from workers.ml.model_card import load_model, save_model
@@ -177,10 +178,14 @@ def test_a_trained_head_learns_the_drawn_box_size_and_survives_saving(tmp_path):
     # calibration chose seeds and threshold; with a head the boxes are always the blended ones, and the
     # card says so
     fit = m.card["calibration"]
-    assert set(fit["training_f1"]) == {"connected", "peaks", "votes"}
+    assert set(fit["training_f1"]) == ({"votes"} if Recipe().vote_seeds else {"connected", "peaks"})
     assert fit["boxes"] == "blended" and m.recipe.regress_boxes and m.recipe.box_region_share == 0.5
     assert "between the size it learnt from your boxes and the object's visible extent" in m.card["summary"]
     assert "centred where it learnt your boxes are centred" in m.card["summary"]
+    # asked for vote seeds, calibration keeps them and fits the threshold alone
+    voting = replace(m, recipe=replace(m.recipe, vote_seeds=True, seed_radius_px=11.0))
+    recipe_votes, report = calibrate_post_processing(voting, [item])
+    assert recipe_votes.vote_seeds and report["seeds"] == "votes" and set(report["training_f1"]) == {"votes"}
     save_model(m, tmp_path / "model")
     again = load_model(tmp_path / "model", device="cpu")
     assert again.network.box_head and np.array_equal(predict_array(again, image), out)

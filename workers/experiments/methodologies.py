@@ -67,6 +67,8 @@ METHODOLOGIES: dict[str, Recipe] = {
     # from the core map only). Question: are crowns boxed off-centre and touching crowns merged, and does
     # learning where the user's boxes are centred fix it? (docs/experiments.md, "centre head")
     "no-centre-head": replace(BASE, name="no-centre-head", centre_head=False),
+    "vote-seeds": replace(BASE, name="vote-seeds", vote_seeds=True),
+    "fitted-seeds": replace(BASE, name="fitted-seeds", vote_seeds=False),
 }
 
 
