@@ -242,7 +242,7 @@ def test_models_saved_before_the_centre_head_load_without_it(tmp_path):
     assert m.network.box_channels == 2
     card = save_model(m, tmp_path / "old")
     data = json.loads(card.read_text())
-    del data["recipe"]["centre_head"], data["recipe"]["centre_weight"]
+    del data["recipe"]["centre_head"], data["recipe"]["centre_weight"], data["recipe"]["vote_seeds"]
     card.write_text(json.dumps(data))
     again = load_model(tmp_path / "old", device="cpu")
-    assert again.network.box_channels == 2 and not again.recipe.centre_head
+    assert again.network.box_channels == 2 and not again.recipe.centre_head and not again.recipe.vote_seeds

@@ -112,7 +112,7 @@ class Recipe:
     # with a centre head and a fitted ``seed_radius_px``: seeds are the peaks of the map of the centres the
     # pixels vote for, and each foreground pixel joins the seed nearest its vote (Panoptic-DeepLab's grouping):
     # touching crowns whose cores merge still vote for two centres. Calibration then fits only the threshold
-    vote_seeds: bool = False
+    vote_seeds: bool = True
     min_area_px: float = 12.0
     simplify_px: float = 0.75
     # objects scoring under ``min_score`` (mean foreground probability) are dropped. With

@@ -117,8 +117,7 @@ def summary_line(card: dict[str, Any]) -> str:
     if r.get("regress_boxes") and r.get("centre_head"):
         parts.append("centred where it learnt your boxes are centred")
     if r.get("vote_seeds") and r.get("seed_radius_px", 0) >= 1:
-        parts.append("telling touching objects apart by the centres their pixels point to (this worked better on "
-                     "your training areas)")
+        parts.append("telling touching objects apart by the centres their pixels point to")
     elif r.get("seed_radius_px", 0) >= 1:
         parts.append(f"splitting touching objects whose centres are {r['seed_radius_px']:.0f} pixels apart or more "
                      "(this worked better on your training areas)")
