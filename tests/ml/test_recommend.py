@@ -146,7 +146,9 @@ def test_the_side_follows_the_training_areas_within_bounds():
     assert suggestion_side([box(0, -5, 5, 0)], t, 5000, 5000) == recommend.MIN_SIDE
     assert suggestion_side([box(0, -5000, 5000, 0)], t, 5000, 5000) == recommend.MAX_SIDE
     assert suggestion_side([], t, 5000, 5000) == recommend.DEFAULT_SIDE
-    assert suggestion_side([], t, 100, 180) == 100  # never larger than the image
+    assert suggestion_side([box(0, -100, 100, 0)], t, 800, 1000) == 200  # a quarter of the image at most
+    assert suggestion_side([box(0, -100, 100, 0)], t, 200, 1000) == recommend.MIN_SIDE
+    assert suggestion_side([], t, 50, 180) == 50  # never larger than the image
 
 
 def test_candidate_windows_leave_out_drawn_squares_and_sample_the_same_way_each_time():

@@ -71,10 +71,12 @@ class Suggestion:
 
 def suggestion_side(training_areas: Sequence[BaseGeometry], transform, width: int, height: int) -> int:
     """The side in pixels of the squares proposed: the typical (median) training area's, as a square of its
-    area, within ``MIN_SIDE``-``MAX_SIDE`` and never larger than the image."""
+    area, within ``MIN_SIDE``-``MAX_SIDE``, and at most a quarter of the image's shorter side (so a handful
+    fit beside the areas drawn) unless that is under ``MIN_SIDE``; never larger than the image."""
     sides = [math.sqrt(geometry_to_pixels(a, transform).area) for a in training_areas if not a.is_empty]
     side = int(round(float(np.median(sides)))) if sides else DEFAULT_SIDE
-    return max(1, min(max(MIN_SIDE, min(MAX_SIDE, side)), width, height))
+    side = min(max(MIN_SIDE, min(MAX_SIDE, side)), max(MIN_SIDE, min(width, height) // 4))
+    return max(1, min(side, width, height))
 
 
 def candidate_windows(width: int, height: int, side: int, drawn_px: Sequence[BaseGeometry], limit: int,
