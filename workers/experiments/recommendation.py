@@ -115,7 +115,7 @@ def simulate(ds: ExperimentDataset, seed: int = 0, rounds: int = 3, side: int = 
 
 def gain_table(results: list[dict[str, Any]]) -> str:
     """Per dataset (mean over seeds): F1 at the start, after the last round with suggestions and with random
-    areas, and the gain; then the mean gain."""
+    areas, the gain (and after each round), the outlines each user drew; then the mean gain."""
     from .runner import format_rows
 
     rows: list[dict[str, Any]] = []
@@ -125,13 +125,16 @@ def gain_table(results: list[dict[str, Any]]) -> str:
     for name, rs in by.items():
         sug = [r["suggested"][-1] for r in rs if r["suggested"]]
         ran = [r["random"][-1] for r in rs if r["random"]]
+        rounds = min(min(len(r["suggested"]), len(r["random"])) for r in rs)
+        by_round = "/".join(f"{np.mean([r['suggested'][i] - r['random'][i] for r in rs]):+.3f}" for i in range(rounds))
         rows.append({"dataset": name, "seeds": len(rs), "f1 start": round(np.mean([r["f1_start"] for r in rs]), 3),
                      "f1 suggested": round(float(np.mean(sug)), 3), "f1 random": round(float(np.mean(ran)), 3),
-                     "gain": round(float(np.mean(sug) - np.mean(ran)), 3),
+                     "gain": round(float(np.mean(sug) - np.mean(ran)), 3), "gain by round": by_round,
                      "outlines sug/rand": f"{np.mean([r['outlines_suggested'] for r in rs]):.0f}/"
                                           f"{np.mean([r['outlines_random'] for r in rs]):.0f}"})
     rows.append({"dataset": "mean", "gain": round(float(np.mean([r["gain"] for r in rows])), 3) if rows else None})
-    return format_rows(rows, ("dataset", "seeds", "f1 start", "f1 suggested", "f1 random", "gain", "outlines sug/rand"))
+    return format_rows(rows, ("dataset", "seeds", "f1 start", "f1 suggested", "f1 random", "gain", "gain by round",
+                              "outlines sug/rand"))
 
 
 def recommendation_gain(results: list[dict[str, Any]]) -> float:
