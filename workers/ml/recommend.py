@@ -39,7 +39,7 @@ from .trained import TrainedModel
 
 MAX_SUGGESTIONS = 5
 MAX_WINDOWS = 48  # squares predicted per image, at most
-MAX_PIXELS = 16_000_000  # pixels predicted per image (both passes, margins included), at most
+MAX_PIXELS = 6_000_000  # pixels predicted per image (both passes, margins included), at most: ~30 squares of 256 px
 MIN_SIDE, MAX_SIDE, DEFAULT_SIDE = 64, 1024, 256  # the square's side in pixels
 OVERLAP_ALLOWED = 0.05  # a square may share this much of its area with the areas already drawn
 FAINT_LOW = 0.4  # foreground probabilities from this fraction of the threshold up to it are "faint"
