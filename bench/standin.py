@@ -86,12 +86,14 @@ class RecordedOutputs:
 
 
 class RecordedNetwork(nn.Module):
-    """The detector network's interface (``n_classes``, ``box_head``, ``forward`` on uint8 tiles) answered
-    from ``RecordedOutputs`` for the tiles of the announced window. ``seconds`` counts the time it takes."""
+    """The detector network's interface (``n_classes``, ``box_head``, ``box_channels``, ``forward`` on uint8
+    tiles) answered from ``RecordedOutputs`` for the tiles of the announced window. ``seconds`` counts the
+    time it takes."""
 
-    def __init__(self, outputs: RecordedOutputs, n_classes: int, box_head: bool):
+    def __init__(self, outputs: RecordedOutputs, n_classes: int, box_channels: int):
         super().__init__()
-        self.outputs, self.n_classes, self.box_head = outputs, n_classes, box_head
+        self.outputs, self.n_classes = outputs, n_classes
+        self.box_head, self.box_channels = box_channels > 0, box_channels
         self.seconds = 0.0
         self._tiles: deque[tuple[int, int]] = deque()
         self._shape = (0, 0)
@@ -133,10 +135,10 @@ def use_recorded_network(model: TrainedModel, outputs: RecordedOutputs) -> Train
     net = model.network
     if isinstance(net, RecordedNetwork):
         return model
-    expected = net.n_classes + 2 + (2 if net.box_head else 0)
+    expected = net.n_classes + 2 + net.box_channels
     if outputs.channels != expected:
         raise ValueError(f"recorded {outputs.channels} outputs, the model has {expected}")
-    model.network = RecordedNetwork(outputs, net.n_classes, net.box_head)
+    model.network = RecordedNetwork(outputs, net.n_classes, net.box_channels)
     model.device = "cpu"
     return model
 

@@ -21,6 +21,7 @@ from detectors.models import (
     RunStatus,
     TrainingRun,
 )
+from detectors.pairs import check_image_pair
 from detectors.training_inputs import to_image_crs
 from imagery.models import Image
 from picterra.jobs import Job, enqueue
@@ -108,9 +109,38 @@ def plan_cells(run: DetectionRun, image: Image, largest_m: float) -> list[Detect
     ]
 
 
+def check_detection_pair(detector: Detector, images: list[Image], second_image: Image | None) -> None:
+    """A change detector compares one image with its second date; a single-image detector takes none."""
+    if detector.kind != Detector.Kind.CHANGE:
+        if second_image is not None:
+            raise CannotDetect(
+                "This detector looks at one image at a time: a second image is only for change detectors."
+            )
+        return
+    if second_image is None:
+        raise CannotDetect(
+            "This is a change detector: choose the second image too (the same place at another date) to compare "
+            "with the first."
+        )
+    if len(images) != 1:
+        raise CannotDetect("A change detector compares one pair of images at a time: choose one image and its "
+                           "second date.")
+    if second_image.status != Image.Status.READY:
+        raise CannotDetect(f"Wait until this image has finished processing: {second_image.name}.")
+    try:
+        check_image_pair(images[0], second_image)
+    except ValueError as exc:  # ImagePairError: plain words
+        raise CannotDetect(str(exc)) from None
+
+
 def start_detection(
-    detector: Detector, images: list[Image], user, training_run: TrainingRun | None = None
+    detector: Detector,
+    images: list[Image],
+    user,
+    training_run: TrainingRun | None = None,
+    second_image: Image | None = None,
 ) -> DetectionRun:
+    """Plan and queue a detection; ``second_image``: a change detector's other date (one image then)."""
     version = detection_version(detector, training_run)
     learnt = (version.config or {}).get("classes") or []
     if learnt and not any(model_class_ids(version, learnt).values()):
@@ -123,9 +153,12 @@ def start_detection(
         raise CannotDetect("Choose at least one image to detect on.")
     if not_ready:
         raise CannotDetect(f"Wait until these images have finished processing: {', '.join(not_ready)}.")
+    check_detection_pair(detector, images, second_image)
     largest = largest_object_m(detector)
     with transaction.atomic():
-        run = DetectionRun.objects.create(detector=detector, training_run=version, created_by=user)
+        run = DetectionRun.objects.create(
+            detector=detector, training_run=version, second_image=second_image, created_by=user
+        )
         run.images.set(images)
         cells = [cell for image in images for cell in plan_cells(run, image, largest)]
         DetectionCell.objects.bulk_create(cells, batch_size=1000)

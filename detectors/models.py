@@ -31,6 +31,10 @@ def validate_tile_size(value: int) -> None:
 
 
 class Detector(models.Model):
+    class Kind(models.TextChoices):
+        SINGLE = "single", "One image"
+        CHANGE = "change", "Change between two dates"
+
     class DetectionType(models.TextChoices):
         COUNT = "count", "Count objects"
         SEGMENTATION = "segmentation", "Segment areas"
@@ -48,6 +52,10 @@ class Detector(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="detectors")
     project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="detectors")
     name = models.CharField(max_length=200)
+    # What one prediction reads: one image, or (change) a pair of images of the same place at two dates, each
+    # training image with its second date (DetectorImage.second_image), each detection with its second image.
+    # Chosen at creation; what the pipeline reads to open pairs (the ML core's Recipe.dates follows from them).
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SINGLE)
     detection_type = models.CharField(max_length=16, choices=DetectionType.choices, default=DetectionType.COUNT)
     output_type = models.CharField(max_length=16, choices=OutputType.choices, default=OutputType.POLYGON)
     training_steps = models.PositiveIntegerField(
@@ -58,7 +66,9 @@ class Detector(models.Model):
     background_sample_ratio = models.FloatField(
         default=0.25, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
     )
-    images = models.ManyToManyField(Image, through="DetectorImage", related_name="detectors", blank=True)
+    images = models.ManyToManyField(
+        Image, through="DetectorImage", through_fields=("detector", "image"), related_name="detectors", blank=True
+    )
     # The trained version that Detect uses; None means the latest successful one.
     active_training_run = models.ForeignKey(
         "TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -117,6 +127,11 @@ class DetectorImage(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     detector = models.ForeignKey(Detector, on_delete=models.CASCADE, related_name="detector_images")
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="detector_images")
+    # A change detector's pair: ``image`` is the first date (its grid is read, shapes are drawn on it) and this
+    # the second; None for single-image detectors, and until the user chooses it (training then asks for it).
+    second_image = models.ForeignKey(
+        Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="second_date_of"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     organization_lookup = "detector__organization"
@@ -279,6 +294,8 @@ class DetectionRun(Run):
     detector = models.ForeignKey(Detector, on_delete=models.CASCADE, related_name="detection_runs")
     training_run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="detection_runs")
     images = models.ManyToManyField(Image, related_name="detection_runs")
+    # A change detector's run: the second date compared with its (single) image, read on that image's grid.
+    second_image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     cells_total = models.PositiveIntegerField(default=0)
     cells_done = models.PositiveIntegerField(default=0)
     cells_failed = models.PositiveIntegerField(default=0)

@@ -13,10 +13,11 @@ from shapely import wkb
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
-from detectors.models import Annotation, Area, Detector
+from detectors.models import Annotation, Area, Detector, DetectorImage
 from imagery.models import Image
 from imagery.storage import get_blob_store
 from workers.ml.datasets import outlines_in_areas
+from workers.ml.raster_io import ImagePairSource
 
 
 @dataclass
@@ -32,6 +33,13 @@ class ImageTrainingInputs:
     # (outline, name of its class)
     outlines: list[tuple[BaseGeometry, str]] = field(default_factory=list)
     area_ids: dict[str, list[str]] = field(default_factory=dict)
+    # A change detector's second date (ready), read onto this image's grid; None for one image.
+    second_cog_path: str | None = None
+
+    @property
+    def source(self) -> str | ImagePairSource:
+        """What the ML core opens (``raster_io.open_image``): the COG, or the pair of dates."""
+        return ImagePairSource(self.cog_path, self.second_cog_path) if self.second_cog_path else self.cog_path
 
     @property
     def training_outlines(self) -> list[tuple[BaseGeometry, str]]:
@@ -54,13 +62,23 @@ def gather_training_inputs(detector: Detector) -> list[ImageTrainingInputs]:
     store = get_blob_store()
     class_names = dict(detector.classes.values_list("pk", "name"))
     inputs = []
-    for image in detector.images.filter(status=Image.Status.READY).order_by("created_at"):
+    attached = (
+        DetectorImage.objects.filter(detector=detector, image__status=Image.Status.READY)
+        .select_related("image", "second_image")
+        .order_by("image__created_at")
+    )
+    change = detector.kind == Detector.Kind.CHANGE
+    for row in attached:
+        image, second = row.image, row.second_image
+        if change and (second is None or second.status != Image.Status.READY):
+            continue  # not a pair yet: training_problems says so
         item = ImageTrainingInputs(
             image_id=str(image.pk),
             image_name=image.name,
             cog_path=store.gdal_path(image.cog_key),
             gdal_env=store.gdal_env(),
             crs=image.crs,
+            second_cog_path=store.gdal_path(second.cog_key) if change else None,
         )
         for area in Area.objects.filter(detector=detector, image=image).order_by("created_at"):
             target = {
@@ -98,13 +116,35 @@ def training_problems(detector: Detector, inputs: list[ImageTrainingInputs]) -> 
     """Why training cannot start yet, in the words a first-time user needs."""
     if not detector.images.exists():
         return ["Add an image to the detector first."]
+    problems = pair_problems(detector) if detector.kind == Detector.Kind.CHANGE else []
+    if problems:
+        return problems
     if not inputs:
         return ["Wait until your images have finished processing, then train."]
-    problems = []
     if not any(i.training_areas for i in inputs):
         problems.append("Draw at least one training area: the detector learns only from inside training areas.")
     elif not any(i.training_outlines for i in inputs):
         problems.append(
             "Outline the objects inside your training areas: none of your outlines is inside a training area."
         )
+    return problems
+
+
+def pair_problems(detector: Detector) -> list[str]:
+    """A change detector's images without a usable second date: each training image needs one."""
+    rows = list(DetectorImage.objects.filter(detector=detector).select_related("image", "second_image"))
+    seconds = [r.second_image for r in rows if r.second_image is not None]
+    unpaired = sorted(r.image.name for r in rows if r.second_image is None)
+    failed = sorted(i.name for i in seconds if i.status == Image.Status.FAILED)
+    waiting = sorted(i.name for i in seconds if i.status not in Image.TERMINAL_STATUSES)
+    problems = []
+    if unpaired:
+        problems.append(
+            "Choose the second date of each image: a change detector compares every image with a picture of the "
+            f"same place at another date (missing for {', '.join(unpaired[:5])})."
+        )
+    if failed:
+        problems.append(f"These second-date images could not be processed, choose others: {', '.join(failed[:5])}.")
+    if waiting:
+        problems.append(f"Wait until these second-date images have finished processing: {', '.join(waiting[:5])}.")
     return problems

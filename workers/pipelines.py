@@ -27,10 +27,12 @@ from detectors.models import (
     DetectedObject,
     DetectionCell,
     DetectionRun,
+    Detector,
     TrainingRun,
     detection_run_prefix,
     training_run_prefix,
 )
+from detectors.pairs import pair_source
 from detectors.results import insert_objects, lonlat_geometry, stored_geometries, to_shapely
 from detectors.runs import (
     DETECTION_CELL,
@@ -53,7 +55,13 @@ from workers.ml.grid import GridCell, cell_border_strips, merge_across_cells, me
 from workers.ml.model_card import load_model, save_model
 from workers.ml.predict import detect_in_cell
 from workers.ml.progress import StepClock
-from workers.ml.raster_io import image_crs_to_lonlat, image_crs_to_lonlat_many, to_geojson
+from workers.ml.raster_io import (
+    ImagePairError,
+    image_crs_to_lonlat,
+    image_crs_to_lonlat_many,
+    open_image,
+    to_geojson,
+)
 from workers.ml.recommend import MAX_SUGGESTIONS, MAX_WINDOWS, suggest_areas
 from workers.ml.trained import TrainedModel
 
@@ -89,7 +97,7 @@ def train_and_evaluate(run_id: str) -> TrainedVersion:
     config = DetectorConfig.from_dict({**run.config, "classes": classes})
     images = [
         LabelledImage(
-            source=item.cog_path,
+            source=item.source,  # a change detector's pair: read as one raster on the first image's grid
             training_areas=item.training_areas,
             outlines=item.training_outlines,
             accuracy_areas=item.accuracy_areas,
@@ -130,6 +138,9 @@ def train_and_evaluate(run_id: str) -> TrainedVersion:
                     store.put_file(keys[path.name], path, move=True)
             metrics, evaluations = _predict_and_score(run, model, inputs, classes)
             store_suggestions(run.pk, model, inputs, evaluations)
+    except ImagePairError as exc:  # two dates that cannot be compared: already plain words
+        store.delete_prefix(prefix)
+        raise JobFailed(str(exc)) from exc
     except ValueError as exc:
         store.delete_prefix(prefix)
         raise JobFailed(f"Training could not start: {exc}.") from exc
@@ -149,7 +160,7 @@ def _predict_and_score(run: TrainingRun, model: TrainedModel, inputs, classes: l
     detection_type = run.detector.detection_type
     evaluations, rows, review = [], [], []
     for item in inputs:
-        with rasterio.open(item.cog_path) as src:
+        with open_image(item.source) as src:
             evaluation = evaluate_image(
                 model,
                 src,
@@ -214,7 +225,7 @@ def next_areas(model: TrainedModel, inputs, evaluations: list[ImageEvaluation]) 
     windows = max(8, MAX_WINDOWS // max(1, len(images)))
     found = []
     for item, evaluation in images:
-        with rasterio.open(item.cog_path) as src:
+        with open_image(item.source) as src:  # a change detector's pair: read as one raster
             accuracy_review = [r for r in evaluation.review if r[2] != "unoutlined"]
             found += [(s, item) for s in suggest_areas(model, src, training_areas=item.training_areas,
                                                        accuracy_areas=item.accuracy_areas, review=accuracy_review,
@@ -260,7 +271,9 @@ def run_detection_cell(cell_id: str) -> str:
 
 def detect_cell_objects(cell_id: str) -> CellObjects:
     """The objects owned by one grid cell, as unsaved rows (they replace the cell's objects when stored)."""
-    cell = DetectionCell.objects.select_related("run__training_run", "image").get(pk=cell_id)
+    cell = DetectionCell.objects.select_related(
+        "run__training_run", "run__detector", "run__second_image", "image"
+    ).get(pk=cell_id)
     run = cell.run
     started = time.monotonic()
     model = load_trained_model(run.training_run)
@@ -271,8 +284,16 @@ def detect_cell_objects(cell_id: str) -> CellObjects:
     region = detection_region(run.detector_id, image)
     col, row, width, height = cell.window
     grid_cell = GridCell(0, 0, rasterio.windows.Window(col, row, width, height))
-    with rasterio.Env(**store.gdal_env()), rasterio.open(store.gdal_path(image.cog_key)) as src:
-        found = detect_in_cell(model, src, grid_cell, cell.margin, region)
+    source = store.gdal_path(image.cog_key)
+    if run.detector.kind == Detector.Kind.CHANGE:
+        if run.second_image is None:
+            raise JobFailed("The second image of this change detection has been deleted: run the detection again.")
+        source = pair_source(image, run.second_image)  # the same grid, margins and merge: only pixels differ
+    try:
+        with rasterio.Env(**store.gdal_env()), open_image(source) as src:
+            found = detect_in_cell(model, src, grid_cell, cell.margin, region)
+    except ImagePairError as exc:
+        raise JobFailed(str(exc)) from exc
     found = [d for d in found if class_ids.get(d.class_name)]
     rows = [
         DetectedObject(

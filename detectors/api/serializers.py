@@ -17,6 +17,7 @@ from detectors.models import (
     RunStatus,
     TrainingRun,
 )
+from detectors.pairs import check_image_pair
 from imagery.models import Image
 from picterra.api.fields import GeoJSONPolygonField
 from picterra.api.viewsets import ScopedPrimaryKeyRelatedField
@@ -121,6 +122,7 @@ class DetectorSerializer(serializers.ModelSerializer):
             "organization",
             "project",
             "name",
+            "kind",
             *Detector.CONFIGURATION_FIELDS,
             "classes",
             "initial_classes",
@@ -144,6 +146,10 @@ class DetectorSerializer(serializers.ModelSerializer):
         organization = attrs.get("organization") or (self.instance and self.instance.organization)
         if self.instance is not None and organization != self.instance.organization:
             raise serializers.ValidationError({"organization": "A detector cannot move to another organization."})
+        if self.instance is not None and attrs.get("kind", self.instance.kind) != self.instance.kind:
+            raise serializers.ValidationError(
+                {"kind": "A detector's kind is chosen when it is created: create a new detector of the other kind."}
+            )
         project = attrs.get("project")
         if project is not None and project.organization_id != organization.pk:
             raise serializers.ValidationError({"project": "The project belongs to another organization."})
@@ -178,18 +184,43 @@ class DetectorSerializer(serializers.ModelSerializer):
 class DetectorImageSerializer(serializers.ModelSerializer):
     detector = ScopedPrimaryKeyRelatedField(queryset=Detector.objects.all())
     image = ScopedPrimaryKeyRelatedField(queryset=Image.objects.all())
+    second_image = ScopedPrimaryKeyRelatedField(
+        queryset=Image.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="Change detectors: the same place at another date, compared with `image` (whose grid is read).",
+    )
 
     class Meta:
         model = DetectorImage
-        fields = ["id", "detector", "image", "created_at"]
+        fields = ["id", "detector", "image", "second_image", "created_at"]
         read_only_fields = ["id", "created_at"]
+        # The unique (detector, image) pair is checked in `validate`, in plain words (DRF's own validator said
+        # "The fields detector, image must make a unique set.").
+        validators: list = []
 
     def validate(self, attrs):
-        detector, image = attrs["detector"], attrs["image"]
-        if image.project.organization_id != detector.organization_id:
+        if self.instance is not None:
+            # Only the second date changes once attached: another image is another attachment.
+            if any(attrs.get(k, getattr(self.instance, k)) != getattr(self.instance, k) for k in ("detector", "image")):
+                raise serializers.ValidationError("Attach the other image instead of moving this attachment.")
+            attrs = {"detector": self.instance.detector, "image": self.instance.image, **attrs}
+        detector, image, second = attrs["detector"], attrs["image"], attrs.get("second_image")
+        if image.project.organization_id != detector.organization_id or (
+            second is not None and second.project.organization_id != detector.organization_id
+        ):
             raise serializers.ValidationError("The image belongs to another organization than the detector.")
-        if DetectorImage.objects.filter(detector=detector, image=image).exists():
+        if self.instance is None and DetectorImage.objects.filter(detector=detector, image=image).exists():
             raise serializers.ValidationError("This image is already attached to the detector.")
+        if second is not None:
+            if detector.kind != Detector.Kind.CHANGE:
+                raise serializers.ValidationError(
+                    {"second_image": "Only a change detector compares two images: this one looks at one at a time."}
+                )
+            try:
+                check_image_pair(image, second)
+            except ValueError as exc:  # ImagePairError: plain words
+                raise serializers.ValidationError({"second_image": str(exc)}) from None
         return attrs
 
 
@@ -276,12 +307,19 @@ class DetectRequestSerializer(serializers.Serializer):
     training_run = ScopedPrimaryKeyRelatedField(
         queryset=TrainingRun.objects.all(), required=False, help_text="Defaults to the detector's chosen version."
     )
+    second_image = ScopedPrimaryKeyRelatedField(
+        queryset=Image.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="Change detectors: the image of the other date, compared with the one image in `images`.",
+    )
 
     def validate(self, attrs):
         detector = self.context.get("detector")
         if detector is None:
             return attrs
-        foreign = images_of_other_organizations(detector, Image.objects.filter(pk__in=[i.pk for i in attrs["images"]]))
+        chosen = [i.pk for i in attrs["images"]] + ([attrs["second_image"].pk] if attrs.get("second_image") else [])
+        foreign = images_of_other_organizations(detector, Image.objects.filter(pk__in=chosen))
         if foreign:
             raise serializers.ValidationError(
                 {"images": f"These images belong to another organization than the detector: {', '.join(foreign)}."}
@@ -315,6 +353,7 @@ class DetectionRunSerializer(serializers.ModelSerializer):
             "detector",
             "training_run",
             "images",
+            "second_image",
             "status",
             "error",
             "progress",

@@ -51,13 +51,18 @@ from picterra.api.viewsets import (
 
 def training_image_of(detector: Detector) -> Q:
     """Images a training of the detector reads: attached to it, or under one of its areas or outlines."""
-    return Q(detector_images__detector=detector) | Q(areas__detector=detector) | Q(annotations__detector=detector)
+    return (
+        Q(detector_images__detector=detector)
+        | Q(second_date_of__detector=detector)
+        | Q(areas__detector=detector)
+        | Q(annotations__detector=detector)
+    )
 
 
 class DetectorViewSet(OrganizationScopedViewSet):
     queryset = Detector.objects.all()
     serializer_class = DetectorSerializer
-    filterset_fields = ["organization", "project", "detection_type"]
+    filterset_fields = ["organization", "project", "kind", "detection_type"]
     search_fields = ["name"]
     ordering_fields = ["name", "created_at"]
 
@@ -112,7 +117,11 @@ class DetectorViewSet(OrganizationScopedViewSet):
         body.is_valid(raise_exception=True)
         try:
             run = start_detection(
-                detector, body.validated_data["images"], request.user, body.validated_data.get("training_run")
+                detector,
+                body.validated_data["images"],
+                request.user,
+                body.validated_data.get("training_run"),
+                second_image=body.validated_data.get("second_image"),
             )
         except CannotDetect as exc:
             return bad_request(str(exc))
@@ -130,15 +139,17 @@ class DetectorImageViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
-    """Which images a detector is trained on; attach with POST, detach with DELETE."""
+    """Which images a detector is trained on; attach with POST, detach with DELETE; a change detector's image
+    gets its second date with the POST or a later PATCH (`second_image`)."""
 
     queryset = DetectorImage.objects.all()
     serializer_class = DetectorImageSerializer
     filterset_fields = ["detector", "image"]
-    http_method_names = ["get", "post", "delete", "head", "options"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
 
 class AreaViewSet(ConditionalWriteMixin, OrganizationScopedViewSet):
@@ -233,7 +244,9 @@ class DetectionRunViewSet(ReadOnlyOrganizationScopedViewSet):
     @action(detail=True, methods=["post"], url_path="retry-failed-cells")
     def retry_failed_cells(self, request, pk=None):
         run = self.get_object()
-        foreign = images_of_other_organizations(run.detector, run.images.all())
+        foreign = images_of_other_organizations(
+            run.detector, Image.objects.filter(Q(detection_runs=run) | Q(pk=run.second_image_id))
+        )
         if foreign:
             return bad_request(
                 f"This detection covers images of another organization than its detector ({', '.join(foreign)}): "

@@ -4,7 +4,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('detectors', '0008_detectedobject_mercator_box'),
+        ('detectors', '0009_detector_kind_and_image_pairs'),
     ]
 
     operations = [

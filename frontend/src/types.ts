@@ -58,6 +58,8 @@ export interface Detector {
   organization: string;
   project: string | null;
   name: string;
+  /** "change": compares two images of the same place at two dates (each training image has a second date). */
+  kind?: DetectorKind;
   detection_type: string;
   classes: DetectorClass[];
   active_training_run: string | null;
@@ -66,6 +68,8 @@ export interface Detector {
   created_at: string;
   updated_at: string;
 }
+
+export type DetectorKind = "single" | "change";
 
 export interface TrainingSummary {
   /** The latest training's status, or "untrained". */
@@ -80,6 +84,8 @@ export interface DetectorImage {
   id: string;
   detector: string;
   image: string;
+  /** A change detector's second date of `image` (null until chosen). */
+  second_image?: string | null;
   created_at: string;
 }
 
@@ -172,6 +178,8 @@ export interface DetectionRun {
   detector: string;
   training_run: string;
   images: string[];
+  /** A change detection's second date. */
+  second_image?: string | null;
   status: RunStatus;
   error: string;
   progress: { megapixels_total?: number; megapixels_done?: number; megapixels_per_second?: number; seconds_left?: number };

@@ -59,11 +59,19 @@ class ConfigurationSerializer(serializers.Serializer):
 
 class DetectorWriteSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    kind = serializers.ChoiceField(
+        Detector.Kind.choices,
+        required=False,
+        help_text="`change`: compares two images of the same place at two dates (set when created).",
+    )
     configuration = ConfigurationSerializer(required=False)
 
 
 class TrainingRasterSerializer(serializers.Serializer):
     raster_id = serializers.CharField()
+    secondary_raster_id = serializers.CharField(
+        required=False, allow_null=True, help_text="A change detector's second date of this raster."
+    )
 
 
 class AnnotationsCommitSerializer(serializers.Serializer):
@@ -292,6 +300,7 @@ class PublicDetectorSerializer(ResponseSerializer):
     is_shared = serializers.BooleanField()
     user_tag = serializers.CharField(allow_null=True)
     type = serializers.CharField()
+    kind = serializers.CharField(help_text="`single` (one image) or `change` (two dates compared).")
     folder_id = serializers.CharField(allow_null=True, source="project_id")
     classes = ClassSerializer(many=True)
     configuration = ConfigurationSerializer()

@@ -29,6 +29,7 @@ class Pointwise(nn.Module):
 
     n_classes = 1
     box_head = True
+    box_channels = 2
 
     def __init__(self):
         super().__init__()

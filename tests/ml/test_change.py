@@ -144,7 +144,7 @@ def test_change_network_decodes_both_dates_and_their_difference():
     x = torch.randint(0, 255, (2, 6, 64, 96), dtype=torch.uint8)
     with torch.no_grad():
         out = net(x)
-    assert out.shape == (2, 1 + 1 + 1 + 2, 64, 96)  # background, class, core, box width and height
+    assert out.shape == (2, 1 + 1 + 1 + 4, 64, 96)  # background, class, core, box width and height, centre
     # the decoder reads before, after and after - before: the same image on both dates is not the same input
     # as two different ones, and swapping the dates changes the answer (the direction of a change matters)
     with torch.no_grad():
@@ -161,7 +161,7 @@ def test_a_model_and_its_input_must_agree_on_the_number_of_dates():
     with pytest.raises(ImagePairError) as caught:
         predict_array(_model(1), two)
     assert str(caught.value) == NEEDS_ONE
-    assert predict_array(_model(2), two).shape == (5, 64, 64)
+    assert predict_array(_model(2), two).shape == (7, 64, 64)
     assert input_dates(["a.tif"]) == 1 and input_dates([ImagePairSource("a", "b")]) == 2
     with pytest.raises(ImagePairError, match="Some training images are pairs"):
         input_dates(["a.tif", ImagePairSource("a", "b")])

@@ -68,7 +68,7 @@ def test_build_samples_shapes_and_background_ratio(make_scene_tif):
     samples = build_samples([item], cfg, Recipe(max_chips=12), np.random.default_rng(0))
     assert samples and len(samples) <= 12
     for s in samples:
-        assert set(s) == {"image", "mask", "core", "box", "bounds", "crs"} and s["box"].shape == (2, 64, 64)
+        assert set(s) == {"image", "mask", "core", "box", "bounds", "crs"} and s["box"].shape == (4, 64, 64)
         assert s["image"].shape == (3, 64, 64) and s["image"].dtype == np.uint8
         assert s["mask"].shape == (64, 64) and s["core"].shape == (64, 64)
     assert geometry_window(item.training_areas[0], t) == Window(0, 0, 128, 128)

@@ -33,6 +33,7 @@ class EquivariantToy(nn.Module):
 
     n_classes = 1
     box_head = True
+    box_channels = 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = x.float().mean(1, keepdim=True) / 255.0
@@ -71,9 +72,11 @@ def _model(net: nn.Module, tta: int) -> TrainedModel:
 
 def test_the_transforms_are_undone_exactly():
     t = torch.arange(2 * 5 * 7, dtype=torch.float32).view(1, 2, 5, 7)
+    boxes = torch.arange(4 * 5 * 7, dtype=torch.float32).view(1, 4, 5, 7)  # sizes and centre offsets
     for k, flip in TTA_TRANSFORMS[8]:
         assert torch.equal(undo_dihedral(dihedral(t, k, flip), k, flip), t)
         assert torch.equal(undo_dihedral_sizes(dihedral_sizes(t, k, flip), k, flip), t)
+        assert torch.equal(undo_dihedral_sizes(dihedral_sizes(boxes, k, flip), k, flip), boxes)
     assert len(set(TTA_TRANSFORMS[8])) == 8 and set(TTA_TRANSFORMS[4]) <= set(TTA_TRANSFORMS[8])
     with pytest.raises(ValueError, match="tta"):
         Recipe(tta=3)

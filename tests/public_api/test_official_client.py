@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import pytest
-from shapely.geometry import box
+import rasterio
+from shapely.geometry import box, shape
 
-from detectors.models import Annotation, Area, Detector, DetectorClass, TrainingRun
+from detectors.models import Annotation, Area, DetectionRun, Detector, DetectorClass, TrainingRun
 from imagery.sample import write_sample_geotiff
 from picterra.public_api.models import Operation
 from tests.public_api.conftest import feature_collection, lonlat
+from workers.ml.synthetic_change import tiny_pair
 
 
 def write_plan(tmp_path, classes: list[str] | None = None, detector_id: str | None = None) -> tuple[dict, object]:
@@ -206,3 +209,57 @@ def test_official_client_other_methods(official_client, celery_worker_process, o
     xs, ys = zip(*[point for ring in seen["nongeo_pixels"][0] for point in ring], strict=True)
     assert [round(min(xs), 3), round(min(ys), 3), round(max(xs), 3), round(max(ys), 3)] == [0, 0, 64, 40]
     assert seen["png_folder"] != seen["folder"]
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_official_client_change_detector(official_client, celery_worker_process, owner_key, personas, tmp_path):
+    """Two dates of a generated place, the new discs outlined: trained and run with ``secondary_raster_id``."""
+    pair = tiny_pair(seed=1, size=256)
+    before, after = pair.write(tmp_path / "pair")
+    with rasterio.open(after) as src:
+        profile, pixels = src.profile, src.read()
+    t = profile["transform"]
+    profile["transform"] = rasterio.Affine(t.a, t.b, t.c + 5_000.0, t.d, t.e, t.f)  # 5 km away: no overlap
+    with rasterio.open(tmp_path / "elsewhere.tif", "w", **profile) as dst:
+        dst.write(pixels)
+    crs, size = pair.before.crs, 256 * t.a
+    left, top = t.c, t.f
+    areas = {
+        "training_area": box(left, top - size, left + 0.6 * size, top),
+        "validation_area": box(left + 0.6 * size, top - size, left + size, top),
+    }
+    detector = Detector.objects.create(organization=personas.organization, name="New discs", kind="change")
+    DetectorClass.objects.create(detector=detector, name="new disc", position=0)
+    plan = {"before": str(before), "after": str(after), "elsewhere": str(tmp_path / "elsewhere.tif"),
+            "detector_id": str(detector.pk)}
+    for name, geometry in areas.items():
+        plan[name] = str(tmp_path / f"{name}.geojson")
+        Path(plan[name]).write_text(json.dumps(feature_collection([lonlat(geometry, crs)])))
+    plan["outlines"] = str(tmp_path / "outlines.geojson")
+    changes = [lonlat(pair.to_crs(g), crs) for g, _ in pair.changes]
+    Path(plan["outlines"]).write_text(json.dumps(feature_collection(changes)))
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+
+    seen = official_client.run("change_flow.py", owner_key, str(tmp_path / "plan.json"))
+
+    assert seen["detector"]["kind"] == "change"
+    assert seen["bad_pair"]["status"] == 400
+    assert seen["bad_pair"]["body"]["errors"]["secondary_raster_id"][0].startswith("The two images do not overlap")
+    assert seen["pair"] == {"status": 201, "body": {"raster_id": seen["ids"]["before"],
+                                                     "secondary_raster_id": seen["ids"]["after"]}}
+    assert seen["training"]["status"] == "success", seen["training"]
+    assert 0 <= seen["training"]["results"]["score"] <= 100
+    assert seen["training"]["results"]["stats"]["validation_annotations_count"] > 0
+    assert "This is a change detector: choose the second image too" in seen["errors"]["no_second"]
+    assert "The two images do not overlap" in seen["errors"]["elsewhere"]
+
+    run = DetectionRun.objects.get(detector=detector)
+    assert run.status == "succeeded" and str(run.second_image_id) == seen["ids"]["after"]
+    result = seen["result"]
+    assert [f["properties"]["class_name"] for f in result["features"]] == ["new disc"]
+    # What it finds are the discs that appeared (not those that stayed or went): a margin far from the 27 of 27
+    # a run here found, so a loaded machine's fewer steps still pass.
+    found = [shape({"type": "Polygon", "coordinates": r}) for r in result["features"][0]["geometry"]["coordinates"]]
+    on_new = [f for f in found if any(c.buffer(1e-5).contains(f.centroid) for c in changes)]
+    assert len(on_new) >= len(changes) / 2 and len(on_new) > len(found) / 2, (len(on_new), len(found), len(changes))

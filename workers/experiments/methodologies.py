@@ -63,6 +63,12 @@ METHODOLOGIES: dict[str, Recipe] = {
     # 2026-12-01 (third session): the head's boxes at the head's size alone, not blended with the regions'
     # (question: is the blend better than the head alone? it was: docs/experiments.md, "blended boxes")
     "head-size-boxes": replace(BASE, name="head-size-boxes", box_region_share=0.0),
+    # 2026-12-01 (fifth session): the default before the centre head (boxes centred on their regions, seeds
+    # from the core map only). Question: are crowns boxed off-centre and touching crowns merged, and does
+    # learning where the user's boxes are centred fix it? (docs/experiments.md, "centre head")
+    "no-centre-head": replace(BASE, name="no-centre-head", centre_head=False),
+    "vote-seeds": replace(BASE, name="vote-seeds", vote_seeds=True),
+    "fitted-seeds": replace(BASE, name="fitted-seeds", vote_seeds=False),
 }
 
 

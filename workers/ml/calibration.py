@@ -63,16 +63,23 @@ def calibrate_post_processing(model: TrainedModel, images: Sequence[LabelledImag
 
     Candidates: connected core regions as seeds, and the core map's peaks when the recipe has a fitted
     ``seed_radius_px``; each with every threshold of ``SCORE_THRESHOLDS``. Ties go to connected seeds (the
-    long-standing behaviour), then to the lowest threshold (fewer objects dropped).
+    long-standing behaviour), then to the lowest threshold (fewer objects dropped). A recipe asking for
+    ``vote_seeds`` on a model with a centre head keeps them (only the threshold is fitted): weighed on the
+    training areas votes look better than they are, as the head learnt those very centres (docs/experiments.md,
+    "centre head").
 
     Boxes are not chosen here: with a box-size head they are always the head's size blended with the
     region's (``Recipe.box_region_share``). Weighed on the training areas the head's own boxes looked best,
     because the head has learnt those very boxes; on the scored areas of every real crown dataset the
     blend did better than either (docs/experiments.md, "blended boxes")."""
     boxes = {"regress_boxes": True} if model.network.box_head else {"regress_boxes": False}
-    candidates = {"connected": replace(model.recipe, seed_radius_px=0.0, **boxes)}
-    if model.recipe.seed_radius_px >= 1:
-        candidates["peaks"] = replace(model.recipe, **boxes)
+    votes = model.recipe.vote_seeds and model.recipe.seed_radius_px >= 1 and model.network.box_channels == 4
+    if votes:
+        candidates = {"votes": replace(model.recipe, **boxes)}
+    else:
+        candidates = {"connected": replace(model.recipe, seed_radius_px=0.0, vote_seeds=False, **boxes)}
+        if model.recipe.seed_radius_px >= 1:
+            candidates["peaks"] = replace(model.recipe, vote_seeds=False, **boxes)
     scored = training_f1_by_score_threshold(model, images, list(candidates.values()))
     best: tuple[float, str, Recipe] | None = None
     report: dict[str, dict[str, float]] = {}
@@ -84,6 +91,7 @@ def calibrate_post_processing(model: TrainedModel, images: Sequence[LabelledImag
             best = (top, name, replace(recipe, min_score=lowest))
     assert best is not None
     chosen = best[2]
-    return chosen, {"seeds": "peaks" if chosen.seed_radius_px >= 1 else "connected",
+    seeds = "votes" if chosen.vote_seeds else "peaks" if chosen.seed_radius_px >= 1 else "connected"
+    return chosen, {"seeds": seeds,
                     "boxes": "blended" if chosen.regress_boxes else "regions",
                     "min_score": chosen.min_score, "training_f1": report}

@@ -66,10 +66,11 @@ class ChangeDetector(Detector):
     ``Detector``'s, over what changed."""
 
     def __init__(self, n_classes: int, encoder: str = "efficientnet-lite0", width: int = 32, depth: int = 4,
-                 pretrained: bool = True, train_blocks: int = 0, box_head: bool = False) -> None:
+                 pretrained: bool = True, train_blocks: int = 0, box_head: bool = False,
+                 centre_head: bool = False) -> None:
         if encoder.endswith("+stem") or train_blocks:
             raise ValueError("a change detector uses the encoder without a trainable stem or trained blocks")
-        super().__init__(n_classes, encoder, width, depth, pretrained, train_blocks, box_head)
+        super().__init__(n_classes, encoder, width, depth, pretrained, train_blocks, box_head, centre_head)
         single = self.encoder
         self.encoder = PairEncoder(single)
         self.decoder = Decoder(tuple(3 * c for c in single.channels), width, self.decoder.head.out_channels)

@@ -109,6 +109,10 @@ class Recipe:
     peak_spacing: float = 0.5
     peak_threshold: float = 0.3
     seed_radius_px: float = 0.0
+    # with a centre head and a fitted ``seed_radius_px``: seeds are the peaks of the map of the centres the
+    # pixels vote for, and each foreground pixel joins the seed nearest its vote (Panoptic-DeepLab's grouping):
+    # touching crowns whose cores merge still vote for two centres. Calibration then fits only the threshold
+    vote_seeds: bool = True
     min_area_px: float = 12.0
     simplify_px: float = 0.75
     # objects scoring under ``min_score`` (mean foreground probability) are dropped. With
@@ -145,6 +149,12 @@ class Recipe:
     # a head box's sides blended (geometrically) with those of the box around the object's region: 0 the
     # head's size alone, 0.5 their geometric mean, which did better than either on real crowns
     box_region_share: float = 0.5
+    # centre head (with the box-size head): the network also regresses, at each object pixel, the offset to
+    # the centre of the box the user drew (in box sides); a regressed box is then centred on the mean of its
+    # pixels' votes rather than on the centre of its region (crowns found but boxed off-centre: the near
+    # misses of docs/experiments.md). Weighted by ``centre_weight`` in the loss
+    centre_head: bool = True
+    centre_weight: float = 1.0
     # the images one prediction reads: 1, one image; 2, a change detector's pair of two dates of the same place
     # (``raster_io.ImagePair``), encoded each by the same frozen encoder and decoded from both dates' features
     # and their difference (workers/ml/change.py). Set from the training images, kept in the saved recipe

@@ -6,8 +6,9 @@ A sample is a dict with fixed keys (TorchGeo style):
 - ``mask``: (T, T) int64 class index (0 = background, k = classes[k-1]), ``IGNORE`` outside training areas
 - ``core``: (T, T) float32, 1 where a pixel lies deep inside an object (count detectors split touching
   objects by growing these cores), 0 elsewhere
-- ``box``: (2, T, T) float32, the natural log of the width and height in chip pixels of the bounding box of
-  the object a pixel belongs to (0 outside objects): the target of the box-size head (``bbox`` output)
+- ``box``: (4, T, T) float32, the natural log of the width and height in chip pixels of the bounding box of
+  the object a pixel belongs to, then the offset to that box's centre in box sides (0 outside objects): the
+  targets of the box-size and centre heads (``bbox`` output)
 - ``bounds``: the chip's (left, bottom, right, top) in the image CRS; ``crs``: the image CRS
 """
 
@@ -81,15 +82,22 @@ def core_target(ids: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def box_size_target(ids: np.ndarray, outlines_px: Sequence[tuple[BaseGeometry, int]]) -> np.ndarray:
-    """(2, H, W): log width and log height of the whole outline's bounding box (not of the part inside the
-    chip) at each of its pixels, 0 elsewhere."""
-    sides = np.zeros((len(outlines_px) + 1, 2), np.float32)
+    """(4, H, W): log width and log height of the whole outline's bounding box (not of the part inside the
+    chip) at each of its pixels, then the offset ``(u, v)`` from the pixel's centre to that box's centre in
+    box widths and heights (scale-free, like the sides' logs under resampling); 0 elsewhere. A network with a
+    centre head learns the offsets too: where the user's box is centred, not where the visible region is."""
+    sides = np.zeros((len(outlines_px) + 1, 4), np.float32)
+    sides[0, :2] = 1.0  # background: any finite value (zeroed below)
     for i, (g, _) in enumerate(outlines_px, start=1):
         x0, y0, x1, y1 = g.bounds
-        sides[i] = np.log(max(x1 - x0, 1.0)), np.log(max(y1 - y0, 1.0))
-    out = sides[ids].transpose(2, 0, 1).copy()
+        sides[i] = max(x1 - x0, 1.0), max(y1 - y0, 1.0), (x0 + x1) / 2, (y0 + y1) / 2
+    per_pixel = sides[ids]  # (H, W, 4): width, height, centre x, centre y
+    ys, xs = np.indices(ids.shape, dtype=np.float32)
+    out = np.stack([np.log(per_pixel[..., 0]), np.log(per_pixel[..., 1]),
+                    (per_pixel[..., 2] - (xs + 0.5)) / per_pixel[..., 0],
+                    (per_pixel[..., 3] - (ys + 0.5)) / per_pixel[..., 1]])
     out[:, ids == 0] = 0.0
-    return out
+    return out.astype(np.float32)
 
 
 def rasterize_targets(outlines_px: Sequence[tuple[BaseGeometry, int]], areas_px: Sequence[BaseGeometry],

@@ -59,8 +59,10 @@ def load_model(directory: str | Path, device: str | None = None) -> TrainedModel
     d = Path(directory)
     card = json.loads((d / CARD).read_text())
     config = DetectorConfig.from_dict(card["config"])
-    # cards from before the head had none; cards from before the blended boxes drew the head's size alone
-    recipe = Recipe.from_dict({"box_head": False, "box_region_share": 0.0, **card["recipe"]})
+    # cards from before the head had none; cards from before the blended boxes drew the head's size alone;
+    # cards from before the centre head had none (nor seeds from its votes)
+    recipe = Recipe.from_dict({"box_head": False, "box_region_share": 0.0, "centre_head": False, "vote_seeds": False,
+                               **card["recipe"]})
     dev = pick_device(device)
     net = build_network(config, recipe)
     state = load_file(str(d / WEIGHTS))

@@ -171,14 +171,17 @@ class Decoder(nn.Module):
 
 
 class Detector(nn.Module):
-    """Encoder + decoder. Output (N, n_classes + 2 [+ 2], H, W): background/class logits, the core logit,
-    then with ``box_head`` the log width and log height of the object's box (input pixels)."""
+    """Encoder + decoder. Output (N, n_classes + 2 [+ 2 [+ 2]], H, W): background/class logits, the core logit,
+    then with ``box_head`` the log width and log height of the object's box (input pixels), then with
+    ``centre_head`` too the offset (u, v) to the box's centre in box sides: ``box_channels`` (0, 2 or 4) in all."""
 
     def __init__(self, n_classes: int, encoder: str = "efficientnet-lite0", width: int = 32, depth: int = 4,
-                 pretrained: bool = True, train_blocks: int = 0, box_head: bool = False) -> None:
+                 pretrained: bool = True, train_blocks: int = 0, box_head: bool = False,
+                 centre_head: bool = False) -> None:
         super().__init__()
         self.n_classes = n_classes
         self.box_head = box_head
+        self.box_channels = (4 if centre_head else 2) if box_head else 0
         spec = pretrained_encoder(encoder)
         self.encoder: nn.Module = (
             Lite0Encoder(depth, pretrained, train_blocks, spec) if spec is not None else ScratchEncoder(depth)
@@ -190,7 +193,7 @@ class Detector(nn.Module):
         channels = list(self.encoder.channels)
         if self.stem is not None:
             channels = [c + sc for c, sc in zip(channels, self.stem.channels, strict=False)] + channels[2:]
-        self.decoder = Decoder(tuple(channels), width, n_classes + 2 + (2 if box_head else 0))
+        self.decoder = Decoder(tuple(channels), width, n_classes + 2 + self.box_channels)
 
     def encode(self, image_uint8: torch.Tensor) -> list[torch.Tensor]:
         x = normalise(image_uint8)

@@ -18,6 +18,7 @@ import shapely
 from affine import Affine
 from rasterio.features import shapes
 from scipy import ndimage
+from scipy.spatial import cKDTree
 from shapely import make_valid
 from shapely.geometry import Polygon, mapping
 
@@ -34,12 +35,15 @@ class Detection:
     score: float
 
 
-def instance_labels(probs: np.ndarray, detection_type: str, recipe: Recipe) -> tuple[np.ndarray, int]:
+def instance_labels(probs: np.ndarray, detection_type: str, recipe: Recipe,
+                    boxes: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """(n_classes + 2, H, W) probabilities (background, classes..., core) -> int32 instance labels, count.
 
     Count detectors: each foreground pixel of a seeded blob takes its nearest seed when that seed is in the
     same blob (else it is dropped); blobs without a seed are one object each. Ids are compact (seeds, then
     seedless blobs) and are assigned through lookup tables: one pass per step, no sort, no ``np.isin``.
+    With ``recipe.vote_seeds`` and a box map with centre offsets (``boxes``, (4, H, W)), objects are grouped
+    by the centres their pixels vote for instead (``vote_labels``).
     """
     n_classes = probs.shape[0] - 2
     fg = (1.0 - probs[0]) > recipe.fg_threshold
@@ -53,6 +57,8 @@ def instance_labels(probs: np.ndarray, detection_type: str, recipe: Recipe) -> t
             labels[on] = lab[on] + total
             total += n
         return labels, total
+    if recipe.vote_seeds and boxes is not None and boxes.shape[0] >= 4 and recipe.seed_radius_px >= 1:
+        return vote_labels(fg, 1.0 - probs[0], boxes, recipe)
     comps, n_comps = ndimage.label(fg)
     if n_comps == 0:
         return np.zeros(fg.shape, np.int32), 0
@@ -87,6 +93,43 @@ def instance_labels(probs: np.ndarray, detection_type: str, recipe: Recipe) -> t
     return labels, n_kept + int(orphan.size)
 
 
+def vote_labels(fg: np.ndarray, weight: np.ndarray, boxes: np.ndarray, recipe: Recipe) -> tuple[np.ndarray, int]:
+    """Instances grouped by voted centres: every foreground pixel votes for its box's centre (its offset times
+    its predicted side), the votes (weighted by the foreground probability) are summed into a map smoothed
+    over a third of ``seed_radius_px``, its local maxima ``seed_radius_px`` apart holding at least
+    ``peak_threshold`` x ``min_area_px`` pixels' worth of votes are the objects, and each pixel joins the
+    object nearest its vote if that is within half its predicted box's longer side (else it is dropped)."""
+    h, w = fg.shape
+    ys, xs = np.nonzero(fg)
+    if ys.size == 0:
+        return np.zeros(fg.shape, np.int32), 0
+    bw, bh = np.exp(boxes[0][ys, xs]), np.exp(boxes[1][ys, xs])
+    vx = xs + 0.5 + boxes[2][ys, xs] * bw
+    vy = ys + 0.5 + boxes[3][ys, xs] * bh
+    at = np.clip(vy.astype(np.intp), 0, h - 1) * w + np.clip(vx.astype(np.intp), 0, w - 1)
+    heat = np.bincount(at, weights=weight[ys, xs], minlength=h * w).reshape(h, w)
+    sigma = max(1.0, recipe.seed_radius_px / 3)
+    heat = ndimage.gaussian_filter(heat, sigma)
+    size = 2 * int(round(recipe.seed_radius_px)) + 1
+    floor = recipe.peak_threshold * max(recipe.min_area_px, 1.0) / (2 * np.pi * sigma**2)
+    # a plateau of equal maxima (votes split between neighbouring pixels) is one peak, at its centroid
+    plateaus, n_peaks = ndimage.label((heat == ndimage.maximum_filter(heat, size=size)) & (heat > floor))
+    labels = np.zeros(fg.shape, np.int32)
+    if n_peaks == 0:
+        return labels, 0
+    centres = np.asarray(ndimage.center_of_mass(plateaus > 0, plateaus, range(1, n_peaks + 1)))
+    py, px = centres[:, 0], centres[:, 1]
+    dist, nearest = cKDTree(np.column_stack([px + 0.5, py + 0.5])).query(np.column_stack([vx, vy]))
+    near = dist <= np.maximum(bw, bh) / 2
+    labels[ys[near], xs[near]] = nearest[near].astype(np.int32) + 1
+    # compact ids: a peak no pixel joined is no object
+    used = np.zeros(py.size + 1, bool)
+    used[labels.ravel()] = True
+    used[0] = False
+    ids = (np.cumsum(used) * used).astype(np.int32)
+    return ids[labels], int(used.sum())
+
+
 def _seed_mask(core: np.ndarray, fg: np.ndarray, recipe: Recipe) -> np.ndarray:
     """Where seeds are: the core map's local maxima ``recipe.seed_radius_px`` apart (grown by a pixel so a
     peak on a plateau's edge still joins it), or, without a radius, the core map over its threshold."""
@@ -104,9 +147,11 @@ def labels_to_detections(labels: np.ndarray, probs: np.ndarray, transform: Affin
     only objects whose representative point falls in ``keep`` (pixel coordinates) so adjacent windows do not
     report the same object twice. Geometries are returned in the CRS of ``transform``.
 
-    With ``box_sizes`` (the box-size head's (2, H, W) log width / height in pixels) and ``bbox`` output, an
-    object's box is the predicted size about the object's centre (both averaged over its pixels, weighted by
-    the core probability) rather than the box around its region: the head learns how the user draws boxes.
+    With ``box_sizes`` (the box-size head's (2, H, W) log width / height in pixels, then with a centre head
+    the offsets to the box's centre in box sides) and ``bbox`` output, an object's box is the predicted size
+    about the object's centre (both averaged over its pixels, weighted by the core probability; the centre
+    voted by the offsets when there are any) rather than the box around its region: the head learns how the
+    user draws boxes.
 
     Instances that cannot pass (fewer pixels than ``min_area_px``, a score under ``min_score``, or a bounding
     box off ``keep``) are masked out before tracing: tracing and building polygons is most of the cost."""
@@ -182,7 +227,8 @@ def labels_to_detections(labels: np.ndarray, probs: np.ndarray, transform: Affin
 def _regressed_boxes(labels: np.ndarray, core: np.ndarray, box_sizes: np.ndarray, values: list[int],
                      regions: np.ndarray, region_share: float = 0.0) -> list[Polygon]:
     """Per instance in ``values``: a box of the core-weighted mean predicted size about the core-weighted
-    centre of its pixels (pixel coordinates; a pixel's centre is at +0.5). With ``region_share`` > 0 each
+    centre of its pixels (pixel coordinates; a pixel's centre is at +0.5) or, with offsets in ``box_sizes``
+    (channels 2 and 3), the core-weighted mean of the centres its pixels vote for. With ``region_share`` > 0 each
     side is the geometric blend head^(1 - share) x region^share with the side of the instance's own region
     box (``regions``: xmin, ymin, xmax, ymax per value): two noisy estimates of the box a person draws,
     averaged (docs/experiments.md, "blended boxes")."""
@@ -198,8 +244,13 @@ def _regressed_boxes(labels: np.ndarray, core: np.ndarray, box_sizes: np.ndarray
     def mean(values: np.ndarray) -> np.ndarray:
         return np.bincount(ids, weights=weight * values, minlength=n) / wsum
 
-    cx, cy = mean(xs + 0.5), mean(ys + 0.5)
-    lw, lh = mean(box_sizes[0].ravel()[at]), mean(box_sizes[1].ravel()[at])
+    px_lw, px_lh = box_sizes[0].ravel()[at], box_sizes[1].ravel()[at]
+    if box_sizes.shape[0] >= 4:  # each pixel votes for its box's centre: offset x its own predicted side
+        cx = mean(xs + 0.5 + box_sizes[2].ravel()[at] * np.exp(px_lw))
+        cy = mean(ys + 0.5 + box_sizes[3].ravel()[at] * np.exp(px_lh))
+    else:
+        cx, cy = mean(xs + 0.5), mean(ys + 0.5)
+    lw, lh = mean(px_lw), mean(px_lh)
     v = np.asarray(values, np.intp)
     lw, lh = lw[v], lh[v]
     if region_share > 0:

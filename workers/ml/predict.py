@@ -79,8 +79,9 @@ def _axis_tiles(length: int, tile: int, overlap: int, limit: int | None = None) 
 
 
 def _network_probs(net: torch.nn.Module, batch: torch.Tensor, scale: float) -> torch.Tensor:
-    """(N, 3, h, w) uint8 tiles -> (N, n_classes + 2 [+ 2], h, w) float32: background/class probabilities, the
-    core probability, then (with a box-size head) log box width and height in the tiles' pixels."""
+    """(N, 3, h, w) uint8 tiles -> (N, n_classes + 2 + box channels, h, w) float32: background/class
+    probabilities, the core probability, then (with a box-size head) log box width and height in the tiles'
+    pixels and (with a centre head) the offsets to the box's centre in box sides (scale-free)."""
     h, w = batch.shape[-2:]
     if abs(scale - 1.0) > 1e-6:
         size = (max(32, round(h * scale / 32) * 32), max(32, round(w * scale / 32) * 32))
@@ -90,8 +91,9 @@ def _network_probs(net: torch.nn.Module, batch: torch.Tensor, scale: float) -> t
         logits = net(batch).float()
     k = net.n_classes + 1
     parts = [logits[:, :k].softmax(1), logits[:, k : k + 1].sigmoid()]
-    if net.box_head:  # sizes in the network's pixels -> the image's
-        parts.append(logits[:, k + 1 :] - float(np.log(scale)))
+    if net.box_channels:  # sizes in the network's pixels -> the image's
+        parts.append(logits[:, k + 1 : k + 3] - float(np.log(scale)))
+        parts.append(logits[:, k + 3 :])
     return torch.cat(parts, 1)
 
 
@@ -131,9 +133,9 @@ def _tta_probs(
 
 @torch.inference_mode()
 def predict_array(model: TrainedModel, image: np.ndarray) -> np.ndarray:
-    """(3, H, W) uint8 -> (n_classes + 2 [+ 2], H, W) float32: background/class probabilities, the core
-    probability, then (networks with a box-size head) the log width and log height of the object's box in
-    image pixels."""
+    """(3, H, W) uint8 -> (n_classes + 2 + box channels, H, W) float32: background/class probabilities, the
+    core probability, then (networks with a box-size head) the log width and log height of the object's box in
+    image pixels and (with a centre head) the offset (u, v) to its centre in box sides."""
     net = model.network
     dev = torch.device(model.device)
     check_channels(model.recipe.dates, image.shape[0])  # a pair for a change model, one image otherwise
@@ -154,7 +156,7 @@ def predict_array(model: TrainedModel, image: np.ndarray) -> np.ndarray:
     ph, pw = max(h, th), max(w, tw)
     if (ph, pw) != (h, w):
         image = np.pad(image, ((0, 0), (0, ph - h), (0, pw - w)))
-    n_out = net.n_classes + 2 + (2 if net.box_head else 0)
+    n_out = net.n_classes + 2 + net.box_channels
     # blended in torch, in place: no temporaries per tile (same float32 arithmetic as numpy's ``+= p * ramp``)
     acc = torch.zeros((n_out, ph, pw), dtype=torch.float32)
     wsum = torch.zeros((ph, pw), dtype=torch.float32)
@@ -199,8 +201,13 @@ def _decode(probs: np.ndarray, src: DatasetReader, window: Window, margin: int, 
     big = Window(window.col_off - margin, window.row_off - margin, window.width + 2 * margin,
                  window.height + 2 * margin)
     n = model.network.n_classes + 2
-    probs, sizes = probs[:n], (probs[n:] if probs.shape[0] > n and recipe.regress_boxes else None)
-    labels, _ = instance_labels(probs, model.config.detection_type, recipe)
+    probs_all = probs
+    # the box map: sizes, and the centre offsets when the recipe reads them (a model with a centre head
+    # evaluated with ``centre_head=False`` boxes about its regions' centres: how the head is measured)
+    sizes = probs[n : n + (4 if recipe.centre_head else 2)] if probs.shape[0] > n and recipe.regress_boxes else None
+    probs = probs[:n]
+    boxes = probs_all[n:] if probs_all.shape[0] >= n + 4 else None
+    labels, _ = instance_labels(probs, model.config.detection_type, recipe, boxes)
     keep = box(margin, margin, margin + window.width, margin + window.height)
     return labels_to_detections(labels, probs, window_transform(src.transform, big), model.config, recipe, keep=keep,
                                 box_sizes=sizes)

@@ -47,8 +47,9 @@ def build_network(config: DetectorConfig, recipe: Recipe, pretrained: bool = Tru
     depth = 5 if deepest == 32 else 4
     network = ChangeDetector if recipe.dates == 2 else Detector
     with contextlib.redirect_stdout(io.StringIO()):  # the weights loader prints a line
+        box_head = has_box_head(config, recipe)
         return network(len(config.classes), recipe.encoder, width, depth, pretrained, recipe.train_blocks,
-                        box_head=has_box_head(config, recipe))
+                       box_head=box_head, centre_head=box_head and recipe.centre_head)
 
 
 def has_box_head(config: DetectorConfig, recipe: Recipe) -> bool:
@@ -113,7 +114,11 @@ def summary_line(card: dict[str, Any]) -> str:
         parts.append("drawing each box between the size it learnt from your boxes and the object's visible extent")
     elif r.get("regress_boxes"):
         parts.append("drawing each box at the size it learnt from your boxes")
-    if r.get("seed_radius_px", 0) >= 1:
+    if r.get("regress_boxes") and r.get("centre_head"):
+        parts.append("centred where it learnt your boxes are centred")
+    if r.get("vote_seeds") and r.get("seed_radius_px", 0) >= 1:
+        parts.append("telling touching objects apart by the centres their pixels point to")
+    elif r.get("seed_radius_px", 0) >= 1:
         parts.append(f"splitting touching objects whose centres are {r['seed_radius_px']:.0f} pixels apart or more "
                      "(this worked better on your training areas)")
     return ", ".join(parts) + f" (stopped: {t['stop_reason']})."
@@ -129,7 +134,8 @@ def augment(image: torch.Tensor, mask: torch.Tensor, core: torch.Tensor, sizes: 
             gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Overhead-imagery augmentation on one batch (float 0-255 images): 90-degree rotations and flips, a small
     scale jitter (0.85-1.15, cropped/padded back, padding ignored) and colour jitter (gain, bias, contrast).
-    ``sizes`` is the (N, 2, H, W) log box width/height target, turned and rescaled with the image."""
+    ``sizes`` is the (N, 4, H, W) box target (log width/height, centre offsets), turned and rescaled with the
+    image (offsets are in box sides: a rescale leaves them as they are)."""
     n, _, h, w = image.shape
     k = int(torch.randint(0, 4, (1,), generator=gen))
     flip = bool(torch.randint(0, 2, (1,), generator=gen))
@@ -142,7 +148,9 @@ def augment(image: torch.Tensor, mask: torch.Tensor, core: torch.Tensor, sizes: 
         mask = F.interpolate(mask[:, None].float(), size=(nh, nw), mode="nearest")[:, 0].long()
         core = F.interpolate(core[:, None], size=(nh, nw), mode="nearest")[:, 0]
         sizes = F.interpolate(sizes, size=(nh, nw), mode="nearest")
-        sizes = sizes + torch.tensor([np.log(nw / w), np.log(nh / h)], dtype=sizes.dtype).view(1, 2, 1, 1)
+        shift = torch.zeros(sizes.shape[1], dtype=sizes.dtype)
+        shift[:2] = torch.tensor([np.log(nw / w), np.log(nh / h)])
+        sizes = sizes + shift.view(1, -1, 1, 1)
         if nh > h:  # crop back
             image, mask, core = image[..., :h, :w], mask[..., :h, :w], core[..., :h, :w]
             sizes = sizes[..., :h, :w]
@@ -162,10 +170,11 @@ def augment(image: torch.Tensor, mask: torch.Tensor, core: torch.Tensor, sizes: 
 
 def detector_loss(logits: torch.Tensor, mask: torch.Tensor, core: torch.Tensor, n_classes: int,
                   core_weight: float, count: bool, sizes: torch.Tensor | None = None,
-                  box_weight: float = 1.0) -> torch.Tensor:
+                  box_weight: float = 1.0, centre_weight: float = 1.0) -> torch.Tensor:
     """Cross-entropy over background/classes and BCE on the core map, both over training-area pixels only;
     with a box-size head (``logits`` has two more channels) and its ``sizes`` target, a smooth L1 on the
-    log box sides over object pixels, weighted towards their cores (where prediction reads it)."""
+    log box sides over object pixels, weighted towards their cores (where prediction reads it); with a centre
+    head (two more), the same on the offsets to the box's centre, weighted by ``centre_weight``."""
     logits = logits.float()
     valid = mask != IGNORE
     if not valid.any():
@@ -185,9 +194,15 @@ def detector_loss(logits: torch.Tensor, mask: torch.Tensor, core: torch.Tensor, 
         pc = core_logit.sigmoid() * vf
         core_dice = 1.0 - (2 * (pc * core).sum() + 1.0) / (pc.sum() + (core * vf).sum() + 1.0)
         loss = loss + core_weight * ((bce * vf).sum() / vf.sum() + 0.5 * core_dice)
-    if sizes is not None and logits.shape[1] == n_classes + 4 and box_weight > 0:
+    box_channels = logits.shape[1] - (n_classes + 2)
+    if sizes is not None and box_channels in (2, 4) and box_weight > 0:
         weight = tgt_fg * (0.25 + core)  # zero without objects: the term vanishes (no host sync per step)
-        err = F.smooth_l1_loss(logits[:, n_classes + 2 :], sizes.float(), reduction="none", beta=0.1).sum(1)
+        err = F.smooth_l1_loss(logits[:, n_classes + 2 : n_classes + 4], sizes[:, :2].float(), reduction="none",
+                               beta=0.1).sum(1)
+        if box_channels == 4:
+            off = F.smooth_l1_loss(logits[:, n_classes + 4 :], sizes[:, 2:4].float(), reduction="none",
+                                   beta=0.1).sum(1)
+            err = err + (centre_weight / box_weight) * off
         loss = loss + box_weight * (err * weight).sum() / weight.sum().clamp(min=1e-6)
     return loss
 
@@ -324,7 +339,8 @@ def train_detector(
             sb = sb[..., ::2, ::2].to(dev)
             with amp:
                 logits = net.decode(net.encode(ib), mb.shape[-2:])
-        loss = detector_loss(logits, mb, cb, len(config.classes), recipe.core_weight, count, sb, recipe.box_weight)
+        loss = detector_loss(logits, mb, cb, len(config.classes), recipe.core_weight, count, sb, recipe.box_weight,
+                             recipe.centre_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -12,6 +12,8 @@ export interface DetectionHooks {
   /** Ready images of the detector, and the one open on the map. */
   images(): ImageInfo[];
   currentImageId(): string | null;
+  /** A change detector's second date of an image (null when not chosen). */
+  secondImageOf(imageId: string): string | null;
   /** Draw this run's objects (vector tiles) on the map; `finished` tells the layer its tiles are final. */
   showRun(run: DetectionRun | null): void;
 }
@@ -38,8 +40,14 @@ export function detectionPanel(ctx: AppContext, detector: Detector, hooks: Detec
   const statusEl = h("div", { class: "detect-status", "data-testid": "detect-status" });
   const element = h("div", { class: "ws-detect" }, imagesEl, button, errorEl, statusEl);
 
+  const change = detector.kind === "change";
+
   function renderImages(): void {
     clear(imagesEl);
+    if (change) {
+      imagesEl.append(h("p", { class: "muted small" }, "Compares the open image with its second date (only inside its detection areas, if it has any)."));
+      return;
+    }
     const images = hooks.images();
     if (!chosen.size && hooks.currentImageId()) chosen.add(hooks.currentImageId()!);
     if (images.length <= 1) {
@@ -55,15 +63,18 @@ export function detectionPanel(ctx: AppContext, detector: Detector, hooks: Detec
   async function start(): Promise<void> {
     errorEl.textContent = "";
     const ready = new Set(hooks.images().map((i) => i.id));
-    const images = [...chosen].filter((id) => ready.has(id));
+    const current = hooks.currentImageId();
+    // A change detector compares one pair: the open image and its second date (the server says what is wrong).
+    const images = change ? (current ? [current] : []) : [...chosen].filter((id) => ready.has(id));
     if (!images.length && ready.size === 1) images.push([...ready][0]);
     if (!images.length) {
-      errorEl.textContent = "Choose at least one image.";
+      errorEl.textContent = change ? "Open an image first." : "Choose at least one image.";
       return;
     }
+    const body = change ? { images, second_image: hooks.secondImageOf(images[0]) } : { images };
     button.disabled = true;
     try {
-      const run = await ctx.api.post<DetectionRun>(`detectors/${detector.id}/detect/`, { images });
+      const run = await ctx.api.post<DetectionRun>(`detectors/${detector.id}/detect/`, body);
       runs = [run, ...runs];
       render();
       poller.schedule();

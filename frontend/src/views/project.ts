@@ -255,6 +255,7 @@ export function projectView(root: HTMLElement, ctx: AppContext, params: Record<s
         "div",
         null,
         h("strong", null, detector.name),
+        detector.kind === "change" ? h("span", { class: "badge", "data-testid": "detector-kind", title: "Compares two images of the same place at two dates" }, "Two dates") : null,
         detectorFacts(detector),
         h("div", { class: "chips" }, ...detector.classes.map((c) => h("span", { class: "chip" }, h("span", { class: "swatch", style: { background: c.color } }), c.name))),
       ),
@@ -277,6 +278,19 @@ export function projectView(root: HTMLElement, ctx: AppContext, params: Record<s
   function showDetectorForm(): void {
     clear(detectorForm);
     const name = h("input", { name: "detector-name", required: true, maxlength: 200, placeholder: "e.g. Trees", autocomplete: "off" });
+    // What the detector compares: objects on one image, or what changed between two dates of the same place.
+    const kind = h(
+      "select",
+      { name: "detector-kind", "data-testid": "detector-kind" },
+      h("option", { value: "single" }, "Find objects on an image"),
+      h("option", { value: "change" }, "Find changes between two dates of the same place"),
+    );
+    const kindHint = h("p", { class: "muted small", hidden: true }, "Each image you draw on is compared with a second image of the same place: choose it in the detector's Images panel. Outline what changed.");
+    kind.addEventListener("change", () => {
+      kindHint.hidden = kind.value !== "change";
+      // Each image checked is a first date: a pair's second image is chosen in the workspace, not drawn on.
+      if (kind.value === "change") imageChecks.forEach((check, i) => ((check.querySelector("input") as HTMLInputElement).checked = i === 0));
+    });
     const classRows = h("div", { class: "class-rows" });
     const addClassRow = (value = "") => {
       const color = PALETTE[classRows.children.length % PALETTE.length];
@@ -313,6 +327,7 @@ export function projectView(root: HTMLElement, ctx: AppContext, params: Record<s
               organization: project.organization,
               project: project.id,
               name: name.value.trim(),
+              kind: kind.value,
               initial_classes: classes,
             });
             for (const check of imageChecks) {
@@ -326,6 +341,7 @@ export function projectView(root: HTMLElement, ctx: AppContext, params: Record<s
         },
       },
       h("label", null, "Name", name),
+      h("label", null, "What it does", kind, kindHint),
       h("div", { class: "field" }, h("span", { class: "field-label" }, "Objects to find"), classRows, h("button", { type: "button", class: "btn btn-ghost btn-small", onclick: () => addClassRow() }, icon("plus", 14), "Add another kind of object")),
       ready.length ? h("div", { class: "field" }, h("span", { class: "field-label" }, "Images to draw on"), ...imageChecks) : h("p", { class: "muted small" }, "No ready image yet: you can add images later from the detector."),
       h("div", { class: "form-actions" }, h("button", { class: "btn btn-primary", type: "submit" }, "Create detector"), h("button", { class: "btn", type: "button", onclick: () => clear(detectorForm) }, "Cancel")),

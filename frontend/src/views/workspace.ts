@@ -136,6 +136,10 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
     // The image already open is only brought back into view: opening it again would drop undo and the selection.
     openImage: (id) => (id === state.current?.id ? ws.fitToImage() : openImage(id)),
     loadAttachments: () => loadAttachments(),
+    secondDateChanged: () => {
+      showSecondDate();
+      drawingSaved(); // the Train panel asks again: a missing second date was what training lacked
+    },
   });
 
   // The legend of what the map shows, and what an object is (hover, or click with the Select tool).
@@ -221,6 +225,7 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
     panels.renderImages();
     if (info.footprint) ws.showFootprint(info.footprint);
     ws.showImage(info, () => tileJson(info), notice, () => alive && state.current?.id === info.id);
+    showSecondDate();
     try {
       const [areas, outlines] = await store.load(detector.id, imageId);
       if (!alive || state.current?.id !== imageId) return;
@@ -232,6 +237,19 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
     mapEl.dataset.ready = "true";
     mapEl.dataset.imageId = imageId;
     mapEl.focus({ preventScroll: true });
+  }
+
+  /** A change detector's open image with its second date in the swipe view (nothing for one image). */
+  function showSecondDate(): void {
+    const info = state.current;
+    const secondId = info && state.detector?.kind === "change" ? state.attachments.find((a) => a.image === info.id)?.second_image : null;
+    const second = secondId ? (state.imageInfo.get(secondId) ?? null) : null;
+    if (!info || !second) {
+      ws.showSecondImage(null, async () => null, ["", ""], () => false);
+      return;
+    }
+    const labels: [string, string] = [`First date: ${info.name}`, `Second date: ${second.name}`];
+    ws.showSecondImage(second, () => tileJson(second), labels, () => alive && state.current?.id === info.id);
   }
 
   (async () => {
@@ -276,7 +294,8 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
       await loadAttachments();
       const readyImages = () =>
         state.attachments.map((a) => state.imageInfo.get(a.image)).filter((i): i is ImageInfo => Boolean(i && i.status === "ready"));
-      const detect = detectionPanel(ctx, detector, { images: readyImages, currentImageId: () => state.current?.id ?? null, showRun: ws.showDetection });
+      const secondImageOf = (id: string) => state.attachments.find((a) => a.image === id)?.second_image ?? null;
+      const detect = detectionPanel(ctx, detector, { images: readyImages, currentImageId: () => state.current?.id ?? null, secondImageOf, showRun: ws.showDetection });
       detectHost.append(detect.element);
       disposers.push(() => detect.dispose());
       const wanted = new URL(window.location.href).searchParams.get("image");

@@ -1,7 +1,8 @@
 // The workspace's map and its layers: the image (XYZ tiles from its TileJSON), its footprint, the areas and
 // outlines being drawn, what a trained version predicted and its review, a detection's objects (vector tiles),
 // an optional online basemap. The map element's data attributes describe what it shows (for people debugging
-// and for the browser tests): data-tiles-pending, data-predictions, data-review, data-suggestions, data-focused and data-highlight (what "Show me" points at), data-detection,
+// and for the browser tests): data-tiles-pending, data-second-image and data-swipe (a change detector's second
+// date, shown right of the swipe divider: workspace/swipe.ts), data-predictions, data-review, data-suggestions, data-focused and data-highlight (what "Show me" points at), data-detection,
 // data-detection-tiles, and the view (data-view-center, data-view-resolution, data-view-size).
 
 import Feature from "ol/Feature";
@@ -26,6 +27,7 @@ import type { Ring } from "../geometry";
 import { areaStyle, detectionStyle, footprintStyle, highlightStyles, outlineStyle, predictionStyle, type ReviewKind, reviewStyle, suggestionStyle } from "../styles";
 import type { AreaKind, DetectionRun, FeatureCollection, ImageInfo, Polygon as GeoPolygon, TileJson } from "../types";
 import { type Extent, FOCUS_WIDTHS, focusExtent } from "./focus";
+import { createSwipe } from "./swipe";
 import type { ShapeLayers, ShapeType } from "./store";
 
 export const geojson = new GeoJSON({ dataProjection: "EPSG:4326", featureProjection: "EPSG:3857" });
@@ -63,6 +65,9 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
   const outlineSource = new VectorSource<Feature>();
 
   const imageLayer = new TileLayer({ zIndex: 1 });
+  // A change detector's second date, over the first and clipped to the right of the swipe divider: shapes are
+  // drawn over both, on the first image's grid, so drawing works the same on either side.
+  const secondImageLayer = new TileLayer({ zIndex: 1, visible: false });
   let basemapLayer: TileLayer | null = null;
   const footprintLayer = new VectorLayer({ source: footprintSource, style: footprintStyle, zIndex: 2 });
   const areaLayer = new VectorLayer({
@@ -126,7 +131,7 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
 
   const map = new OlMap({
     target: mapEl,
-    layers: [imageLayer, footprintLayer, areaLayer, outlineLayer, predictionLayer, reviewLayer, suggestionLayer, detectionLayer, highlightLayer],
+    layers: [imageLayer, secondImageLayer, footprintLayer, areaLayer, outlineLayer, predictionLayer, reviewLayer, suggestionLayer, detectionLayer, highlightLayer],
     view: new View({ center: [0, 0], zoom: 2, maxZoom: 24, constrainResolution: false }),
     controls: defaultControls({ attribution: true, attributionOptions: { collapsible: true } }).extend([new ScaleLine({ bar: true, steps: 2, text: false, minWidth: 140, maxWidth: 220 }), fitControl()]),
     interactions: defaultInteractions({ altShiftDragRotate: false, pinchRotate: false, shiftDragZoom: false }),
@@ -154,6 +159,8 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
   });
   map.on("rendercomplete", () => (mapEl.dataset.rendering = "false"));
   describeView();
+  const swipe = createSwipe(map, secondImageLayer, mapEl);
+  mapEl.dataset.secondImage = "";
 
   let detectionTiles = 0;
   function showDetection(run: DetectionRun | null): void {
@@ -286,8 +293,18 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
       notice("The image preview is not available on this server yet: its outline is shown instead. You can still draw.");
       return;
     }
+    imageLayer.setSource(tileSource(tiles, imageLayer));
+  }
+
+  // Tiles still loading (both dates), for the loading indicator and for tests that wait for a settled map; a
+  // source no longer shown stops counting.
+  const pendingOf = new Map<TileLayer, number>();
+  const showPending = () => (mapEl.dataset.tilesPending = String([...pendingOf.values()].reduce((a, b) => a + b, 0)));
+
+  /** The tiles of a TileJSON as `layer`'s source (the layer limited to the image's bounds). */
+  function tileSource(tiles: TileJson, layer: TileLayer): XYZ {
     const extent = tiles.bounds ? transformExtent(tiles.bounds, "EPSG:4326", "EPSG:3857") : undefined;
-    imageLayer.setExtent(extent);
+    layer.setExtent(extent);
     const source = new XYZ({
       urls: tiles.tiles,
       tileSize: tiles.tilesize ?? 256,
@@ -298,15 +315,33 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
       maxZoom: tiles.maxzoom ?? 22,
       transition: 150,
     });
-    // Tiles still loading, for the loading indicator and for tests that wait for a settled map.
-    let pending = 0;
+    pendingOf.set(layer, 0);
+    showPending();
     const track = (delta: number) => () => {
-      pending = Math.max(0, pending + delta);
-      mapEl.dataset.tilesPending = String(pending);
+      if (layer.getSource() !== source) return;
+      pendingOf.set(layer, Math.max(0, (pendingOf.get(layer) ?? 0) + delta));
+      showPending();
     };
     source.on("tileloadstart", track(1));
     source.on(["tileloadend", "tileloaderror"], track(-1));
-    imageLayer.setSource(source);
+    return source;
+  }
+
+  /** A change detector's second date of the open image, right of the swipe divider (null: none, no divider).
+   * `labels` name the two sides. */
+  async function showSecondImage(image: ImageInfo | null, tileJson: () => Promise<TileJson | null>, labels: [string, string], stillOpen: () => boolean): Promise<void> {
+    secondImageLayer.setSource(null);
+    secondImageLayer.setVisible(false);
+    pendingOf.delete(secondImageLayer);
+    showPending();
+    mapEl.dataset.secondImage = "";
+    swipe.show(image ? labels : null);
+    if (!image || image.status !== "ready") return;
+    const tiles = await tileJson();
+    if (!stillOpen() || !tiles?.tiles?.length) return;
+    secondImageLayer.setSource(tileSource(tiles, secondImageLayer));
+    secondImageLayer.setVisible(true);
+    mapEl.dataset.secondImage = image.id;
   }
 
   /** Take the shapes and footprint of the image that was open off the map. */
@@ -404,12 +439,17 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
     focusFeature,
     zoomTo,
     showImage,
+    showSecondImage,
+    secondImageLayer,
     clearImage,
     showFootprint,
     fitToImage,
     fitExtent,
     showShapes,
-    dispose: () => map.setTarget(undefined),
+    dispose: () => {
+      swipe.dispose();
+      map.setTarget(undefined);
+    },
   };
 }
 

@@ -12,7 +12,7 @@ import { guidance } from "../guidance";
 import { reservedNear } from "../palette";
 import { FLAG_COLOR, PREDICTION_COLOR, REVIEW_COLORS, SUGGESTION_COLOR } from "../styles";
 import { thumbnail } from "../thumbs";
-import type { AreaKind, DetectorClass } from "../types";
+import type { AreaKind, DetectorClass, DetectorImage } from "../types";
 import { imageStatusBadge, PALETTE } from "../views/project";
 import { opacityRow } from "./layers";
 import { ringOf, type WorkspaceMap } from "./map";
@@ -38,6 +38,8 @@ export interface PanelOptions {
   classesChanged(): void;
   openImage(id: string): void;
   loadAttachments(): Promise<void>;
+  /** A change detector's pair changed (its second date): the swipe view shows the new one. */
+  secondDateChanged(): void;
 }
 
 export type Panels = ReturnType<typeof createPanels>;
@@ -200,6 +202,29 @@ export function createPanels(o: PanelOptions) {
   }
 
   // ---- Images ---------------------------------------------------------------------------------------------
+  /** A change detector's image: which project image is its second date (checked by the server in plain words:
+   * one that does not overlap or has other bands is refused, and the choice goes back). */
+  function secondDatePicker(link: DetectorImage): HTMLElement {
+    const others = state.projectImages.filter((i) => i.id !== link.image && i.status !== "failed");
+    const picker = h(
+      "select",
+      { "aria-label": "Second date", "data-testid": "second-date-select", "data-image-id": link.image },
+      h("option", { value: "" }, "Choose the second date…"),
+      ...others.map((i) => h("option", { value: i.id, selected: i.id === link.second_image }, i.status === "ready" ? i.name : `${i.name} (processing)`)),
+    );
+    picker.addEventListener("change", async () => {
+      try {
+        await ctx.api.patch(`detector-images/${link.id}/`, { second_image: picker.value || null });
+        await o.loadAttachments();
+        o.secondDateChanged();
+      } catch (e) {
+        toast(errorMessage(e), "error");
+        picker.value = link.second_image ?? "";
+      }
+    });
+    return h("label", { class: "second-date", "data-testid": "second-date" }, h("span", null, "Second date"), picker);
+  }
+
   function renderImages(): void {
     const { imagesEl, attachEl } = o;
     clear(imagesEl);
@@ -215,6 +240,7 @@ export function createPanels(o: PanelOptions) {
           h("span", { class: "ws-image-name" }, info.name, info.status !== "ready" ? imageStatusBadge(info.status) : null),
         ),
       );
+      if (state.detector?.kind === "change") imagesEl.append(secondDatePicker(a));
     }
     clear(attachEl);
     const attached = new Set(state.attachments.map((a) => a.image));

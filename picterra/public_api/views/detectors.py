@@ -50,6 +50,8 @@ class DetectorListView(PublicView):
         data = self.body(public.DetectorWriteSerializer)
         payload = {"organization": str(self.organization.pk), "name": data.get("name") or "API detector"}
         payload.update(data.get("configuration") or {})
+        if data.get("kind"):
+            payload["kind"] = data["kind"]
         serializer = DetectorSerializer(data=payload, context={"request": request})
         serializer.is_valid(raise_exception=True)
         detector = serializer.save(created_by=request.user)
@@ -68,6 +70,8 @@ class DetectorDetailView(PublicView):
         payload = dict(data.get("configuration") or {})
         if data.get("name"):
             payload["name"] = data["name"]
+        if data.get("kind"):
+            payload["kind"] = data["kind"]
         serializer = DetectorSerializer(detector, data=payload, partial=True, context={"request": request})
         serializer.is_valid(raise_exception=True)
         serializer.save()
@@ -95,12 +99,26 @@ class TrainingRastersView(PublicView):
         detector = self.get_one(Detector, detector_id)
         data = self.body(public.TrainingRasterSerializer)
         image = self.get_one(Image, data["raster_id"])
-        serializer = DetectorImageSerializer(
-            data={"detector": str(detector.pk), "image": str(image.pk)}, context={"request": request}
-        )
-        serializer.is_valid(raise_exception=True)
+        second = self.get_one(Image, data["secondary_raster_id"]) if data.get("secondary_raster_id") else None
+        payload = {"detector": str(detector.pk), "image": str(image.pk)}
+        if second is not None:  # a change detector's second date (not in the official client: a plain POST, also
+            # for a raster attached before with add_raster_to_detector)
+            payload["second_image"] = str(second.pk)
+        attached = DetectorImage.objects.filter(detector=detector, image=image).first()
+        if attached is not None and second is not None:  # already a training raster: its second date is set
+            serializer = DetectorImageSerializer(attached, data=payload, partial=True, context={"request": request})
+        else:
+            serializer = DetectorImageSerializer(data=payload, context={"request": request})
+        if not serializer.is_valid():
+            errors = dict(serializer.errors)
+            if "second_image" in errors:  # named as this API names it
+                errors["secondary_raster_id"] = errors.pop("second_image")
+            raise exceptions.ValidationError(errors)
         serializer.save()
-        return self.created(public.TrainingRasterSerializer, {"raster_id": image.pk})
+        return self.created(
+            public.TrainingRasterSerializer,
+            {"raster_id": image.pk, "secondary_raster_id": second.pk if second else None},
+        )
 
 
 class AnnotationsUploadView(PublicView):
@@ -171,10 +189,7 @@ class RunDetectorView(PublicView):
         detector = self.get_one(Detector, detector_id)
         data = self.body(public.RunDetectorSerializer)
         image = self.get_one(Image, data["raster_id"])
-        if data.get("secondary_raster_id"):
-            raise exceptions.ValidationError(
-                {"secondary_raster_id": "Change detection is not available on this server."}
-            )
+        second = self.get_one(Image, data["secondary_raster_id"]) if data.get("secondary_raster_id") else None
         try:
             with transaction.atomic():
                 # The raster's detection areas (public API) become this detector's on that raster.
@@ -183,11 +198,15 @@ class RunDetectorView(PublicView):
                     Area(detector=detector, image=image, kind=Area.Kind.DETECTION, geometry=a.geometry)
                     for a in RasterDetectionArea.objects.filter(image=image)
                 )
-                run = start_detection(detector, [image], request.user)
+                run = start_detection(detector, [image], request.user, second_image=second)
         except CannotDetect as exc:
             raise exceptions.ValidationError({"detail": str(exc)}) from None
         return self.operation(
             kind=Operation.Kind.DETECTION,
             detection_run=run,
-            metadata={"detector_id": str(detector.pk), "raster_id": str(image.pk)},
+            metadata={
+                "detector_id": str(detector.pk),
+                "raster_id": str(image.pk),
+                **({"secondary_raster_id": str(second.pk)} if second else {}),
+            },
         )
