@@ -29,6 +29,7 @@ class Brightness(torch.nn.Module):
 
     n_classes = 1
     box_head = False
+    box_channels = 0
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         fg = (batch.float().mean(1, keepdim=True) - 110.0) / 5.0
