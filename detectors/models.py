@@ -262,6 +262,10 @@ class TrainingRun(Run):
     # Inside the accuracy areas: matches, false detections and misses (a lon/lat GeoJSON FeatureCollection),
     # so the user sees where to add training areas.
     review = models.JSONField(default=dict, blank=True)
+    # Where to label next: squares outside the drawn areas where this version is least sure, ranked (a lon/lat
+    # GeoJSON FeatureCollection, properties rank, reason, score, image; workers.ml.recommend). Empty when
+    # they could not be computed: that never fails the training.
+    suggestions = models.JSONField(default=dict, blank=True)
     stats = models.JSONField(default=dict, blank=True)
     weights_key = models.CharField(max_length=500, blank=True, default="")
     model_card_key = models.CharField(max_length=500, blank=True, default="")

@@ -50,7 +50,7 @@ from picterra.jobs import JobFailed, RowMoved, run_row_job
 from workers.ml import train as ml_train
 from workers.ml.config import DetectorConfig
 from workers.ml.datasets import LabelledImage
-from workers.ml.evaluation import evaluate_image, evaluation_metrics
+from workers.ml.evaluation import ImageEvaluation, evaluate_image, evaluation_metrics
 from workers.ml.grid import GridCell, cell_border_strips, merge_across_cells, merged_shape
 from workers.ml.model_card import load_model, save_model
 from workers.ml.predict import detect_in_cell
@@ -62,9 +62,13 @@ from workers.ml.raster_io import (
     open_image,
     to_geojson,
 )
+from workers.ml.recommend import MAX_SUGGESTIONS, MAX_WINDOWS, suggest_areas
 from workers.ml.trained import TrainedModel
 
 logger = logging.getLogger(__name__)
+
+# where to label next: the images looked at after a training, at most (those with training areas first)
+MAX_SUGGESTION_IMAGES = 6
 
 
 # --- Training -----------------------------------------------------------------------------------------------------
@@ -132,7 +136,8 @@ def train_and_evaluate(run_id: str) -> TrainedVersion:
                 for path in sorted(Path(tmp).iterdir()):
                     keys[path.name] = prefix + path.name
                     store.put_file(keys[path.name], path, move=True)
-            metrics = _predict_and_score(run, model, inputs, classes)
+            metrics, evaluations = _predict_and_score(run, model, inputs, classes)
+            store_suggestions(run.pk, model, inputs, evaluations)
     except ImagePairError as exc:  # two dates that cannot be compared: already plain words
         store.delete_prefix(prefix)
         raise JobFailed(str(exc)) from exc
@@ -145,10 +150,12 @@ def train_and_evaluate(run_id: str) -> TrainedVersion:
     return TrainedVersion(prefix=prefix, keys=keys, history=history, card=model.card, metrics=metrics, stats=stats)
 
 
-def _predict_and_score(run: TrainingRun, model: TrainedModel, inputs, classes: list[str]) -> dict:
+def _predict_and_score(run: TrainingRun, model: TrainedModel, inputs, classes: list[str]
+                       ) -> tuple[dict, list[ImageEvaluation]]:
     """Evaluate the trained model on every image as the ML core does for every caller
     (``workers.ml.evaluation``: testing, accuracy and training areas predicted, accuracy areas scored and
-    reviewed, unoutlined finds in training areas), then store the testing predictions and the review."""
+    reviewed, unoutlined finds in training areas), then store the testing predictions and the review; the
+    metrics and each image's evaluation."""
     class_ids = model_class_ids(run, classes)  # a class deleted meanwhile: its predictions are not stored
     detection_type = run.detector.detection_type
     evaluations, rows, review = [], [], []
@@ -195,7 +202,45 @@ def _predict_and_score(run: TrainingRun, model: TrainedModel, inputs, classes: l
         DetectedObject.objects.filter(training_run=run).delete()
         insert_objects(rows)
         TrainingRun.objects.filter(pk=run.pk).update(review={"type": "FeatureCollection", "features": review})
-    return evaluation_metrics(evaluations, classes, detection_type)
+    return evaluation_metrics(evaluations, classes, detection_type), evaluations
+
+
+def store_suggestions(run_id, model: TrainedModel, inputs, evaluations: list[ImageEvaluation]) -> None:
+    """Where to label next (``workers.ml.recommend``) over the training's images, stored on the run. A failure
+    here is logged and stores none: the version trained and scored is what matters."""
+    try:
+        suggestions = next_areas(model, inputs, evaluations)
+    except Exception:
+        logger.exception("Could not compute where to label next for training run %s", run_id)
+        suggestions = {}
+    TrainingRun.objects.filter(pk=run_id).update(suggestions=suggestions)
+
+
+def next_areas(model: TrainedModel, inputs, evaluations: list[ImageEvaluation]) -> dict:
+    """The ``MAX_SUGGESTIONS`` best squares over the images (images with training areas first, at most
+    ``MAX_SUGGESTION_IMAGES``; the windows read shared among them), ranked by score, as a lon/lat GeoJSON
+    FeatureCollection with properties rank, reason, score and image."""
+    images = sorted(zip(inputs, evaluations, strict=True), key=lambda p: not p[0].training_areas)
+    images = images[:MAX_SUGGESTION_IMAGES]
+    windows = max(8, MAX_WINDOWS // max(1, len(images)))
+    found = []
+    for item, evaluation in images:
+        with open_image(item.source) as src:  # a change detector's pair: read as one raster
+            accuracy_review = [r for r in evaluation.review if r[2] != "unoutlined"]
+            found += [(s, item) for s in suggest_areas(model, src, training_areas=item.training_areas,
+                                                       accuracy_areas=item.accuracy_areas, review=accuracy_review,
+                                                       max_windows=windows)]
+    found.sort(key=lambda p: -p[0].score)
+    found = found[:MAX_SUGGESTIONS]
+    features = [
+        {
+            "type": "Feature",
+            "geometry": to_geojson(image_crs_to_lonlat(s.geometry, item.crs)),
+            "properties": {"rank": rank, "reason": s.reason, "score": s.score, "image": item.image_id},
+        }
+        for rank, (s, item) in enumerate(found, start=1)
+    ]
+    return {"type": "FeatureCollection", "features": features}
 
 
 # --- Detection ----------------------------------------------------------------------------------------------------

@@ -205,6 +205,16 @@ class TrainingRunViewSet(ReadOnlyOrganizationScopedViewSet):
         run = self.get_object()
         return Response(run.review or {"type": "FeatureCollection", "features": []})
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"])
+    def suggestions(self, request, pk=None):
+        """Where to label next: up to five squares outside the training and accuracy areas where this version
+        is least sure, best first. GeoJSON, lon/lat, properties `rank` (1 first), `reason` (plain words),
+        `score` (0-1, within the run) and `image`. Empty until the training succeeds, or when they could not
+        be computed."""
+        run = self.get_object()
+        return Response(run.suggestions or {"type": "FeatureCollection", "features": []})
+
 
 class DetectionRunViewSet(ReadOnlyOrganizationScopedViewSet):
     """Detections over whole images (read-only; Detect creates them)."""

@@ -19,6 +19,9 @@ export const REVIEW_COLORS = {
   unoutlined: "#FAB005",
 } as const;
 
+/** Where to label next: the squares a trained version suggests adding as training or accuracy areas. */
+export const SUGGESTION_COLOR = "#FF00FF";
+
 /** An outline outside every area: ignored by training, drawn washed out. */
 export const IGNORED_COLOR = "#ADB5BD";
 
@@ -37,6 +40,7 @@ export const RESERVED_COLORS: Record<string, string> = {
   "false detections": REVIEW_COLORS.false_detection,
   "missed objects": REVIEW_COLORS.miss,
   "unoutlined finds": REVIEW_COLORS.unoutlined,
+  "suggested areas": SUGGESTION_COLOR,
   "ignored outlines": IGNORED_COLOR,
   selection: SELECTION_COLOR,
 };

@@ -9,11 +9,11 @@ import type Polygon from "ol/geom/Polygon";
 import { Circle as CircleStyle, Fill, Stroke, Style, Text } from "ol/style";
 
 import { AREA_COLORS } from "./areas";
-import { IGNORED_COLOR, PREDICTION_COLOR, REVIEW_COLORS, SELECTION_COLOR } from "./palette";
+import { IGNORED_COLOR, PREDICTION_COLOR, REVIEW_COLORS, SELECTION_COLOR, SUGGESTION_COLOR } from "./palette";
 import type { AreaKind } from "./types";
 
 export { AREA_COLORS, AREA_LABELS } from "./areas";
-export { PREDICTION_COLOR, REVIEW_COLORS } from "./palette";
+export { PREDICTION_COLOR, REVIEW_COLORS, SUGGESTION_COLOR } from "./palette";
 
 /** Outlines outside every area (ignored by training). */
 export const FLAG_COLOR = IGNORED_COLOR;
@@ -185,6 +185,27 @@ export function reviewStyle(kind: ReviewKind): Style[] {
           stroke: new Stroke({ color: "rgba(0,0,0,0.8)", width: 3 }),
         }),
       }),
+    ]);
+  }
+  return cache.get(key)!;
+}
+
+/** A suggested area (where to label next): a magenta long-dash square on a dark halo, a faint fill, and its rank
+ * in the middle (the list beside the map says the same number); `rank` 0 draws no number (the legend). */
+export function suggestionStyle(rank: number): Style[] {
+  const key = `suggestion:${rank}`;
+  if (!cache.has(key)) {
+    cache.set(key, [
+      new Style({ stroke: new Stroke({ color: "rgba(0,0,0,0.6)", width: 5 }) }),
+      new Style({ stroke: new Stroke({ color: SUGGESTION_COLOR, width: 2.5, lineDash: [16, 6] }), fill: new Fill({ color: rgba(SUGGESTION_COLOR, 0.06) }) }),
+      ...(rank
+        ? [
+            new Style({
+              geometry: interiorPoint,
+              text: new Text({ text: String(rank), font: "bold 16px system-ui, sans-serif", fill: new Fill({ color: SUGGESTION_COLOR }), stroke: new Stroke({ color: "rgba(0,0,0,0.85)", width: 4 }) }),
+            }),
+          ]
+        : []),
     ]);
   }
   return cache.get(key)!;

@@ -26,6 +26,7 @@ class Operation(models.Model):
         DETECTION_AREAS = "detection_areas_upload"
         VECTOR_LAYER_UPLOAD = "vector_layer_upload"
         VECTOR_LAYER_DOWNLOAD = "vector_layer_download"
+        DATASET_RECOMMENDATION = "dataset_recommendation"
 
     class Status(models.TextChoices):
         RUNNING = "running"

@@ -24,6 +24,7 @@ from detectors.models import (
     Detector,
     DetectorClass,
     RunStatus,
+    TrainingRun,
     public_api_detection_run_prefix,
 )
 from imagery.models import Image
@@ -147,6 +148,26 @@ def settled(operation: Operation) -> Operation:
     if operation.status == Operation.Status.RUNNING:
         _settle(operation)
     return operation
+
+
+def dataset_recommendation(run: TrainingRun) -> dict:
+    """A trained version's suggestions of where to label next (``TrainingRun.suggestions``) as the public API
+    returns them: a lon/lat FeatureCollection of Polygons, properties ``rank``, ``reason``, ``score`` and the
+    image as ``raster_id``."""
+    features = [
+        {
+            "type": "Feature",
+            "geometry": f["geometry"],
+            "properties": {
+                "rank": f["properties"]["rank"],
+                "reason": f["properties"]["reason"],
+                "score": f["properties"]["score"],
+                "raster_id": f["properties"]["image"],
+            },
+        }
+        for f in (run.suggestions or {}).get("features", [])
+    ]
+    return {"type": "FeatureCollection", "features": features}
 
 
 def finished_operation(organization, user, kind: str, results=None, errors=None, metadata=None) -> Operation:

@@ -50,6 +50,11 @@ urlpatterns = [
     path("detectors/<pid:detector_id>/", views.DetectorDetailView.as_view(), name="detector"),
     path("detectors/<pid:detector_id>/train/", views.TrainView.as_view(), name="detector-train"),
     path("detectors/<pid:detector_id>/run/", views.RunDetectorView.as_view(), name="detector-run"),
+    path(
+        "detectors/<pid:detector_id>/dataset_recommendation/",
+        views.DatasetRecommendationView.as_view(),
+        name="detector-dataset-recommendation",
+    ),
     path("detectors/<pid:detector_id>/training_rasters/", views.TrainingRastersView.as_view(), name="training-rasters"),
     path(
         "detectors/<pid:detector_id>/training_rasters/<pid:raster_id>/markers/",

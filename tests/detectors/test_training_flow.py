@@ -50,6 +50,10 @@ def test_train_from_the_api_with_a_worker(celery_workers, trainable, personas, c
     assert set(kinds) <= {"match", "false_detection", "miss", "unoutlined"}
     assert all(f["properties"]["image"] == image_id and f["properties"]["class"] == "tree" for f in review)
     assert client_for(personas.outsider).get(reverse("v1:trainingrun-review", args=[run_id])).status_code == 404
+    # where to label next, computed after scoring: ranked squares on this image
+    suggested = client.get(reverse("v1:trainingrun-suggestions", args=[run_id])).json()["features"]
+    assert [f["properties"]["rank"] for f in suggested] == list(range(1, len(suggested) + 1))
+    assert all(f["properties"]["image"] == image_id and f["properties"]["reason"] for f in suggested)
 
 
 def test_train_refuses_with_plain_words_when_nothing_is_drawn(personas, project, ready_image, client_for):

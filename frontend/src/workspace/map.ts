@@ -2,7 +2,7 @@
 // outlines being drawn, what a trained version predicted and its review, a detection's objects (vector tiles),
 // an optional online basemap. The map element's data attributes describe what it shows (for people debugging
 // and for the browser tests): data-tiles-pending, data-second-image and data-swipe (a change detector's second
-// date, shown right of the swipe divider: workspace/swipe.ts), data-predictions, data-review, data-focused and data-highlight (what "Show me" points at), data-detection,
+// date, shown right of the swipe divider: workspace/swipe.ts), data-predictions, data-review, data-suggestions, data-focused and data-highlight (what "Show me" points at), data-detection,
 // data-detection-tiles, and the view (data-view-center, data-view-resolution, data-view-size).
 
 import Feature from "ol/Feature";
@@ -24,9 +24,9 @@ import XYZ from "ol/source/XYZ";
 
 import { h, icon } from "../dom";
 import type { Ring } from "../geometry";
-import { areaStyle, detectionStyle, footprintStyle, highlightStyles, outlineStyle, predictionStyle, type ReviewKind, reviewStyle } from "../styles";
+import { areaStyle, detectionStyle, footprintStyle, highlightStyles, outlineStyle, predictionStyle, type ReviewKind, reviewStyle, suggestionStyle } from "../styles";
 import type { AreaKind, DetectionRun, FeatureCollection, ImageInfo, Polygon as GeoPolygon, TileJson } from "../types";
-import { type Extent, focusExtent } from "./focus";
+import { type Extent, FOCUS_WIDTHS, focusExtent } from "./focus";
 import { createSwipe } from "./swipe";
 import type { ShapeLayers, ShapeType } from "./store";
 
@@ -96,6 +96,15 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
     style: (f) => (onOpenImage(f) ? reviewStyle(f.get("kind") as ReviewKind) : undefined),
   });
 
+  // Where to label next: the shown version's suggested squares (rank, reason, image); those already turned into an
+  // area ("used") are no longer drawn.
+  const suggestionSource = new VectorSource<Feature>();
+  const suggestionLayer = new VectorLayer({
+    source: suggestionSource,
+    zIndex: 6,
+    style: (f) => (onOpenImage(f) && !f.get("used") ? suggestionStyle(Number(f.get("rank"))) : undefined),
+  });
+
   // A detection's objects as vector tiles: polygons up close, clustered points (sized by count) far out. The
   // classes drawn so far are kept for the legend (the layer's "classes" property changes when one is added).
   const detectionClasses = new Set<string>();
@@ -122,7 +131,7 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
 
   const map = new OlMap({
     target: mapEl,
-    layers: [imageLayer, secondImageLayer, footprintLayer, areaLayer, outlineLayer, predictionLayer, reviewLayer, detectionLayer, highlightLayer],
+    layers: [imageLayer, secondImageLayer, footprintLayer, areaLayer, outlineLayer, predictionLayer, reviewLayer, suggestionLayer, detectionLayer, highlightLayer],
     view: new View({ center: [0, 0], zoom: 2, maxZoom: 24, constrainResolution: false }),
     controls: defaultControls({ attribution: true, attributionOptions: { collapsible: true } }).extend([new ScaleLine({ bar: true, steps: 2, text: false, minWidth: 140, maxWidth: 220 }), fitControl()]),
     interactions: defaultInteractions({ altShiftDragRotate: false, pinchRotate: false, shiftDragZoom: false }),
@@ -172,6 +181,42 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
   function countResults(): void {
     mapEl.dataset.predictions = String(predictionSource.getFeatures().filter(onOpenImage).length);
     mapEl.dataset.review = String(reviewSource.getFeatures().filter(onOpenImage).length);
+    mapEl.dataset.suggestions = String(openSuggestions().length);
+  }
+
+  /** The suggestions drawn on the open image (not yet turned into an area). */
+  const openSuggestions = () => suggestionSource.getFeatures().filter((f) => onOpenImage(f) && !f.get("used"));
+
+  /** The shown version's suggestions of where to label next (null: none). */
+  function showSuggestions(suggestions: FeatureCollection | null): void {
+    suggestionSource.clear();
+    if (suggestions) suggestionSource.addFeatures(geojson.readFeatures(suggestions) as Feature[]);
+    countResults();
+  }
+
+  /** The suggestion of `rank` on the open image, or undefined. */
+  const suggestionOf = (rank: number) => suggestionSource.getFeatures().find((f) => onOpenImage(f) && Number(f.get("rank")) === rank);
+
+  /** Show the suggestion of `rank` (on the open image) with some ground around it; false when it is not there. */
+  function focusSuggestion(rank: number): boolean {
+    const feature = suggestionOf(rank);
+    if (!feature) return false;
+    if (!suggestionLayer.getVisible()) {
+      suggestionLayer.setVisible(true);
+      layerShown();
+    }
+    focusFeature(feature, `suggestion:${rank}`, 1.6);
+    return true;
+  }
+
+  /** The suggestion of `rank` became an area: no longer drawn; its geometry (lon/lat GeoJSON) for the new area. */
+  function useSuggestion(rank: number): GeoPolygon | null {
+    const feature = suggestionOf(rank);
+    if (!feature) return null;
+    feature.set("used", true);
+    highlightSource.clear();
+    countResults();
+    return toApiGeometry(feature);
   }
 
   function showResults(predictions: FeatureCollection | null, review: FeatureCollection | null): void {
@@ -184,20 +229,21 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
     countResults();
   }
 
-  /** Another image is open: only its predictions and review are drawn. */
+  /** Another image is open: only its predictions, review and suggestions are drawn. */
   function imageChanged(): void {
     highlightSource.clear();
     predictionLayer.changed();
     reviewLayer.changed();
+    suggestionLayer.changed();
     countResults();
   }
 
   /** Show one object as "Show me" does: the view a few of its widths across (never past the image), the object
-   * highlighted; `tag` goes to data-focused (what the browser tests read). */
-  function focusFeature(feature: Feature, tag: string): void {
+   * highlighted; `tag` goes to data-focused (what the browser tests read); `widths`: how many of its widths across. */
+  function focusFeature(feature: Feature, tag: string, widths = FOCUS_WIDTHS): void {
     const extent = feature.getGeometry()!.getExtent() as Extent;
     const image = footprintSource.getFeatures().length ? (footprintSource.getExtent() as Extent) : null;
-    map.getView().fit(focusExtent(extent, image), { duration: 350 });
+    map.getView().fit(focusExtent(extent, image, widths), { duration: 350 });
     highlightSource.clear();
     highlightSource.addFeature(new Feature(feature.getGeometry()!.clone()));
     mapEl.dataset.focused = tag;
@@ -365,6 +411,8 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
     outlineSource,
     predictionSource,
     reviewSource,
+    suggestionSource,
+    openSuggestions,
     detectionClasses,
     onOpenImage,
     imageLayer,
@@ -372,6 +420,7 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
     outlineLayer,
     predictionLayer,
     reviewLayer,
+    suggestionLayer,
     detectionLayer,
     visibleKinds,
     isKindVisible: (kind: AreaKind) => visibleKinds.has(kind),
@@ -382,6 +431,9 @@ export function createWorkspaceMap({ mapEl, classColor, currentImageId, apiBase,
     setBasemap,
     showDetection,
     showResults,
+    showSuggestions,
+    focusSuggestion,
+    useSuggestion,
     imageChanged,
     focusReview,
     focusFeature,

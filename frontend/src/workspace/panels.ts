@@ -10,7 +10,7 @@ import { AREA_COLORS } from "../areas";
 import { clear, errorMessage, h, icon, toast } from "../dom";
 import { guidance } from "../guidance";
 import { reservedNear } from "../palette";
-import { FLAG_COLOR, PREDICTION_COLOR, REVIEW_COLORS } from "../styles";
+import { FLAG_COLOR, PREDICTION_COLOR, REVIEW_COLORS, SUGGESTION_COLOR } from "../styles";
 import { thumbnail } from "../thumbs";
 import type { AreaKind, DetectorClass, DetectorImage } from "../types";
 import { imageStatusBadge, PALETTE } from "../views/project";
@@ -290,6 +290,7 @@ export function createPanels(o: PanelOptions) {
       row("Outlines outside areas", FLAG_COLOR, ws.flaggedVisible(), (on) => ws.setFlaggedVisible(on), "flagged"),
       row("Predictions", PREDICTION_COLOR, ws.predictionLayer.getVisible(), (on) => ws.predictionLayer.setVisible(on), "predictions", "(testing areas)"),
       row("Misses, false detections, unoutlined finds", REVIEW_COLORS.miss, ws.reviewLayer.getVisible(), (on) => ws.reviewLayer.setVisible(on), "review"),
+      row("Suggested areas", SUGGESTION_COLOR, ws.suggestionLayer.getVisible(), (on) => ws.suggestionLayer.setVisible(on), "suggestions", "(where to label next)"),
       row("Detected objects", firstColor, ws.detectionLayer.getVisible(), (on) => ws.detectionLayer.setVisible(on), "detections"),
       opacityRow(ws.detectionLayer, "Detected objects' opacity", "detections-opacity"),
       row("Online basemap", null, ws.basemapVisible(), (on) => ws.setBasemap(on), "basemap", "(OpenStreetMap, needs internet)"),

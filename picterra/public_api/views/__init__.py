@@ -9,6 +9,7 @@ from picterra.public_api.views.base import PublicPagination, PublicView, unknown
 from picterra.public_api.views.detectors import (
     AnnotationsCommitView,
     AnnotationsUploadView,
+    DatasetRecommendationView,
     DetectorDetailView,
     DetectorListView,
     RunDetectorView,
@@ -41,6 +42,7 @@ from picterra.public_api.views.vector_layers import (
 __all__ = [
     "AnnotationsCommitView",
     "AnnotationsUploadView",
+    "DatasetRecommendationView",
     "DetectionAreasCommitView",
     "DetectionAreasUploadView",
     "DetectionAreasView",

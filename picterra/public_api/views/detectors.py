@@ -8,7 +8,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 
 from detectors.api.serializers import DetectorImageSerializer, DetectorSerializer
-from detectors.detection import CannotDetect, start_detection
+from detectors.detection import CannotDetect, detection_version, start_detection
 from detectors.models import Area, Detector, DetectorImage
 from detectors.training import NotTrainable, start_training
 from imagery.models import Image
@@ -19,6 +19,7 @@ from picterra.public_api.translate import (
     BadGeoJSON,
     check_inside,
     class_for,
+    dataset_recommendation,
     polygons_from_geojson,
     replace_annotations,
 )
@@ -160,6 +161,24 @@ class TrainView(PublicView):
             return Response({"detail": str(exc), "errors": exc.problems}, status=status.HTTP_400_BAD_REQUEST)
         return self.operation(
             kind=Operation.Kind.TRAINING, training_run=run, metadata={"detector_id": str(detector.pk)}
+        )
+
+
+class DatasetRecommendationView(PublicView):
+    @extend_schema(request=None, responses={201: public.OperationReferenceSerializer})
+    def post(self, request, detector_id):
+        """Where to add training or accuracy areas next: the squares where the trained version detection uses
+        is least sure (computed when it trained), as a finished operation whose results are a GeoJSON
+        FeatureCollection (properties `rank`, `reason`, `score`, `raster_id`)."""
+        detector = self.get_one(Detector, detector_id)
+        try:
+            run = detection_version(detector)
+        except CannotDetect as exc:
+            raise exceptions.ValidationError({"detail": str(exc)}) from None
+        return self.finished(
+            Operation.Kind.DATASET_RECOMMENDATION,
+            results=dataset_recommendation(run),
+            metadata={"detector_id": str(detector.pk), "version": run.version},
         )
 
 

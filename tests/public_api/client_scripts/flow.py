@@ -41,9 +41,16 @@ def main() -> None:
     client.set_annotations(detector_id, raster_id, "validation_area", _load(plan["validation_area"]))
     client.set_annotations(detector_id, raster_id, "testing_area", _load(plan["testing_area"]))
 
+    try:  # where to label next, before any training: a plain refusal
+        client.run_dataset_recommendation(detector_id)
+        seen["recommendation_untrained"] = None
+    except APIError as exc:
+        seen["recommendation_untrained"] = str(exc)
     training = client.train_detector(detector_id)
     seen["training"] = {"status": training["status"], "results": training["results"]}
     seen["detector_after_training"] = client.get_detector(detector_id)
+    recommendation = client.run_dataset_recommendation(detector_id)
+    seen["recommendation"] = {"status": recommendation["status"], "results": recommendation["results"]}
 
     client.set_raster_detection_areas_from_file(raster_id, plan["detection_area"])
     operation_id = client.run_detector(detector_id, raster_id)

@@ -1,0 +1,212 @@
+"""Where to label next: the squares of an image, outside the areas already drawn, where a trained detector is
+least sure, ranked, each with a one-line reason in plain words.
+
+The image is cut into a coarse grid of squares the size of a typical training area; squares overlapping a
+training or accuracy area are left out (they are labelled already). At most ``max_windows`` squares (and
+``max_pixels`` pixels of prediction) are read, an even random sample when the image holds more, so a huge
+image costs the same as a small one. Each square is predicted twice at the model's own resolution
+(``predict_array``), as read and mirrored, and measured by three signals:
+
+- ``faint``: the share of pixels the detector sees, as read and mirrored, as somewhat object-like but under
+  its threshold (objects it may be missing);
+- ``disagreement``: how much the foreground changes when the image is mirrored (a sure detector answers the
+  same);
+- ``detected``: the share of pixels over the threshold both ways (where its false detections would be).
+
+The review of the accuracy areas says which of these matter: many misses weigh the faint candidates up,
+many false detections weigh the detected pixels up. Each signal is normalised by its largest value over the
+squares, so the score (0-1) ranks squares within one image; it is not comparable across images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import shapely
+from rasterio.io import DatasetReader
+from rasterio.windows import Window
+from shapely.geometry import Polygon, box
+from shapely.geometry.base import BaseGeometry
+from shapely.ops import unary_union
+
+from .predict import predict_array
+from .raster_io import ImagePair, geometry_to_pixels, read_window, window_geometry
+from .trained import TrainedModel
+
+MAX_SUGGESTIONS = 5
+MAX_WINDOWS = 48  # squares predicted per image, at most
+MAX_PIXELS = 6_000_000  # pixels predicted per image (both passes, margins included), at most: ~30 squares of 256 px
+MIN_SIDE, MAX_SIDE, DEFAULT_SIDE = 64, 1024, 256  # the square's side in pixels
+OVERLAP_ALLOWED = 0.05  # a square may share this much of its area with the areas already drawn
+FAINT_LOW = 0.4  # foreground probabilities from this fraction of the threshold up to it are "faint"
+# signals under these are noise (float rounding of a mirrored pass, a few stray pixels): counted as none
+MIN_SIGNAL = {"faint": 1e-3, "disagreement": 1e-3, "detected": 1e-3}
+
+REASONS = {
+    "faint": "Many faint candidates: the detector sees something here but is not sure enough to report it.",
+    "faint_missed": "Many faint candidates, like the objects it missed in the accuracy areas.",
+    "disagreement": "The detector changes its answer when the image is mirrored: it is unsure here.",
+    "detected": "Many detections here, and it made false detections in the accuracy areas: check them.",
+}
+
+# review kinds (workers.ml.scoring.ReviewKind) counted to weigh the signals
+_REVIEW = tuple[BaseGeometry, str, str]
+
+
+@dataclass
+class Suggestion:
+    """One proposed area: a square in the image CRS, its rank (1 = label first), score (0-1, higher is less
+    sure), the reason in plain words and the signals it was ranked by."""
+
+    geometry: Polygon
+    rank: int
+    score: float
+    reason: str
+    signals: dict[str, float] = field(default_factory=dict)
+
+
+def suggestion_side(training_areas: Sequence[BaseGeometry], transform, width: int, height: int) -> int:
+    """The side in pixels of the squares proposed: the typical (median) training area's, as a square of its
+    area, within ``MIN_SIDE``-``MAX_SIDE``, and at most a quarter of the image's shorter side (so a handful
+    fit beside the areas drawn) unless that is under ``MIN_SIDE``; never larger than the image."""
+    sides = [math.sqrt(geometry_to_pixels(a, transform).area) for a in training_areas if not a.is_empty]
+    side = int(round(float(np.median(sides)))) if sides else DEFAULT_SIDE
+    side = min(max(MIN_SIDE, min(MAX_SIDE, side)), max(MIN_SIDE, min(width, height) // 4))
+    return max(1, min(side, width, height))
+
+
+def candidate_windows(width: int, height: int, side: int, drawn_px: Sequence[BaseGeometry], limit: int,
+                      seed: int = 0) -> list[Window]:
+    """The grid of ``side`` squares covering the image (centred, whole squares only) that do not overlap the
+    areas drawn (pixel coordinates) by more than ``OVERLAP_ALLOWED``; an even random sample of ``limit``
+    when there are more (fixed by ``seed``: the same image gives the same squares)."""
+    cols, rows = max(1, width // side), max(1, height // side)
+    x0, y0 = (width - cols * side) // 2, (height - rows * side) // 2
+    boxes = [box(x0 + c * side, y0 + r * side, x0 + (c + 1) * side, y0 + (r + 1) * side)
+             for r in range(rows) for c in range(cols)]
+    drawn = unary_union([g for g in drawn_px if not g.is_empty]) if drawn_px else None
+    if drawn is not None and not drawn.is_empty:
+        shapely.prepare(drawn)
+        boxes = [b for b in boxes if not drawn.intersects(b) or drawn.intersection(b).area <= OVERLAP_ALLOWED * b.area]
+    if len(boxes) > limit:
+        picked = np.random.default_rng(seed).choice(len(boxes), size=limit, replace=False)
+        boxes = [boxes[i] for i in sorted(picked)]
+    return [Window(int(b.bounds[0]), int(b.bounds[1]), side, side) for b in boxes]
+
+
+def window_signals(model: TrainedModel, image: np.ndarray, margin: int) -> dict[str, float] | None:
+    """The three signals of one square read with ``margin`` pixels of context (measured inside the margin);
+    None for a square with no image (all zeros: outside the footprint, or nodata)."""
+    inner = image[:, margin : image.shape[1] - margin, margin : image.shape[2] - margin]
+    if not inner.any():
+        return None
+    fg = 1.0 - predict_array(model, image)[0]
+    mirrored = 1.0 - predict_array(model, np.ascontiguousarray(image[:, :, ::-1]))[0][:, ::-1]
+    inside = (slice(margin, fg.shape[0] - margin), slice(margin, fg.shape[1] - margin))
+    fg, mirrored = fg[inside], mirrored[inside]
+    t = model.recipe.fg_threshold
+
+    def faint(p: np.ndarray) -> np.ndarray:
+        return (p >= FAINT_LOW * t) & (p < t)
+
+    signals = {
+        "faint": float((faint(fg) & faint(mirrored)).mean()),  # faint both ways: not a disagreement
+        "disagreement": float(np.abs(fg - mirrored).mean()),
+        "detected": float(((fg >= t) & (mirrored >= t)).mean()),
+    }
+    return {k: (v if v >= MIN_SIGNAL[k] else 0.0) for k, v in signals.items()}
+
+
+def signal_weights(review: Sequence[_REVIEW]) -> tuple[dict[str, float], bool]:
+    """How much each signal counts, from the accuracy areas' review: misses weigh faint candidates up, false
+    detections weigh detected pixels up (without a review only faint and disagreement count). Also whether
+    misses are frequent enough to say so."""
+    kinds = [kind for _, _, kind in review]
+    matches, misses, false = kinds.count("match"), kinds.count("miss"), kinds.count("false_detection")
+    miss_rate = misses / (misses + matches) if misses + matches else 0.0
+    false_rate = false / (false + matches) if false + matches else 0.0
+    return {"faint": 1.0 + 2.0 * miss_rate, "disagreement": 1.0, "detected": 2.0 * false_rate}, miss_rate >= 0.3
+
+
+def rank_windows(signals: Sequence[dict[str, float]], weights: dict[str, float], missed: bool
+                 ) -> list[tuple[float, str]]:
+    """Each square's score (0-1: its weighted signals, each over its largest value among the squares, over
+    the weights of the signals seen anywhere) and
+    its reason (the signal that counts most there)."""
+    top = {k: max((s[k] for s in signals), default=0.0) for k in weights}
+    total = sum(w for k, w in weights.items() if top[k] > 0) or 1.0  # signals seen nowhere do not dilute
+    out = []
+    for s in signals:
+        parts = {k: (weights[k] * s[k] / top[k] if top[k] > 0 else 0.0) for k in weights}
+        main = max(parts, key=lambda k: parts[k])
+        reason = "faint_missed" if main == "faint" and missed else main
+        out.append((sum(parts.values()) / total, REASONS[reason]))
+    return out
+
+
+def _spread(order: list[int], windows: Sequence[Window], n: int) -> list[int]:
+    """The first ``n`` of ``order``, preferring squares that do not touch one already chosen (five squares
+    side by side show one spot, not five), then filling with the rest in order."""
+    chosen: list[int] = []
+    for i in order:
+        if len(chosen) == n:
+            break
+        w = windows[i]
+        if all(abs(w.col_off - windows[j].col_off) > w.width or abs(w.row_off - windows[j].row_off) > w.height
+               for j in chosen):
+            chosen.append(i)
+    chosen += [i for i in order if i not in chosen][: n - len(chosen)]
+    return chosen
+
+
+def suggest_areas(
+    model: TrainedModel,
+    src: DatasetReader | ImagePair,
+    *,
+    training_areas: Sequence[BaseGeometry] = (),
+    accuracy_areas: Sequence[BaseGeometry] = (),
+    review: Sequence[_REVIEW] = (),
+    side: int | None = None,
+    max_suggestions: int = MAX_SUGGESTIONS,
+    max_windows: int = MAX_WINDOWS,
+    max_pixels: int = MAX_PIXELS,
+    seed: int = 0,
+) -> list[Suggestion]:
+    """Up to ``max_suggestions`` squares of an open image (image CRS) where ``model`` is least sure, outside
+    the training and accuracy areas (image CRS), ranked; ``review`` is the accuracy areas' review
+    (``ImageEvaluation.review``), used to weigh the signals. ``side`` (pixels) defaults to the training
+    areas' typical size. Squares with no signal at all are not proposed, so fewer may come back."""
+    if side is None:
+        side = suggestion_side(training_areas, src.transform, src.width, src.height)
+    side = max(1, min(side, src.width, src.height))
+    margin = int(model.recipe.overlap)
+    per_window = 2 * (side + 2 * margin) ** 2  # predicted as read and mirrored
+    limit = max(1, min(max_windows, max_pixels // per_window))
+    drawn_px = [geometry_to_pixels(a, src.transform) for a in [*training_areas, *accuracy_areas]]
+    windows = candidate_windows(src.width, src.height, side, drawn_px, limit, seed)
+    # one pass each, as read and mirrored, whatever test-time augmentation the model predicts with
+    once = dataclasses.replace(model, recipe=dataclasses.replace(model.recipe, tta=1))
+    measured: list[tuple[Window, dict[str, float]]] = []
+    for w in windows:
+        image = read_window(src, Window(w.col_off - margin, w.row_off - margin, side + 2 * margin, side + 2 * margin))
+        signals = window_signals(once, image, margin)
+        if signals is not None:
+            measured.append((w, signals))
+    weights, missed = signal_weights(review)
+    ranked = rank_windows([s for _, s in measured], weights, missed)
+    order = sorted((i for i, (score, _) in enumerate(ranked) if score > 0), key=lambda i: (-ranked[i][0], i))
+    picked = _spread(order, [w for w, _ in measured], max_suggestions)
+    return [
+        Suggestion(
+            geometry=window_geometry(measured[i][0], src.transform),
+            rank=rank,
+            score=round(ranked[i][0], 4),
+            reason=ranked[i][1],
+            signals={k: round(v, 5) for k, v in measured[i][1].items()},
+        )
+        for rank, i in enumerate(picked, start=1)
+    ]
