@@ -93,8 +93,11 @@ class InferenceServer:
     """The device side: models by key, a queue of requests, one thread running batches on the device."""
 
     def __init__(self, device: str, max_batch: int | None = None, max_wait_s: float = 0.02,
-                 tile: int | None = None) -> None:
+                 tile: int | None = None, max_models: int = 4) -> None:
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = str(torch.device(device))
+        self.max_models = max_models
         cuda = torch.device(device).type == "cuda"
         self.max_batch = max_batch or (GPU_BATCH_TILES if cuda else 1)
         self.max_wait_s = max_wait_s
@@ -180,6 +183,10 @@ class InferenceServer:
         with self._load_lock:
             if key not in self.models:
                 self.models[key] = load_model(directory, device=self.device)
+            with self._cond:  # bounded device memory: the oldest models no queued tiles need are dropped
+                busy = {r.key for r in self._queue}
+                for old in [k for k in self.models if k != key and k not in busy][: len(self.models) - self.max_models]:
+                    del self.models[old]
 
     def _predict(self, key: str, shm: SharedMemory, shape: tuple[int, int, int, int], n_out: int) -> None:
         model = self.models.get(key)
@@ -279,7 +286,9 @@ def _attach(name: str) -> SharedMemory:
 
 def run_server(address: str, device: str, max_batch: int | None = None, max_wait_s: float = 0.02,
                tile: int | None = None, threads: int | None = None, ready: Any = None) -> None:
-    """A server process's entry point (picklable for the ``spawn`` start method)."""
+    """A server process's entry point (picklable for the ``spawn`` start method); ``device`` "auto": CUDA
+    when this process sees it (decided here, so the process that starts it never touches CUDA before
+    forking its pool)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s inference %(levelname)s %(message)s")
     if threads:
         torch.set_num_threads(threads)
@@ -482,7 +491,7 @@ def main(argv: list[str] | None = None) -> None:
     workers, or a bench)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--socket", required=True)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-tiles", type=int, default=None)
     parser.add_argument("--wait-ms", type=float, default=20.0)
     parser.add_argument("--tile", type=int, default=None)
