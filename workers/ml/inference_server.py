@@ -77,7 +77,7 @@ class _Request:
 @dataclass
 class ServerStats:
     """What the server did: each batch's (tiles, requests it took tiles from), the seconds the device was
-    busy with batches and the seconds since the first request."""
+    busy with batches, the seconds since the first request (and, in ``as_dict``, the process's CPU seconds)."""
 
     batches: list[tuple[int, int]] = field(default_factory=list)
     busy_s: float = 0.0
@@ -86,7 +86,7 @@ class ServerStats:
     def as_dict(self) -> dict[str, Any]:
         up = 0.0 if self.first_request is None else time.monotonic() - self.first_request
         return {"batches": list(self.batches), "tiles": sum(t for t, _ in self.batches), "busy_s": self.busy_s,
-                "up_s": up}
+                "up_s": up, "cpu_s": time.process_time()}
 
 
 class InferenceServer:
