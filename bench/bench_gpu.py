@@ -39,8 +39,8 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
-from bench.bench_detect import SCENE, write_big_image
 from bench.bench_inference import compare, rows_of
+from bench.detect_platform import SCENE, write_big_image
 from bench.report import BenchRow, emit
 from workers.experiments import repository
 from workers.experiments.runner import run_one
