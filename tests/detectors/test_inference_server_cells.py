@@ -24,17 +24,18 @@ def test_a_cell_detected_through_the_server_finds_what_it_finds_in_process(train
                            format="json")
     assert response.status_code == 201, response.json()
     cell = DetectionCell.objects.filter(run_id=response.json()["id"]).order_by("key").first()
-
-    local = _rows(str(cell.pk))
-    assert local
-
-    settings.DETECT_INFERENCE = "server"
-    settings.INFERENCE_SERVER_SOCKET = str(tmp_path / "inference.sock")
-    settings.INFERENCE_SERVER_TIMEOUT_S = 60
-    pipelines._models.clear()  # loaded again on the CPU, as a pool process beside a server does
-    supervisor = ServerSupervisor(settings.INFERENCE_SERVER_SOCKET, "cpu", threads=1)
-    supervisor.start()
+    socket = str(tmp_path / "inference.sock")
+    supervisor = ServerSupervisor(socket, "cpu", threads=1)
+    supervisor.start(wait_ready_s=None)  # it imports while the cell is detected in-process
     try:
+        local = _rows(str(cell.pk))
+        assert local
+
+        settings.DETECT_INFERENCE = "server"
+        settings.INFERENCE_SERVER_SOCKET = socket
+        settings.INFERENCE_SERVER_TIMEOUT_S = 60
+        pipelines._models.clear()  # loaded again on the CPU, as a pool process beside a server does
+        pipelines.detection_tiles(cell.run.training_run).client.connect_timeout_s = 60
         assert _rows(str(cell.pk)) == local
         supervisor.stop()
         client_of_cell = pipelines._inference_clients[settings.INFERENCE_SERVER_SOCKET]
