@@ -178,10 +178,10 @@ def detection_phase(tmp: Path, rows: list[BenchRow]) -> None:
     spent = {"network": 0.0}
     original = predict_module.predict_array
 
-    def timed(m, img):
+    def timed(m, img, tiles=None):
         t = time.perf_counter()
         try:
-            return original(m, img)
+            return original(m, img, tiles)
         finally:
             spent["network"] += time.perf_counter() - t
 
