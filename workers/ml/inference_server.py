@@ -229,8 +229,11 @@ class InferenceServer:
                         reply = ("ok", None)
                     elif kind == "predict":
                         key, name, shape, n_out = args
-                        if name not in attached:
-                            attached[name] = _attach(name)
+                        if name not in attached:  # a client's new (larger) block: its old one is unused now
+                            for stale in attached.values():
+                                with contextlib.suppress(BufferError):  # else closed when collected
+                                    stale.close()
+                            attached = {name: _attach(name)}
                         self._predict(key, attached[name], tuple(shape), n_out)
                         reply = ("ok", None)
                     elif kind == "stats":
