@@ -20,6 +20,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -108,7 +109,7 @@ def compare(model_dir: Path, image: Path, windows: list[Window], processes: int,
     for mode in modes:
         supervisor, address = None, None
         if mode == "server":
-            address = str(Path(tempfile.mkdtemp(prefix="bench-inference-")) / "inference.sock")
+            address = str(Path(tempfile.mkdtemp(prefix="bench-inference-sock-")) / "inference.sock")
             supervisor = ServerSupervisor(address, device, max_batch=batch, max_wait_s=wait_s, tile=tile,
                                           threads=server_threads)
             supervisor.start()
@@ -143,6 +144,7 @@ def compare(model_dir: Path, image: Path, windows: list[Window], processes: int,
         finally:
             if supervisor is not None:
                 supervisor.stop()
+                shutil.rmtree(Path(address).parent, ignore_errors=True)
     return out
 
 
@@ -167,6 +169,13 @@ def rows_of(result: dict[str, dict[str, Any]], conditions: str, suffix: str = ""
 
 def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-inference-"))
+    try:
+        return run(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(tmp: Path) -> int:
     _, model_dir, scene = train_on_scene(tmp)
     image = tmp / "big.tif"
     write_big_image(image, scene, SIZE)
