@@ -15,6 +15,8 @@ with rows; each row is emitted as soon as its phase ends.
      ``predict_windows``: ``detect_mp_per_s_gpu``. No database, broker or exports: this is the ML core's rate,
      the ceiling of a platform detection on that machine.
    The GPU's busy share is sampled with ``nvidia-smi`` (utilization.gpu: the share of time a kernel ran).
+   - the same windows and processes with the network in one inference server (``workers.ml.inference_server``,
+     the GPU worker's design), recipe tiles then 1024 px tiles: ``inference_server_*_gpu`` (bench_inference).
 2. Training: every real dataset present (3 seeds) and the synthetic set with the default recipe on the GPU.
 3. GPU recipe candidates on the real datasets: fine-tuning the last encoder blocks (``train_blocks``).
 """
@@ -37,7 +39,8 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
-from bench.bench_detect import SCENE, write_big_image
+from bench.bench_inference import compare, rows_of
+from bench.detect_platform import SCENE, write_big_image
 from bench.report import BenchRow, emit
 from workers.experiments import repository
 from workers.experiments.runner import run_one
@@ -175,10 +178,10 @@ def detection_phase(tmp: Path, rows: list[BenchRow]) -> None:
     spent = {"network": 0.0}
     original = predict_module.predict_array
 
-    def timed(m, img):
+    def timed(m, img, tiles=None):
         t = time.perf_counter()
         try:
-            return original(m, img)
+            return original(m, img, tiles)
         finally:
             spent["network"] += time.perf_counter() - t
 
@@ -221,6 +224,27 @@ def detection_phase(tmp: Path, rows: list[BenchRow]) -> None:
             f"read->network->polygons, {found} objects, no database/broker/exports, {wall:.0f} s")
     rows.append(BenchRow("detect_mp_per_s_gpu", SIZE * SIZE / 1e6 / wall, "MP/s", ">= 50 (#17)", cond))
     rows.append(BenchRow("detect_gpu_busy_share", gpu.share or 0.0, "share", "high (the GPU never waits)", cond))
+    server_phase(model_dir, image, windows, processes, device, rows)
+
+
+def server_phase(model_dir: Path, image: Path, windows: list, processes: int, device: str,
+                 rows: list[BenchRow]) -> None:
+    """The GPU worker's design (``workers.ml.inference_server``): the same windows and CPU processes as the
+    phase above, the network in one server process batching every process's tiles (bf16), with the recipe's
+    tiles then with 1024 px tiles (``INFERENCE_SERVER_TILE``)."""
+    for tile in (None, 1024):
+        if left() < 60:
+            log({"phase": "inference server", "tile": tile, "skipped": "deadline"})
+            return
+        batch = 16 if tile is None else 4
+        result = compare(model_dir, image, windows, processes, device, tile=tile, batch=batch,
+                         modes=("server",), monitor=GpuSampler)["server"]
+        log({"phase": "inference server", "tile": tile, **{k: v for k, v in result.items()}})
+        suffix = "_gpu" if tile is None else "_gpu_tile1024"
+        cond = (f"{device_name()}; {SIZE}x{SIZE} generated trees, {len(windows)} windows of {WINDOW_SIDE} px over "
+                f"{processes} CPU processes (1 thread each) and one inference server (batches of {batch} tiles of "
+                f"{tile or 'the recipe'} px, bf16); nvidia-smi busy {describe_share(result.get('sampled_busy'))}")
+        rows += rows_of({"server": result}, cond, suffix)
 
 
 def training_phase(rows: list[BenchRow]) -> None:

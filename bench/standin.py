@@ -149,15 +149,15 @@ def install_window_positions() -> None:
     if getattr(original, "announces_windows", False):
         return
 
-    def _window_probs(src, window, image, margin, model):
+    def _window_probs(src, window, image, margin, model, tiles=None):
         if isinstance(model.network, RecordedNetwork):
             row, col = int(window.row_off) - margin, int(window.col_off) - margin
             model.network.expect_window(row, col, image.shape[1], image.shape[2], model.recipe)
-            probs = original(src, window, image, margin, model)
+            probs = original(src, window, image, margin, model, tiles)
             if model.network.tiles_left:
                 raise RuntimeError(f"{model.network.tiles_left} tiles announced were never asked for")
             return probs
-        return original(src, window, image, margin, model)
+        return original(src, window, image, margin, model, tiles)
 
     _window_probs.announces_windows = True
     predict._window_probs = _window_probs

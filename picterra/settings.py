@@ -152,6 +152,21 @@ CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 1, minimum=1)
 WORKER_TORCH_THREADS = env_int(
     "WORKER_TORCH_THREADS", max(1, (os.cpu_count() or 1) // CELERY_WORKER_CONCURRENCY), minimum=1
 )
+# Where detection cells run the network: "local", in each worker process (the default); or "server", in one
+# inference server process that the worker starts beside its pool (workers/tasks.py) and that owns the
+# device: it batches the tiles of all the pool's cells while the pool's processes read and post-process
+# (ARCHITECTURE.md, "The GPU worker"). Training always runs in the pool process.
+DETECT_INFERENCE = env_str("DETECT_INFERENCE", "local")
+if DETECT_INFERENCE not in ("local", "server"):
+    raise ImproperlyConfigured(f"DETECT_INFERENCE={DETECT_INFERENCE!r} must be 'local' or 'server'")
+INFERENCE_SERVER_SOCKET = env_str("INFERENCE_SERVER_SOCKET", str(VAR_DIR / "run" / "inference.sock"))
+# A cell's request unanswered for this long fails the attempt (retried like any error): never a hang.
+INFERENCE_SERVER_TIMEOUT_S = env_int("INFERENCE_SERVER_TIMEOUT_S", 300, minimum=5)
+# Tiles per network call (0: 16 on a GPU, 1 on a CPU), and how long a tile waits for others to fill a batch.
+INFERENCE_SERVER_BATCH_TILES = env_int("INFERENCE_SERVER_BATCH_TILES", 0, minimum=0)
+INFERENCE_SERVER_WAIT_MS = env_int("INFERENCE_SERVER_WAIT_MS", 20, minimum=0, maximum=10_000)
+# Tile side the server asks for (0: the recipe's ``predict_tile``); larger on a GPU wastes less on overlaps.
+INFERENCE_SERVER_TILE = env_int("INFERENCE_SERVER_TILE", 0, minimum=0)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -52,6 +52,7 @@ from workers.ml.config import DetectorConfig
 from workers.ml.datasets import LabelledImage
 from workers.ml.evaluation import ImageEvaluation, evaluate_image, evaluation_metrics
 from workers.ml.grid import GridCell, cell_border_strips, merge_across_cells, merged_shape
+from workers.ml.inference_server import InferenceClient, ServerTiles
 from workers.ml.model_card import load_model, save_model
 from workers.ml.predict import detect_in_cell
 from workers.ml.progress import StepClock
@@ -246,10 +247,12 @@ def next_areas(model: TrainedModel, inputs, evaluations: list[ImageEvaluation]) 
 # --- Detection ----------------------------------------------------------------------------------------------------
 
 _models: dict[str, TrainedModel] = {}
+_inference_clients: dict[str, InferenceClient] = {}  # this process's connection to the inference server
 
 
 def load_trained_model(training_run: TrainingRun) -> TrainedModel:
-    """The trained network of a version, loaded once per worker process and reused across cells."""
+    """The trained network of a version, loaded once per worker process and reused across cells (on the CPU
+    when an inference server owns the device: this copy only cuts tiles and is sent to the server)."""
     key = str(training_run.pk)
     if key not in _models:
         store = get_blob_store()
@@ -258,10 +261,21 @@ def load_trained_model(training_run: TrainingRun) -> TrainedModel:
             for blob in store.list(folder):
                 with store.open_read(blob) as src, open(Path(tmp) / blob.rsplit("/", 1)[-1], "wb") as dst:
                     dst.write(src.read())
-            model = load_model(Path(tmp))
+            model = load_model(Path(tmp), device="cpu" if settings.DETECT_INFERENCE == "server" else None)
         _models.clear()  # one version at a time per process: bounded memory
         _models[key] = model
     return _models[key]
+
+
+def detection_tiles(training_run: TrainingRun) -> ServerTiles | None:
+    """Where a cell's tiles are predicted: None for in-process (``DETECT_INFERENCE=local``), else by the
+    worker's inference server, the model known there by the version's id."""
+    if settings.DETECT_INFERENCE != "server":
+        return None
+    address = settings.INFERENCE_SERVER_SOCKET
+    if address not in _inference_clients:
+        _inference_clients[address] = InferenceClient(address, timeout_s=settings.INFERENCE_SERVER_TIMEOUT_S)
+    return ServerTiles(_inference_clients[address], f"training-run-{training_run.pk}")
 
 
 def run_detection_cell(cell_id: str) -> str:
@@ -291,7 +305,7 @@ def detect_cell_objects(cell_id: str) -> CellObjects:
         source = pair_source(image, run.second_image)  # the same grid, margins and merge: only pixels differ
     try:
         with rasterio.Env(**store.gdal_env()), open_image(source) as src:
-            found = detect_in_cell(model, src, grid_cell, cell.margin, region)
+            found = detect_in_cell(model, src, grid_cell, cell.margin, region, detection_tiles(run.training_run))
     except ImagePairError as exc:
         raise JobFailed(str(exc)) from exc
     found = [d for d in found if class_ids.get(d.class_name)]

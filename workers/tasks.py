@@ -13,19 +13,49 @@ from __future__ import annotations
 
 import torch
 from celery import Task, shared_task
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_shutdown
 from django.conf import settings
 
 from imagery.ingest import ingest_image as run_ingest
 from imagery.purge import purge_pending_blobs
 from picterra.jobs import RUNNING_ELSEWHERE, Job, RetryLater
 from workers import pipelines, sweeper
+from workers.ml.inference_server import ServerSupervisor
+
+#: The inference server this worker started (``DETECT_INFERENCE=server``), by name; none otherwise.
+_inference_servers: dict[str, ServerSupervisor] = {}
 
 
 @worker_process_init.connect
 def share_cpu_cores(**_) -> None:
     """Each pool process gets its share of the cores for PyTorch (prediction; training sets its own)."""
     torch.set_num_threads(settings.WORKER_TORCH_THREADS)
+
+
+@worker_init.connect
+def start_inference_server(**_) -> None:
+    """With ``DETECT_INFERENCE=server``, a worker that takes the ``gpu`` queue starts, before its pool, the
+    process that owns the device and batches its pool's tiles (``workers.ml.inference_server``), and
+    starts it again if it dies; a cell that was waiting on it fails its attempt and is retried."""
+    if settings.DETECT_INFERENCE != "server" or "gpu" not in settings.CELERY_WORKER_QUEUES:
+        return
+    supervisor = ServerSupervisor(
+        settings.INFERENCE_SERVER_SOCKET,
+        "auto",
+        max_batch=settings.INFERENCE_SERVER_BATCH_TILES or None,
+        max_wait_s=settings.INFERENCE_SERVER_WAIT_MS / 1000,
+        tile=settings.INFERENCE_SERVER_TILE or None,
+        threads=settings.WORKER_TORCH_THREADS,
+    )
+    supervisor.start()
+    _inference_servers["gpu"] = supervisor
+
+
+@worker_shutdown.connect
+def stop_inference_server(**_) -> None:
+    for supervisor in _inference_servers.values():
+        supervisor.stop()
+    _inference_servers.clear()
 
 
 class RowJob(Task):

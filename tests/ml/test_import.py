@@ -7,7 +7,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_ml_core_imports_no_django():
     code = (
-        "import sys, workers.ml, workers.ml.__main__, workers.experiments, workers.experiments.__main__\n"
+        "import sys, workers.ml, workers.ml.__main__, workers.ml.inference_server, workers.experiments,"
+        " workers.experiments.__main__\n"
         "bad = sorted(m for m in sys.modules if m == 'django' or m.startswith('django.'))\n"
         "print(bad); sys.exit(1 if bad else 0)\n"
     )

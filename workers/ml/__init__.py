@@ -13,7 +13,9 @@ Public API (plain functions; see each docstring for units and why):
 - ``predict_window(model: TrainedModel, src: rasterio.DatasetReader, window: rasterio.windows.Window)
   -> list[Detection]`` with ``Detection(geometry: Polygon in image CRS, class_name: str, score: float)``;
   ``predict_windows(model, src, windows)`` streams many windows with read-ahead;
-  ``detections_to_geojson(detections, crs) -> dict`` gives lon/lat GeoJSON.
+  ``detections_to_geojson(detections, crs) -> dict`` gives lon/lat GeoJSON. Each also takes ``tiles``: a
+  ``TileRunner`` such as ``inference_server.ServerTiles(InferenceClient(socket), key)``, whose server process
+  owns the device and batches the tiles of many processes' windows (the GPU worker).
 - ``score_detections(predicted: Sequence[(geometry, class)], truth: Sequence[(geometry, class)],
   accuracy_areas: Sequence[geometry], classes: Sequence[str], detection_type: str = "count") -> dict``.
 - ``evaluate_image(model, src, *, classes, detection_type, accuracy_areas, truth, testing_areas, training_areas,

@@ -4,7 +4,9 @@ each tile is also predicted mirrored and turned, and the maps, taken back to the
 (test-time augmentation).
 
 On CUDA the tiles go through pinned memory with bf16 autocast, and ``predict_windows`` reads the next
-window in a background thread while the model runs on the current one.
+window in a background thread while the model runs on the current one. Given a ``TileRunner`` (the GPU
+worker's ``inference_server.ServerTiles``), a window's tiles are predicted by another process that batches
+them with other windows' tiles; cutting and blending stay here.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 import numpy as np
 import shapely
@@ -30,6 +33,25 @@ from .grid import GridCell
 from .postprocess import Detection, instance_labels, labels_to_detections
 from .raster_io import geometry_window, read_window, window_geometry, window_transform
 from .trained import TrainedModel
+
+
+class TileRunner(Protocol):
+    """Predicts a window's tiles somewhere else than with the model in this process (an inference server).
+
+    ``device_type`` is where the network runs ("cuda": the recipe's tile side, "cpu": at most
+    ``CPU_MAX_TILE``), ``tile`` a side to use instead of the recipe's (None: the recipe's)."""
+
+    @property
+    def device_type(self) -> str: ...
+
+    @property
+    def tile(self) -> int | None: ...
+
+    def prepare(self, model: TrainedModel) -> None:
+        """Make ``model`` ready where the tiles run (once per model)."""
+
+    def tile_probs(self, model: TrainedModel, tiles: np.ndarray) -> np.ndarray:
+        """(n, c, h, w) uint8 tiles -> (n, n_out, h, w) float32, as ``_tta_probs`` computes them."""
 
 
 def _ramp(th: int, tw: int, overlap: int) -> np.ndarray:
@@ -132,17 +154,20 @@ def _tta_probs(
 
 
 @torch.inference_mode()
-def predict_array(model: TrainedModel, image: np.ndarray) -> np.ndarray:
+def predict_array(model: TrainedModel, image: np.ndarray, tiles: TileRunner | None = None) -> np.ndarray:
     """(3, H, W) uint8 -> (n_classes + 2 + box channels, H, W) float32: background/class probabilities, the
     core probability, then (networks with a box-size head) the log width and log height of the object's box in
-    image pixels and (with a centre head) the offset (u, v) to its centre in box sides."""
+    image pixels and (with a centre head) the offset (u, v) to its centre in box sides. ``tiles``: where the
+    tiles are predicted (None: by the model here)."""
     net = model.network
     dev = torch.device(model.device)
     check_channels(model.recipe.dates, image.shape[0])  # a pair for a change model, one image otherwise
     _, h, w = image.shape
     overlap = model.recipe.overlap
-    cuda = dev.type == "cuda"
+    cuda = (tiles.device_type if tiles is not None else dev.type) == "cuda"
     tile, limit = model.recipe.predict_tile, None
+    if tiles is not None and tiles.tile:
+        tile = tiles.tile  # e.g. larger tiles on a GPU server: fewer overlaps computed twice
     if not cuda and tile > CPU_MAX_TILE:
         tile = limit = CPU_MAX_TILE
     # scale matching: tiles are cut from the image's pixels and resampled by the model's scale, so the
@@ -166,6 +191,13 @@ def predict_array(model: TrainedModel, image: np.ndarray) -> np.ndarray:
     # on CPU one tile at a time: the encoder is memory-bandwidth bound and larger batches ran slower
     bs = max(1, model.recipe.batch_tiles) if cuda else 1
     transforms = TTA_TRANSFORMS[model.recipe.tta]
+    if tiles is not None:  # every tile of the window in one request: the server makes the batches
+        tiles.prepare(model)
+        found = tiles.tile_probs(model, np.stack([image[:, r : r + th, c : c + tw] for r, c in starts]))
+        for (r, c), p in zip(starts, torch.from_numpy(found), strict=True):
+            acc[:, r : r + th, c : c + tw].add_(p.mul_(ramp))
+            wsum[r : r + th, c : c + tw].add_(ramp)
+        starts = []
     for i in range(0, len(starts), bs):
         group = starts[i : i + bs]
         batch = torch.from_numpy(np.stack([image[:, r : r + th, c : c + tw] for r, c in group]))
@@ -181,10 +213,10 @@ def predict_array(model: TrainedModel, image: np.ndarray) -> np.ndarray:
 
 
 def _window_probs(src: DatasetReader, window: Window, image: np.ndarray, margin: int,
-                  model: TrainedModel) -> np.ndarray:
+                  model: TrainedModel, tiles: TileRunner | None = None) -> np.ndarray:
     """The network's probabilities over ``window`` read with ``margin``; pixels beyond the raster edge (read
     as zeros) are background."""
-    probs = predict_array(model, image)
+    probs = predict_array(model, image, tiles)
     r0, c0 = int(window.row_off) - margin, int(window.col_off) - margin
     outside = np.ones(probs.shape[1:], bool)
     rr = slice(max(0, -r0), max(0, min(probs.shape[1], src.height - r0)))
@@ -214,8 +246,8 @@ def _decode(probs: np.ndarray, src: DatasetReader, window: Window, margin: int, 
 
 
 def _predict_read(model: TrainedModel, src: DatasetReader, window: Window, image: np.ndarray,
-                  margin: int) -> list[Detection]:
-    return _decode(_window_probs(src, window, image, margin, model), src, window, margin, model, model.recipe)
+                  margin: int, tiles: TileRunner | None = None) -> list[Detection]:
+    return _decode(_window_probs(src, window, image, margin, model, tiles), src, window, margin, model, model.recipe)
 
 
 def _margin(model: TrainedModel) -> int:
@@ -227,18 +259,20 @@ def _read_padded(src: DatasetReader, window: Window, margin: int) -> np.ndarray:
                                    window.width + 2 * margin, window.height + 2 * margin))
 
 
-def predict_window(model: TrainedModel, src: DatasetReader, window: Window) -> list[Detection]:
+def predict_window(model: TrainedModel, src: DatasetReader, window: Window,
+                   tiles: TileRunner | None = None) -> list[Detection]:
     """Detect objects in ``window`` of an open raster; polygons in the image CRS.
 
     The window is read with a margin so objects on its edge are seen whole; an object is returned by the
     window that holds its representative point, so a grid of windows reports each object exactly once.
     """
     m = _margin(model)
-    return _predict_read(model, src, window, _read_padded(src, window, m), m)
+    return _predict_read(model, src, window, _read_padded(src, window, m), m, tiles)
 
 
 def detect_in_cell(
-    model: TrainedModel, src: DatasetReader, cell: GridCell, margin: int, region: BaseGeometry | None = None
+    model: TrainedModel, src: DatasetReader, cell: GridCell, margin: int, region: BaseGeometry | None = None,
+    tiles: TileRunner | None = None,
 ) -> list[Detection]:
     """The objects one cell reports: predicted over its window grown by ``margin``, kept when their
     representative point lies in the cell's window (and in ``region``, image CRS, when given).
@@ -249,7 +283,7 @@ def detect_in_cell(
     owned = window_geometry(cell.window, src.transform)
     if region is not None:
         owned = owned.intersection(region)
-    found = predict_window(model, src, cell.padded(margin, src.width, src.height))
+    found = predict_window(model, src, cell.padded(margin, src.width, src.height), tiles)
     if not found:
         return []
     inside = shapely.contains(owned, shapely.point_on_surface([d.geometry for d in found]))
@@ -279,8 +313,8 @@ def predict_areas_post_processed(model: TrainedModel, src: DatasetReader, areas:
     return found
 
 
-def predict_windows(model: TrainedModel, src: DatasetReader,
-                    windows: Iterable[Window]) -> Iterator[tuple[Window, list[Detection]]]:
+def predict_windows(model: TrainedModel, src: DatasetReader, windows: Iterable[Window],
+                    tiles: TileRunner | None = None) -> Iterator[tuple[Window, list[Detection]]]:
     """``predict_window`` over many windows, reading the next window while the current one is predicted.
 
     Vectorising the previous window in a second thread while the model runs the next was tried: on 2 cores
@@ -294,5 +328,5 @@ def predict_windows(model: TrainedModel, src: DatasetReader,
             image = fut.result()
             nxt = next(it, None)
             fut = pool.submit(_read_padded, src, nxt, m) if nxt is not None else None
-            yield current, _predict_read(model, src, current, image, m)
+            yield current, _predict_read(model, src, current, image, m, tiles)
             current = nxt
