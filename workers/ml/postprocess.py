@@ -175,10 +175,7 @@ def labels_to_detections(labels: np.ndarray, probs: np.ndarray, transform: Affin
         cand &= counts <= recipe.max_area_px
     cand[0] = False
     if keep is not None:
-        kx0, ky0, kx1, ky1 = keep.bounds
-        for v, sl in enumerate(ndimage.find_objects(labels), 1):
-            if sl is not None and cand[v]:
-                cand[v] = sl[1].start < kx1 and sl[1].stop > kx0 and sl[0].start < ky1 and sl[0].stop > ky0
+        cand &= _boxes_meet(labels, counts, keep.bounds)
     if not cand.any():
         return []
     values: list[int] = []
@@ -196,7 +193,7 @@ def labels_to_detections(labels: np.ndarray, probs: np.ndarray, transform: Affin
     pick = np.fromiter(largest.values(), np.intp, len(largest))
     pick = pick[areas[pick] >= recipe.min_area_px]
     if keep is not None and pick.size:
-        pick = pick[shapely.contains(keep, shapely.point_on_surface(parts[pick]))]
+        pick = pick[_points_on_surface_in(parts[pick], keep)]
     polys = parts[pick]
     if recipe.simplify_px > 0 and polys.size:
         # plain Douglas-Peucker is ~10x faster than the topology-preserving variant; the few shapes it
@@ -222,6 +219,38 @@ def labels_to_detections(labels: np.ndarray, probs: np.ndarray, transform: Affin
         geoms = _pixels_to_crs(out_polys, transform, bbox=config.output_type == "bbox")
     return [Detection(g, config.classes[int(cls[v])], float(scores[v]))
             for g, v in zip(geoms, out_values, strict=True)]
+
+
+def _points_on_surface_in(polys: np.ndarray, keep: Polygon) -> np.ndarray:
+    """``shapely.contains(keep, shapely.point_on_surface(polys))``, computing the point only where the answer is
+    not already known: a polygon's point lies in its bounding box, so when ``keep`` is a rectangle a polygon
+    whose box is strictly inside it is in (on the unsimplified pixel outlines ``point_on_surface`` was a third
+    of the polygons' time, and only the objects on the window's edges need it)."""
+    inside = np.zeros(polys.size, bool)
+    x0, y0, x1, y1 = keep.bounds
+    if shapely.equals(keep, shapely.box(x0, y0, x1, y1)):
+        b = shapely.bounds(polys)
+        inside = (b[:, 0] > x0) & (b[:, 1] > y0) & (b[:, 2] < x1) & (b[:, 3] < y1)
+    rest = ~inside
+    inside[rest] = shapely.contains(keep, shapely.point_on_surface(polys[rest]))
+    return inside
+
+
+def _boxes_meet(labels: np.ndarray, counts: np.ndarray, bounds: tuple[float, float, float, float]) -> np.ndarray:
+    """Per instance id: whether its pixels' bounding box (pixel edges) meets the open box ``bounds`` (xmin,
+    ymin, xmax, ymax, pixel coordinates). A box meets it when the instance has a pixel left of xmax, one right
+    of xmin, one above ymax and one below ymin: each is its pixel count minus its count in the strip beyond
+    that edge, and the strips are the window's thin margins (``ndimage.find_objects`` over the whole window
+    cost a fifth of the polygons' time)."""
+    h, w = labels.shape
+    x0, y0, x1, y1 = bounds
+    # a pixel's column x has x < xmax when x < ceil(xmax), and x + 1 > xmin when x >= floor(xmin)
+    left, right = min(max(int(np.ceil(x1)), 0), w), min(max(int(np.floor(x0)), 0), w)
+    top, bottom = min(max(int(np.ceil(y1)), 0), h), min(max(int(np.floor(y0)), 0), h)
+    meets = counts > 0
+    for strip in (labels[:, left:], labels[:, :right], labels[top:], labels[:bottom]):
+        meets &= counts > np.bincount(strip.ravel(), minlength=counts.size)
+    return meets
 
 
 def _regressed_boxes(labels: np.ndarray, core: np.ndarray, box_sizes: np.ndarray, values: list[int],
