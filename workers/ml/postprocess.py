@@ -82,13 +82,17 @@ def instance_labels(probs: np.ndarray, detection_type: str, recipe: Recipe,
         kseeds = seed_id[seeds]
         # nearest kept seed of every pixel (indices only: the distances are not needed)
         iy, ix = ndimage.distance_transform_edt(kseeds == 0, return_distances=False, return_indices=True)
-        grown = kseeds[iy, ix]
         id_comp = np.zeros(n_kept + 1, np.int32)
         id_comp[seed_id[kept]] = seed_comp[kept]
-        # growth must not jump across background into another blob: such pixels stay 0 (dropped); background
-        # and seedless blobs never match a seed's blob
-        mine = id_comp[grown] == comps
-        labels[mine] = grown[mine]
+        # only the seeded blobs' pixels (under half the window) take a seed: background and seedless blobs
+        # never match a seed's blob
+        seeded = per_comp > 0
+        seeded[0] = False
+        px = np.flatnonzero(seeded[comps])
+        grown = kseeds.ravel()[iy.ravel()[px].astype(np.intp) * fg.shape[1] + ix.ravel()[px]]
+        # growth must not jump across background into another blob: such pixels stay 0 (dropped)
+        mine = id_comp[grown] == comps.ravel()[px]
+        labels.ravel()[px[mine]] = grown[mine]
     # every kept seed holds at least its own pixels, so ids 1..n_kept + orphans are all present
     return labels, n_kept + int(orphan.size)
 
@@ -137,7 +141,12 @@ def _seed_mask(core: np.ndarray, fg: np.ndarray, recipe: Recipe) -> np.ndarray:
         return (core > recipe.seed_threshold) & fg
     size = 2 * int(round(recipe.seed_radius_px)) + 1
     peaks = (core == ndimage.maximum_filter(core, size=size)) & (core > recipe.peak_threshold) & fg
-    return ndimage.binary_dilation(peaks) & fg
+    # ``ndimage.binary_dilation`` (4-neighbours) written for a few thousand pixels: it scanned the window
+    ys, xs = np.nonzero(peaks)
+    h, w = peaks.shape
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        peaks[np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)] = True
+    return peaks & fg
 
 
 def labels_to_detections(labels: np.ndarray, probs: np.ndarray, transform: Affine, config: DetectorConfig,
