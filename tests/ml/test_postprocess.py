@@ -227,3 +227,88 @@ def test_peak_seeds_split_touching_objects_whose_cores_merge():
     assert labels[32, 36] != labels[32, 56] and labels[32, 36] > 0 and labels[32, 56] > 0
     # peaks closer than the radius are one object
     assert instance_labels(probs, "count", Recipe(seed_radius_px=24))[1] == 1
+
+
+def _reference_peak_labels(probs, recipe):
+    """Peak-seeded growth written plainly: the peaks grown by ``binary_dilation``, the whole window's distance
+    transform looked up everywhere, ``np.isin`` and ``np.unique`` relabelling (what ``instance_labels`` did
+    before it skipped the background)."""
+    from scipy import ndimage
+
+    fg = 1.0 - probs[0] > recipe.fg_threshold
+    core = probs[-1]
+    size = 2 * int(round(recipe.seed_radius_px)) + 1
+    peaks = (core == ndimage.maximum_filter(core, size=size)) & (core > recipe.peak_threshold) & fg
+    seeds, _ = ndimage.label(ndimage.binary_dilation(peaks) & fg)
+    comps, _ = ndimage.label(fg)
+    labels = np.zeros(fg.shape, np.int64)
+    _, (iy, ix) = ndimage.distance_transform_edt(seeds == 0, return_indices=True)
+    grown = seeds[iy, ix]
+    seed_comp = {int(s): int(c) for s, c in zip(seeds[seeds > 0], comps[seeds > 0], strict=True)}
+    same = np.vectorize(lambda g, c: seed_comp.get(int(g)) == c)(grown, comps) & fg
+    labels[same] = grown[same]
+    orphan = fg & ~np.isin(comps, list(seed_comp.values()))
+    labels[orphan] = comps[orphan] + seeds.max()
+    ids = np.unique(labels)
+    return np.searchsorted(ids, labels).astype(np.int32), len(ids) - 1
+
+
+def test_peak_seeded_growth_matches_plain_version():
+    """Touching crowns of random sizes (a canopy), crowns cut by the window's edges, flat-topped cores whose
+    plateaus give several equal peaks (ties in the nearest-seed growth) and peaks next to the edge: the same
+    labels, pixel for pixel, as the plain version."""
+    from rasterio.features import rasterize
+    from scipy import ndimage
+
+    rng = np.random.default_rng(7)
+    shape_ = (150, 190)
+    centres = rng.uniform([-5, -5], [shape_[1] + 5, shape_[0] + 5], (120, 2))
+    discs = [Point(x, y).buffer(r) for (x, y), r in zip(centres, rng.uniform(3, 11, len(centres)), strict=True)]
+    ids = rasterize(((g, i + 1) for i, g in enumerate(discs)), out_shape=shape_, dtype="int32")
+    fg = (ids > 0).astype(np.float32)
+    for flat in (False, True):
+        core = core_target(ids, 0.45)
+        if flat:  # quantized: plateaus of equal maxima
+            core = np.round(core * 4) / 4
+        else:
+            core = ndimage.gaussian_filter(core, 1.5) + rng.uniform(0, 0.02, shape_).astype(np.float32)
+        probs = np.stack([1 - fg, fg, core.astype(np.float32) * fg])
+        for radius in (2.0, 4.0, 7.0):
+            recipe = Recipe(seed_radius_px=radius, vote_seeds=False)
+            labels, n = instance_labels(probs, "count", recipe)
+            ref, n_ref = _reference_peak_labels(probs, recipe)
+            assert n == n_ref > 20 and np.array_equal(labels, ref)
+
+
+def test_keep_filter_matches_find_objects_and_point_on_surface():
+    """The keep filter's shortcuts give what they replace: instances whose pixels' box meets ``keep``'s box
+    (``find_objects``), and representative points inside ``keep`` (rectangles, ones with fractional or
+    outside bounds, a non-rectangular ``keep``), for polygons inside, across and along its edges."""
+    import shapely
+    from rasterio.features import rasterize
+    from scipy import ndimage
+    from shapely.geometry import box
+
+    from workers.ml.postprocess import _boxes_meet, _points_on_surface_in
+
+    rng = np.random.default_rng(5)
+    shape_ = (60, 80)
+    geoms = [box(x, y, x + w, y + h) for x, y, w, h in rng.integers([-4, -4, 1, 1], [80, 60, 9, 9], (70, 4))]
+    values = rng.integers(1, 40, len(geoms))  # repeated values: instances in several parts
+    labels = rasterize(list(zip(geoms, values.tolist(), strict=True)), out_shape=shape_, dtype="int32")
+    counts = np.bincount(labels.ravel())
+    keeps = [box(8, 8, 72, 52), box(7.5, 3.2, 40.7, 59.9), box(-10, -10, 20, 90), box(100, 0, 120, 10),
+             Polygon([(5, 5), (75, 10), (30, 55)])]  # fmt: skip
+    for x, y in rng.uniform([-5, -5], [85, 65], (30, 2)):  # edges on and between pixel edges
+        w, h = rng.uniform(1, 50, 2)
+        keeps.append(box(round(x), round(y), x + w, y + h) if rng.random() < 0.5 else box(x, y, round(x + w), y + h))
+    parts = np.asarray(geoms + [box(8, 20, 12, 24), box(20, 8, 24, 12), box(71, 20, 72, 24)], dtype=object)
+    for keep in keeps:
+        x0, y0, x1, y1 = keep.bounds
+        expected = np.zeros(counts.size, bool)
+        for v, sl in enumerate(ndimage.find_objects(labels), 1):
+            if sl is not None:
+                expected[v] = sl[1].start < x1 and sl[1].stop > x0 and sl[0].start < y1 and sl[0].stop > y0
+        assert np.array_equal(_boxes_meet(labels, counts, keep.bounds), expected)
+        direct = shapely.contains(keep, shapely.point_on_surface(parts))
+        assert np.array_equal(_points_on_surface_in(parts, keep), direct)

@@ -257,6 +257,7 @@ def _boxes_meet(labels: np.ndarray, counts: np.ndarray, bounds: tuple[float, flo
     left, right = min(max(int(np.ceil(x1)), 0), w), min(max(int(np.floor(x0)), 0), w)
     top, bottom = min(max(int(np.ceil(y1)), 0), h), min(max(int(np.floor(y0)), 0), h)
     meets = counts > 0
+    meets[0] = False  # the background
     for strip in (labels[:, left:], labels[:, :right], labels[top:], labels[:bottom]):
         meets &= counts > np.bincount(strip.ravel(), minlength=counts.size)
     return meets
