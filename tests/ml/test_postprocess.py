@@ -312,3 +312,55 @@ def test_keep_filter_matches_find_objects_and_point_on_surface():
         assert np.array_equal(_boxes_meet(labels, counts, keep.bounds), expected)
         direct = shapely.contains(keep, shapely.point_on_surface(parts))
         assert np.array_equal(_points_on_surface_in(parts, keep), direct)
+
+
+def _reference_vote_labels(fg, weight, boxes, recipe):
+    """Vote grouping written plainly: ``ndimage.center_of_mass`` of the peaks' plateaus and an unbounded
+    nearest-centre query for every vote (what ``vote_labels`` did before it bounded the search)."""
+    from scipy import ndimage
+    from scipy.spatial import cKDTree
+
+    h, w = fg.shape
+    ys, xs = np.nonzero(fg)
+    bw, bh = np.exp(boxes[0][ys, xs]), np.exp(boxes[1][ys, xs])
+    vx, vy = xs + 0.5 + boxes[2][ys, xs] * bw, ys + 0.5 + boxes[3][ys, xs] * bh
+    at = np.clip(vy.astype(np.intp), 0, h - 1) * w + np.clip(vx.astype(np.intp), 0, w - 1)
+    sigma = max(1.0, recipe.seed_radius_px / 3)
+    heat = ndimage.gaussian_filter(np.bincount(at, weights=weight[ys, xs], minlength=h * w).reshape(h, w), sigma)
+    size = 2 * int(round(recipe.seed_radius_px)) + 1
+    floor = recipe.peak_threshold * max(recipe.min_area_px, 1.0) / (2 * np.pi * sigma**2)
+    plateaus, n = ndimage.label((heat == ndimage.maximum_filter(heat, size=size)) & (heat > floor))
+    centres = np.asarray(ndimage.center_of_mass(plateaus > 0, plateaus, range(1, n + 1)))
+    dist, nearest = cKDTree(centres[:, ::-1] + 0.5).query(np.column_stack([vx, vy]))
+    near = dist <= np.maximum(bw, bh) / 2
+    labels = np.zeros(fg.shape, np.int64)
+    labels[ys[near], xs[near]] = nearest[near] + 1
+    ids = np.unique(labels)
+    return np.searchsorted(ids, labels).astype(np.int32), len(ids) - 1
+
+
+def test_vote_grouping_matches_plain_version():
+    """Touching objects of varied sizes, cut by the window's edges, whose pixels vote for their centre with
+    noise (some votes far off, some sizes tiny): the same labels as the plain version."""
+    from rasterio.features import rasterize
+
+    from workers.ml.postprocess import vote_labels
+
+    rng = np.random.default_rng(11)
+    shape_ = (140, 180)
+    centres = rng.uniform([-4, -4], [shape_[1] + 4, shape_[0] + 4], (90, 2))
+    radii = rng.uniform(3, 12, len(centres))
+    ids = rasterize(((Point(x, y).buffer(r), i + 1) for i, ((x, y), r) in enumerate(zip(centres, radii, strict=True))),
+                    out_shape=shape_, dtype="int32")  # fmt: skip
+    yy, xx = np.mgrid[: shape_[0], : shape_[1]] + 0.5
+    side = np.where(ids > 0, 2 * np.r_[1, radii][ids], 4.0) * np.exp(rng.normal(0, 0.3, shape_))
+    boxes = np.stack([np.log(side), np.log(side * rng.uniform(0.7, 1.3, shape_)),
+                      (np.r_[0, centres[:, 0]][ids] - xx) / side + rng.normal(0, 0.15, shape_),
+                      (np.r_[0, centres[:, 1]][ids] - yy) / side + rng.normal(0, 0.15, shape_)]).astype(np.float32)
+    fg = ids > 0
+    weight = np.where(fg, rng.uniform(0.55, 1.0, shape_), 0.2).astype(np.float32)
+    for radius in (3.0, 6.0):
+        recipe = Recipe(seed_radius_px=radius, min_area_px=8.0)
+        labels, n = vote_labels(fg, weight, boxes, recipe)
+        ref, n_ref = _reference_vote_labels(fg, weight, boxes, recipe)
+        assert n == n_ref > 30 and np.array_equal(labels, ref)
