@@ -4,17 +4,19 @@ The ceiling bench (``bench_ceiling``) says where a cell's time goes through the 
 times the pure functions that dominate it on one inner 2,048 px cell (plus the window's margin) of the same
 large image, in this process, with no database or worker, so a change to them is measured in seconds rather
 than a 6-minute platform run:
-- the same detector as the detection benches (``bench/detect_platform.py``: trained on the generated
-  1,024 px scene, 40 s budget) and its outputs recorded over the scene's orientations (``bench/standin.py``);
+- two detectors trained as the detection benches train theirs (``bench/detect_platform.py``: the generated
+  1,024 px scene, 40 s budget): the benches' polygon detector, whose calibration picks peak seeds, and a bbox
+  detector (box head and centre head, vote seeds); their outputs recorded over the scene's orientations
+  (``bench/standin.py``);
 - the cell's probabilities from ``predict.predict_array`` with the stand-in network (as a worker computes
   them, the real network's outputs on those pixels);
 - ``instance_labels`` (seeds, growth; vote seeds when the calibrated recipe uses them), ``labels_to_detections``
   (tracing, keep filter, simplification) and ``detectors.results.stored_geometries`` (lon/lat, WKB, areas),
-  each repeated and timed in CPU seconds (``time.process_time``; the best of the repetitions), with the
-  recipe's seeds both ways (peaks grown by the nearest-seed transform, and vote seeds).
+  each with the detector's calibrated recipe, repeated and timed in CPU seconds (``time.process_time``; the
+  best of the repetitions).
 
-The trained model, recorded outputs and the cell's probabilities are kept in BENCH_POSTPROCESS_DIR (default
-a temporary folder, removed) so before/after comparisons can reuse one map: set it to a folder to keep them.
+The trained models, recorded outputs and the cell's probabilities are kept in BENCH_POSTPROCESS_DIR (default a
+temporary folder, removed) so before/after comparisons can reuse the same maps: set it to a folder to keep them.
 BENCH_POSTPROCESS_REPEATS (default 5).
 """
 
@@ -24,7 +26,6 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,23 +38,29 @@ SIZE = 20000
 REPEATS = int(os.environ.get("BENCH_POSTPROCESS_REPEATS", "5"))
 
 
-def prepare(folder: Path):
-    """(model, probabilities over the cell and its margin, margin), trained and computed once per folder."""
-    from bench.detect_platform import big_image_region, train_on_scene
+def prepare(folder: Path, output_type: str):
+    """(model, probabilities over the cell and its margin, margin) for a detector of ``output_type`` trained on
+    the detection benches' scene as ``bench/detect_platform.train_on_scene`` trains (40 s budget), computed
+    once per folder."""
+    from bench.detect_platform import SCENE, big_image_region
     from bench.standin import RecordedNetwork, RecordedOutputs, record_outputs
     from workers.ml import predict
-    from workers.ml.model_card import load_model
+    from workers.ml.config import DetectorConfig
+    from workers.ml.model_card import load_model, save_model
+    from workers.ml.synthetic import labelled_scene, make_scene
+    from workers.ml.train import train_detector
 
     model_dir, outputs, probs_path = folder / "model", folder / "outputs.npy", folder / "cell-probs.npy"
+    scene = make_scene("trees", seed=11, size=(SCENE, SCENE), gsd=0.3)
     if not model_dir.exists():
-        model, _, scene = train_on_scene(folder)
+        labelled, _ = labelled_scene(scene, folder / "scene.tif")
+        config = DetectorConfig.from_dict({"classes": scene.classes, "output_type": output_type})
+        model = train_detector([labelled], config, time_budget_s=40, threads=os.cpu_count() or 1)
         record_outputs(model.network, scene, outputs)
+        save_model(model, model_dir)
     model = load_model(model_dir, device="cpu")
     margin = int(model.recipe.overlap)
     if not probs_path.exists():
-        from workers.ml.synthetic import make_scene
-
-        scene = make_scene("trees", seed=11, size=(1024, 1024), gsd=0.3)
         side = CELL + 2 * margin
         image = big_image_region(scene, ORIGIN - margin, ORIGIN - margin, side, side, size=SIZE)
         net = model.network
@@ -102,41 +109,37 @@ def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "picterra.settings")
     django.setup()
     keep = os.environ.get("BENCH_POSTPROCESS_DIR")
-    folder = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="bench-postprocess-"))
-    folder.mkdir(parents=True, exist_ok=True)
+    root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="bench-postprocess-"))
+    mp = CELL * CELL / 1e6
+    rows = []
     try:
-        model, probs, margin = prepare(folder)
+        for output_type in ("polygon", "bbox"):
+            (root / output_type).mkdir(parents=True, exist_ok=True)
+            model, probs, margin = prepare(root / output_type, output_type)
+            r = model.recipe
+            m = measure(model, probs, margin, r)
+            total = m["instances"] + m["polygons"] + m["lonlat_wkb"]
+            seeds = "votes" if r.vote_seeds and r.regress_boxes and r.seed_radius_px >= 1 else "peaks"
+            print(
+                f"{output_type} detector (seeds: {seeds}, seed_radius_px={r.seed_radius_px:.1f}): {m['labels']} "
+                f"instances, {m['objects']} objects; instances {m['instances']:.3f} s, polygons {m['polygons']:.3f} s, "
+                f"lon/lat WKB {m['lonlat_wkb']:.3f} s CPU",
+                flush=True,
+            )
+            conditions = (
+                f"one inner {CELL}² cell of the ceiling bench's image ({probs.shape[1]}² with margin), {output_type} "
+                f"detector, {seeds} seeds, {m['objects']} objects, best of {REPEATS}, 1 process"
+            )
+            name = f"postprocess_{output_type}"
+            rows += [
+                BenchRow(f"{name}_instances_cpu_s", m["instances"], "CPU s", "", conditions),
+                BenchRow(f"{name}_polygons_cpu_s", m["polygons"], "CPU s", "", conditions),
+                BenchRow(f"{name}_lonlat_wkb_cpu_s", m["lonlat_wkb"], "CPU s", "", conditions),
+                BenchRow(f"{name}_mp_per_cpu_s", mp / total, "MP/CPU-s", ">= 8 (whole CPU side)", conditions),
+            ]
     finally:
         if not keep:
-            shutil.rmtree(folder, ignore_errors=True)
-    mp = CELL * CELL / 1e6
-    recipe = model.recipe
-    variants = {"calibrated": recipe}
-    if recipe.vote_seeds and recipe.seed_radius_px >= 1:
-        variants["peaks"] = replace(recipe, vote_seeds=False)
-    elif probs.shape[0] >= model.network.n_classes + 6:
-        variants["votes"] = replace(recipe, vote_seeds=True, seed_radius_px=max(recipe.seed_radius_px, 4.0))
-    rows = []
-    shape = f"{probs.shape[1]}x{probs.shape[2]}"
-    for name, r in variants.items():
-        m = measure(model, probs, margin, r)
-        total = m["instances"] + m["polygons"] + m["lonlat_wkb"]
-        print(
-            f"{name} (vote_seeds={r.vote_seeds}, seed_radius_px={r.seed_radius_px:.1f}): {m['labels']} instances, "
-            f"{m['objects']} objects; instances {m['instances']:.3f} s, polygons {m['polygons']:.3f} s, "
-            f"lon/lat WKB {m['lonlat_wkb']:.3f} s CPU",
-            flush=True,
-        )
-        conditions = (
-            f"one inner {CELL}² cell of the ceiling bench's image ({shape} with margin), {m['objects']} objects, "
-            f"seeds: {name}, best of {REPEATS}, 1 process"
-        )
-        rows += [
-            BenchRow(f"postprocess_{name}_instances_cpu_s", m["instances"], "CPU s", "", conditions),
-            BenchRow(f"postprocess_{name}_polygons_cpu_s", m["polygons"], "CPU s", "", conditions),
-            BenchRow(f"postprocess_{name}_lonlat_wkb_cpu_s", m["lonlat_wkb"], "CPU s", "", conditions),
-            BenchRow(f"postprocess_{name}_mp_per_cpu_s", mp / total, "MP/CPU-s", ">= 8 (whole CPU side)", conditions),
-        ]
+            shutil.rmtree(root, ignore_errors=True)
     emit(rows)
     return 0
 
