@@ -190,16 +190,18 @@ def labels_to_detections(labels: np.ndarray, probs: np.ndarray, transform: Affin
 
     Instances that cannot pass (fewer pixels than ``min_area_px``, a score under ``min_score``, or a bounding
     box off ``keep``) are masked out before tracing: tracing and building polygons is most of the cost."""
-    flat = labels.ravel()
-    counts = np.bincount(flat)
+    # sums over the instances' pixels only (the background is most of the window), in the same order
+    at = np.flatnonzero(labels)
+    ids = labels.ravel()[at]
+    counts = np.bincount(ids)
     n = counts.size - 1
     if n <= 0:
         return []
     nz = np.maximum(counts, 1)
-    scores = np.bincount(flat, weights=(1.0 - probs[0]).ravel(), minlength=n + 1) / nz
+    scores = np.bincount(ids, weights=1.0 - probs[0].ravel()[at], minlength=n + 1) / nz
     n_classes = probs.shape[0] - 2
     if n_classes > 1:
-        means = np.stack([np.bincount(flat, weights=probs[1 + k].ravel(), minlength=n + 1) / nz
+        means = np.stack([np.bincount(ids, weights=probs[1 + k].ravel()[at], minlength=n + 1) / nz
                           for k in range(n_classes)])
         cls = means.argmax(0)
     else:
