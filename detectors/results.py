@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+import shapely
 from django.contrib.gis.geos import GEOSGeometry
 from django.db import connection
 from pyproj import CRS, Geod
@@ -17,23 +19,31 @@ from workers.ml.raster_io import image_crs_to_lonlat_many
 GEOD = Geod(ellps="WGS84")
 
 
-def stored_geometries(geometries: Sequence[BaseGeometry], crs) -> list[tuple[GEOSGeometry, float]]:
-    """Image-CRS polygons as rows want them: lon/lat GEOS geometry and area in square metres.
+def stored_geometries(geometries: Sequence[BaseGeometry], crs) -> list[tuple[str, float]]:
+    """Image-CRS polygons as rows want them: lon/lat geometry as hex EWKB (SRID 4326) and area in square metres.
 
-    Done for all of a window's objects at once (one reprojection pass, WKB not GeoJSON, planar areas in a
-    metric CRS): at thousands of objects per cell this was a large share of a cell's time.
+    Done for all of a window's objects at once (one reprojection pass, one WKB pass, planar areas in a metric
+    CRS): at thousands of objects per cell this was a large share of a cell's time. Hex EWKB, not GEOS objects:
+    a row's geometry field takes it as it is, ``insert_objects`` sends it as it is, and building a Django GEOS
+    object per row (five ctypes calls each) cost more than the reprojection (docs/experiments.md, "Second
+    speed-up").
     """
-    lonlat = image_crs_to_lonlat_many(list(geometries), crs)
+    lonlat = np.empty(len(geometries), object)
+    lonlat[:] = image_crs_to_lonlat_many(list(geometries), crs)
     metric = None
     if crs is not None:
         parsed = CRS.from_user_input(crs)
         if parsed.is_projected and parsed.axis_info[0].unit_name in ("metre", "meter"):
             metric = parsed.axis_info[0].unit_conversion_factor
-    rows = []
-    for original, g in zip(geometries, lonlat, strict=True):
-        area = original.area * metric**2 if metric else abs(GEOD.geometry_area_perimeter(g)[0])
-        rows.append((GEOSGeometry(memoryview(g.wkb), srid=4326), area))
-    return rows
+    if metric:
+        originals = np.empty(len(geometries), object)
+        originals[:] = list(geometries)
+        areas = (shapely.area(originals) * metric**2).tolist()
+    else:
+        areas = [abs(GEOD.geometry_area_perimeter(g)[0]) for g in lonlat]
+    # GEOS' own hex writer took 4x the binary one plus Python's bytes.hex (the same uppercase hex as Django's)
+    ewkb = shapely.to_wkb(shapely.set_srid(lonlat, 4326), include_srid=True)
+    return [(wkb.hex().upper(), area) for wkb, area in zip(ewkb.tolist(), areas, strict=True)]
 
 
 def insert_objects(rows: Sequence[DetectedObject]) -> None:
@@ -62,11 +72,20 @@ def insert_objects(rows: Sequence[DetectedObject]) -> None:
                     row.image_id,
                     row.detector_class_id,
                     row.cell,
-                    row.geometry.hexewkb.decode(),
+                    _hexewkb(row),
                     row.score,
                     row.area_m2,
                 )
             )
+
+
+def _hexewkb(row: DetectedObject) -> str:
+    """A row's geometry as hex EWKB: the value itself when it was given so (``stored_geometries``), without
+    building the GEOS object the field would make of it on access."""
+    value = row.__dict__.get("geometry")
+    if isinstance(value, str) and value[:2] in ("00", "01"):  # hex EWKB starts with its byte order; WKT never does
+        return value
+    return row.geometry.hexewkb.decode()
 
 
 def lonlat_geometry(geometry: BaseGeometry) -> tuple[GEOSGeometry, float]:

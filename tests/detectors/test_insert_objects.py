@@ -52,3 +52,36 @@ def test_inserted_objects_keep_every_field_and_their_exact_geometry(personas, re
     inside = GEOSGeometry(box(6.1, 46.2, 6.1 + 9.5e-5, 46.21).wkt, srid=4326)
     assert DetectedObject.objects.filter(detection_run=run, geometry__intersects=inside).count() == 10
     insert_objects([])  # nothing to insert is not an error
+
+
+@pytest.mark.django_db
+def test_stored_geometries_are_the_rows_geos_geometries_as_hex_ewkb(personas, ready_image):
+    """``stored_geometries`` gives, per polygon, exactly the hex EWKB and area the GEOS objects it used to build
+    gave, in a metric CRS and a geographic one; rows holding them insert the same geometries."""
+    from pyproj import Geod
+    from shapely.geometry import Point
+
+    from detectors.results import stored_geometries
+    from workers.ml.raster_io import image_crs_to_lonlat_many
+
+    ring = Point(500_010, 5_200_010).buffer(6).difference(Point(500_010, 5_200_010).buffer(2))  # with a hole
+    utm = [box(500_000 + i * 3.7, 5_200_000, 500_002.5 + i * 3.7, 5_200_001.3 + i % 4) for i in range(40)] + [ring]
+    degrees = [box(6.1 + i * 1e-5, 46.2, 6.1 + i * 1e-5 + 7e-6, 46.2 + 3e-6) for i in range(20)]
+    geod = Geod(ellps="WGS84")
+    for shapes, crs in ((utm, "EPSG:32632"), (degrees, "EPSG:4326")):
+        lonlats = image_crs_to_lonlat_many(shapes, crs)
+        for original, lonlat, (geometry, area) in zip(shapes, lonlats, stored_geometries(shapes, crs), strict=True):
+            assert geometry == GEOSGeometry(memoryview(lonlat.wkb), srid=4326).hexewkb.decode()
+            assert area == (original.area if crs == "EPSG:32632" else abs(geod.geometry_area_perimeter(lonlat)[0]))
+    assert stored_geometries([], "EPSG:32632") == []
+
+    detector = Detector.objects.create(organization=personas.organization, name="trees")
+    tree = DetectorClass.objects.create(detector=detector, name="tree")
+    version = TrainingRun.objects.create(detector=detector, version=1, status=RunStatus.SUCCEEDED)
+    run = DetectionRun.objects.create(detector=detector, training_run=version)
+    stored = stored_geometries(utm, "EPSG:32632")
+    rows = [DetectedObject(detection_run=run, image=ready_image, detector_class=tree, cell="r0c0", geometry=geometry,
+                           score=i / 100, area_m2=area) for i, (geometry, area) in enumerate(stored)]  # fmt: skip
+    insert_objects(rows)
+    got = list(DetectedObject.objects.filter(detection_run=run).order_by("score"))
+    assert [o.geometry.hexewkb.decode() for o in got] == [g for g, _ in stored]

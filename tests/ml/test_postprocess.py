@@ -227,3 +227,140 @@ def test_peak_seeds_split_touching_objects_whose_cores_merge():
     assert labels[32, 36] != labels[32, 56] and labels[32, 36] > 0 and labels[32, 56] > 0
     # peaks closer than the radius are one object
     assert instance_labels(probs, "count", Recipe(seed_radius_px=24))[1] == 1
+
+
+def _reference_peak_labels(probs, recipe):
+    """Peak-seeded growth written plainly: the peaks grown by ``binary_dilation``, the whole window's distance
+    transform looked up everywhere, ``np.isin`` and ``np.unique`` relabelling (what ``instance_labels`` did
+    before it skipped the background)."""
+    from scipy import ndimage
+
+    fg = 1.0 - probs[0] > recipe.fg_threshold
+    core = probs[-1]
+    size = 2 * int(round(recipe.seed_radius_px)) + 1
+    peaks = (core == ndimage.maximum_filter(core, size=size)) & (core > recipe.peak_threshold) & fg
+    seeds, _ = ndimage.label(ndimage.binary_dilation(peaks) & fg)
+    comps, _ = ndimage.label(fg)
+    labels = np.zeros(fg.shape, np.int64)
+    _, (iy, ix) = ndimage.distance_transform_edt(seeds == 0, return_indices=True)
+    grown = seeds[iy, ix]
+    seed_comp = {int(s): int(c) for s, c in zip(seeds[seeds > 0], comps[seeds > 0], strict=True)}
+    same = np.vectorize(lambda g, c: seed_comp.get(int(g)) == c)(grown, comps) & fg
+    labels[same] = grown[same]
+    orphan = fg & ~np.isin(comps, list(seed_comp.values()))
+    labels[orphan] = comps[orphan] + seeds.max()
+    ids = np.unique(labels)
+    return np.searchsorted(ids, labels).astype(np.int32), len(ids) - 1
+
+
+def test_peak_seeded_growth_matches_plain_version():
+    """Touching crowns of random sizes (a canopy), crowns cut by the window's edges, flat-topped cores whose
+    plateaus give several equal peaks (ties in the nearest-seed growth) and peaks next to the edge: the same
+    labels, pixel for pixel, as the plain version."""
+    from rasterio.features import rasterize
+    from scipy import ndimage
+
+    rng = np.random.default_rng(7)
+    shape_ = (150, 190)
+    centres = rng.uniform([-5, -5], [shape_[1] + 5, shape_[0] + 5], (120, 2))
+    discs = [Point(x, y).buffer(r) for (x, y), r in zip(centres, rng.uniform(3, 11, len(centres)), strict=True)]
+    ids = rasterize(((g, i + 1) for i, g in enumerate(discs)), out_shape=shape_, dtype="int32")
+    fg = (ids > 0).astype(np.float32)
+    for flat in (False, True):
+        core = core_target(ids, 0.45)
+        if flat:  # quantized: plateaus of equal maxima
+            core = np.round(core * 4) / 4
+        else:
+            core = ndimage.gaussian_filter(core, 1.5) + rng.uniform(0, 0.02, shape_).astype(np.float32)
+        probs = np.stack([1 - fg, fg, core.astype(np.float32) * fg])
+        for radius in (2.0, 4.0, 7.0):
+            recipe = Recipe(seed_radius_px=radius, vote_seeds=False)
+            labels, n = instance_labels(probs, "count", recipe)
+            ref, n_ref = _reference_peak_labels(probs, recipe)
+            assert n == n_ref > 20 and np.array_equal(labels, ref)
+
+
+def test_keep_filter_matches_find_objects_and_point_on_surface():
+    """The keep filter's shortcuts give what they replace: instances whose pixels' box meets ``keep``'s box
+    (``find_objects``), and representative points inside ``keep`` (rectangles, ones with fractional or
+    outside bounds, a non-rectangular ``keep``), for polygons inside, across and along its edges."""
+    import shapely
+    from rasterio.features import rasterize
+    from scipy import ndimage
+    from shapely.geometry import box
+
+    from workers.ml.postprocess import _boxes_meet, _points_on_surface_in
+
+    rng = np.random.default_rng(5)
+    shape_ = (60, 80)
+    geoms = [box(x, y, x + w, y + h) for x, y, w, h in rng.integers([-4, -4, 1, 1], [80, 60, 9, 9], (70, 4))]
+    values = rng.integers(1, 40, len(geoms))  # repeated values: instances in several parts
+    labels = rasterize(list(zip(geoms, values.tolist(), strict=True)), out_shape=shape_, dtype="int32")
+    counts = np.bincount(labels.ravel())
+    keeps = [box(8, 8, 72, 52), box(7.5, 3.2, 40.7, 59.9), box(-10, -10, 20, 90), box(100, 0, 120, 10),
+             Polygon([(5, 5), (75, 10), (30, 55)])]  # fmt: skip
+    for x, y in rng.uniform([-5, -5], [85, 65], (30, 2)):  # edges on and between pixel edges
+        w, h = rng.uniform(1, 50, 2)
+        keeps.append(box(round(x), round(y), x + w, y + h) if rng.random() < 0.5 else box(x, y, round(x + w), y + h))
+    parts = np.asarray(geoms + [box(8, 20, 12, 24), box(20, 8, 24, 12), box(71, 20, 72, 24)], dtype=object)
+    for keep in keeps:
+        x0, y0, x1, y1 = keep.bounds
+        expected = np.zeros(counts.size, bool)
+        for v, sl in enumerate(ndimage.find_objects(labels), 1):
+            if sl is not None:
+                expected[v] = sl[1].start < x1 and sl[1].stop > x0 and sl[0].start < y1 and sl[0].stop > y0
+        assert np.array_equal(_boxes_meet(labels, counts, keep.bounds), expected)
+        direct = shapely.contains(keep, shapely.point_on_surface(parts))
+        assert np.array_equal(_points_on_surface_in(parts, keep), direct)
+
+
+def _reference_vote_labels(fg, weight, boxes, recipe):
+    """Vote grouping written plainly: ``ndimage.center_of_mass`` of the peaks' plateaus and an unbounded
+    nearest-centre query for every vote (what ``vote_labels`` did before it bounded the search)."""
+    from scipy import ndimage
+    from scipy.spatial import cKDTree
+
+    h, w = fg.shape
+    ys, xs = np.nonzero(fg)
+    bw, bh = np.exp(boxes[0][ys, xs]), np.exp(boxes[1][ys, xs])
+    vx, vy = xs + 0.5 + boxes[2][ys, xs] * bw, ys + 0.5 + boxes[3][ys, xs] * bh
+    at = np.clip(vy.astype(np.intp), 0, h - 1) * w + np.clip(vx.astype(np.intp), 0, w - 1)
+    sigma = max(1.0, recipe.seed_radius_px / 3)
+    heat = ndimage.gaussian_filter(np.bincount(at, weights=weight[ys, xs], minlength=h * w).reshape(h, w), sigma)
+    size = 2 * int(round(recipe.seed_radius_px)) + 1
+    floor = recipe.peak_threshold * max(recipe.min_area_px, 1.0) / (2 * np.pi * sigma**2)
+    plateaus, n = ndimage.label((heat == ndimage.maximum_filter(heat, size=size)) & (heat > floor))
+    centres = np.asarray(ndimage.center_of_mass(plateaus > 0, plateaus, range(1, n + 1)))
+    dist, nearest = cKDTree(centres[:, ::-1] + 0.5).query(np.column_stack([vx, vy]))
+    near = dist <= np.maximum(bw, bh) / 2
+    labels = np.zeros(fg.shape, np.int64)
+    labels[ys[near], xs[near]] = nearest[near] + 1
+    ids = np.unique(labels)
+    return np.searchsorted(ids, labels).astype(np.int32), len(ids) - 1
+
+
+def test_vote_grouping_matches_plain_version():
+    """Touching objects of varied sizes, cut by the window's edges, whose pixels vote for their centre with
+    noise (some votes far off, some sizes tiny): the same labels as the plain version."""
+    from rasterio.features import rasterize
+
+    from workers.ml.postprocess import vote_labels
+
+    rng = np.random.default_rng(11)
+    shape_ = (140, 180)
+    centres = rng.uniform([-4, -4], [shape_[1] + 4, shape_[0] + 4], (90, 2))
+    radii = rng.uniform(3, 12, len(centres))
+    ids = rasterize(((Point(x, y).buffer(r), i + 1) for i, ((x, y), r) in enumerate(zip(centres, radii, strict=True))),
+                    out_shape=shape_, dtype="int32")  # fmt: skip
+    yy, xx = np.mgrid[: shape_[0], : shape_[1]] + 0.5
+    side = np.where(ids > 0, 2 * np.r_[1, radii][ids], 4.0) * np.exp(rng.normal(0, 0.3, shape_))
+    boxes = np.stack([np.log(side), np.log(side * rng.uniform(0.7, 1.3, shape_)),
+                      (np.r_[0, centres[:, 0]][ids] - xx) / side + rng.normal(0, 0.15, shape_),
+                      (np.r_[0, centres[:, 1]][ids] - yy) / side + rng.normal(0, 0.15, shape_)]).astype(np.float32)
+    fg = ids > 0
+    weight = np.where(fg, rng.uniform(0.55, 1.0, shape_), 0.2).astype(np.float32)
+    for radius in (3.0, 6.0):
+        recipe = Recipe(seed_radius_px=radius, min_area_px=8.0)
+        labels, n = vote_labels(fg, weight, boxes, recipe)
+        ref, n_ref = _reference_vote_labels(fg, weight, boxes, recipe)
+        assert n == n_ref > 30 and np.array_equal(labels, ref)
