@@ -25,10 +25,16 @@ if [ -n "$problem" ]; then echo "run: $problem" >&2; exit 1; fi
 # never meets a Redis still shutting down (which would remove the new one's socket).
 redis_pid=""
 procs_pid=""
+exited() {  # PID is gone, or has exited and waits to be reaped (a zombie, which `kill -0` still finds)
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  stat=${stat##*) }
+  [ "${stat%% *}" = Z ]
+}
 stop() {  # stop PID: SIGTERM, then wait up to 10 s for it to exit
-  kill -0 "$1" 2>/dev/null || return 0
+  exited "$1" && return 0
   kill -TERM "$1" 2>/dev/null || return 0
-  for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  for _ in $(seq 100); do exited "$1" && return 0; sleep 0.1; done
   echo "run: process $1 did not stop within 10 s" >&2
 }
 cleanup() {

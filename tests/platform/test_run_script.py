@@ -98,7 +98,7 @@ def test_stopping_run_stops_its_redis_and_processes_and_nothing_else(tmp_path, h
             os.kill(run.pid, sig)  # the script alone, as `kill <pid>` or a process manager does
         else:
             os.killpg(run.pid, sig)
-        run.wait(timeout=20)
+        run.wait(timeout=60)  # the script waits up to 10 s for each of its two children
         deadline = time.monotonic() + 5
         while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -122,6 +122,6 @@ def test_a_second_run_on_the_same_var_dir_is_refused_and_leaves_the_first_alone(
         assert second.returncode == 1 and "another `make run`" in second.stderr
         assert all(_alive(pid) for pid in pids)
         os.killpg(first.pid, signal.SIGINT)
-        first.wait(timeout=20)
+        first.wait(timeout=60)
     finally:
         _kill_leftovers(tmp_path, first, pids)
