@@ -56,9 +56,12 @@ def _redis_on(socket: Path) -> list[int]:
 
 def _start(root: Path, env: dict[str, str]) -> subprocess.Popen:
     # Its own session, as a terminal's foreground job is: a signal to the group reaches the script and its children.
+    # A terminal's SIGHUP is not ignored: pytest started under `nohup` would pass that on, and bash cannot trap a
+    # signal ignored when it starts.
     return subprocess.Popen(
         ["bash", "scripts/run.sh"], cwd=root, env=env, start_new_session=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
     )  # fmt: skip
 
 
