@@ -216,6 +216,7 @@ def adapt_batch_norms(encoder: torch.nn.Module, images: torch.Tensor, dev: torch
     chips), averaged over every chip; the learnt scales and shifts stay. The features then describe aerial
     imagery on the scale the ImageNet weights after each norm expect."""
     norms = [m for m in encoder.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over every batch
@@ -223,8 +224,8 @@ def adapt_batch_norms(encoder: torch.nn.Module, images: torch.Tensor, dev: torch
     with torch.no_grad():
         for i in range(0, len(images), batch):
             encoder(normalise(images[i : i + batch].to(dev)))
-    for m in norms:
-        m.momentum = 0.1
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum  # a trainable tail's norms then update as they would have
         m.eval()
 
 
