@@ -161,3 +161,28 @@ def test_candidate_windows_leave_out_drawn_squares_and_sample_the_same_way_each_
     sample = candidate_windows(1000, 1000, 100, [], 10)
     assert len(sample) == 10 and sample == candidate_windows(1000, 1000, 100, [], 10)
     assert len({(w.col_off, w.row_off) for w in sample}) == 10
+
+
+def test_counting_objects_ranks_many_small_unsure_objects_over_one_large_unsure_shape(tmp_path):
+    # square (0, 128): four faint 12-px objects (576 px); square (128, 128): one faint 30 x 30 shape (900 px)
+    scene = write_scene(tmp_path, faint_spots(0, 128) + [((145, 145, 175, 175), DIM)])
+    by_pixels = suggest(tmp_path, scene)
+    assert pixels(scene, by_pixels[0].geometry) == (128, 128, 192, 192)
+    by_objects = suggest(tmp_path, scene, unit="objects")
+    assert pixels(scene, by_objects[0].geometry) == (0, 128, 64, 192)
+    assert by_objects[0].signals == {"faint": 4.0, "disagreement": 0.0, "detected": 0.0}
+    assert by_objects[1].signals["faint"] == 1.0 and by_objects[0].reason == REASONS["faint"]
+    with pytest.raises(ValueError, match="unit"):
+        suggest(tmp_path, scene, unit="hectares")
+
+
+def test_object_counts_leave_out_regions_smaller_than_the_smallest_object():
+    faint = np.zeros((40, 40), bool)
+    faint[2:6, 2:6] = True  # 16 px: an object
+    faint[10:12, 10:12] = True  # 4 px: a speck
+    faint[20:23, 20:23] = True  # 9 px and its diagonal neighbour: one region of 10 px with 8-neighbours
+    faint[23, 23] = True
+    sliver = np.zeros((40, 40), bool)
+    sliver[30, 0:7] = True  # 7 px: over half the smallest object (12 / 2)
+    counts = recommend.object_counts(faint, sliver, np.zeros((40, 40), bool), min_area_px=10.0)
+    assert counts == {"faint": 2.0, "disagreement": 1.0, "detected": 0.0}

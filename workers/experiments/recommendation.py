@@ -50,8 +50,9 @@ def _outlines_in(square: BaseGeometry, outlines: list) -> list:
 
 
 def simulate(ds: ExperimentDataset, seed: int = 0, rounds: int = 3, side: int = 128, max_steps: int = 150,
-             echo: bool = True) -> dict[str, Any]:
-    """One dataset, one seed: F1 after the first training and after each round, per strategy."""
+             echo: bool = True, unit: str = "pixels") -> dict[str, Any]:
+    """One dataset, one seed: F1 after the first training and after each round, per strategy; ``unit``: what
+    the suggestions' signals count (``recommend.window_signals``)."""
     recipe = Recipe(max_steps=max_steps)
     config = DetectorConfig(classes=ds.classes, detection_type=ds.detection_type, output_type=ds.output_type)
     with open_image(ds.item.source) as src:
@@ -78,7 +79,8 @@ def simulate(ds: ExperimentDataset, seed: int = 0, rounds: int = 3, side: int = 
     t0 = time.monotonic()
     model0 = train([start])
     f1_0, review0 = score(model0)
-    out: dict[str, Any] = {"dataset": ds.name, "seed": seed, "side": side, "steps": max_steps, "f1_start": f1_0}
+    out: dict[str, Any] = {"dataset": ds.name, "seed": seed, "side": side, "steps": max_steps, "unit": unit,
+                           "f1_start": f1_0}
     for strategy in STRATEGIES:
         areas, model, review, f1s, fallbacks = [start], model0, review0, [], 0
         pick_rng = np.random.default_rng(1000 + seed)
@@ -88,7 +90,7 @@ def simulate(ds: ExperimentDataset, seed: int = 0, rounds: int = 3, side: int = 
                     found = suggest_areas(model, src, training_areas=areas,
                                           accuracy_areas=[*ds.item.accuracy_areas, pixels_to_geometry(outside_px,
                                                                                                       transform)],
-                                          review=review, side=side, max_suggestions=1, seed=seed)
+                                          review=review, side=side, max_suggestions=1, seed=seed, unit=unit)
                 square = found[0].geometry if found else None
                 fallbacks += square is None
             else:
@@ -143,7 +145,7 @@ def recommendation_gain(results: list[dict[str, Any]]) -> float:
 
 
 def run_recommendation(pattern: str | None, seeds: int = 3, rounds: int = 3, side: int = 128,
-                       max_steps: int = 150) -> list[dict[str, Any]]:
+                       max_steps: int = 150, unit: str = "pixels") -> list[dict[str, Any]]:
     """Every matching dataset (single images: change datasets are left out) under seeds 0..``seeds``-1."""
     from . import repository
     from .runner import RESULTS
@@ -152,10 +154,11 @@ def run_recommendation(pattern: str | None, seeds: int = 3, rounds: int = 3, sid
     results = []
     for seed in range(seeds):  # seed by seed, so a run cut short still covers every dataset
         for name in names:
-            results.append(simulate(repository.load(name), seed, rounds, side, max_steps))
+            results.append(simulate(repository.load(name), seed, rounds, side, max_steps, unit=unit))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "recommendation.json").write_text(json.dumps(results, indent=2))
-    print(f"\nrecommendation: {rounds} rounds, {side}-px squares, {max_steps} steps, seeds {seeds}\n"
+    (RESULTS / f"recommendation-{unit}.json").write_text(json.dumps(results, indent=2))
+    print(f"\nrecommendation: {rounds} rounds, {side}-px squares, {max_steps} steps, seeds {seeds}, signals "
+          f"counting {unit}\n"
           f"{gain_table(results)}\nrecommendation_gain = {recommendation_gain(results):.3f}", flush=True)
     return results
 

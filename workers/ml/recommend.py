@@ -13,6 +13,10 @@ image costs the same as a small one. Each square is predicted twice at the model
   same);
 - ``detected``: the share of pixels over the threshold both ways (where its false detections would be).
 
+Each signal is a share of the square's pixels, or with ``unit="objects"`` a number of would-be objects (its
+connected regions of at least the detector's smallest object; ``object_counts``), an option measured by the
+simulated user of ``workers.experiments.recommendation`` (docs/experiments.md) and not yet the platform's default.
+
 The review of the accuracy areas says which of these matter: many misses weigh the faint candidates up,
 many false detections weigh the detected pixels up. Each signal is normalised by its largest value over the
 squares, so the score (0-1) ranks squares within one image; it is not comparable across images.
@@ -29,6 +33,7 @@ import numpy as np
 import shapely
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
+from scipy import ndimage
 from shapely.geometry import Polygon, box
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
@@ -40,6 +45,7 @@ from .trained import TrainedModel
 MAX_SUGGESTIONS = 5
 MAX_WINDOWS = 48  # squares predicted per image, at most
 MAX_PIXELS = 6_000_000  # pixels predicted per image (both passes, margins included), at most: ~30 squares of 256 px
+SIGNAL_UNITS = ("pixels", "objects")  # what the signals measure (``window_signals``)
 MIN_SIDE, MAX_SIDE, DEFAULT_SIDE = 64, 1024, 256  # the square's side in pixels
 OVERLAP_ALLOWED = 0.05  # a square may share this much of its area with the areas already drawn
 FAINT_LOW = 0.4  # foreground probabilities from this fraction of the threshold up to it are "faint"
@@ -98,9 +104,11 @@ def candidate_windows(width: int, height: int, side: int, drawn_px: Sequence[Bas
     return [Window(int(b.bounds[0]), int(b.bounds[1]), side, side) for b in boxes]
 
 
-def window_signals(model: TrainedModel, image: np.ndarray, margin: int) -> dict[str, float] | None:
+def window_signals(model: TrainedModel, image: np.ndarray, margin: int, unit: str = "pixels"
+                   ) -> dict[str, float] | None:
     """The three signals of one square read with ``margin`` pixels of context (measured inside the margin);
-    None for a square with no image (all zeros: outside the footprint, or nodata)."""
+    None for a square with no image (all zeros: outside the footprint, or nodata). ``unit``: ``pixels`` (the
+    share of the square's pixels) or ``objects`` (``object_counts``)."""
     inner = image[:, margin : image.shape[1] - margin, margin : image.shape[2] - margin]
     if not inner.any():
         return None
@@ -113,12 +121,32 @@ def window_signals(model: TrainedModel, image: np.ndarray, margin: int) -> dict[
     def faint(p: np.ndarray) -> np.ndarray:
         return (p >= FAINT_LOW * t) & (p < t)
 
+    if unit == "objects":
+        return object_counts(faint(fg) & faint(mirrored), (fg >= t) != (mirrored >= t), (fg >= t) & (mirrored >= t),
+                             model.recipe.min_area_px)
     signals = {
         "faint": float((faint(fg) & faint(mirrored)).mean()),  # faint both ways: not a disagreement
         "disagreement": float(np.abs(fg - mirrored).mean()),
         "detected": float(((fg >= t) & (mirrored >= t)).mean()),
     }
     return {k: (v if v >= MIN_SIGNAL[k] else 0.0) for k, v in signals.items()}
+
+
+def object_counts(faint: np.ndarray, disagreeing: np.ndarray, detected: np.ndarray, min_area_px: float
+                  ) -> dict[str, float]:
+    """The signals as numbers of would-be objects rather than shares of pixels: the connected regions
+    (8-neighbours) of faint, disagreeing (over the threshold one way only) and detected pixels of at least
+    the detector's smallest object (``min_area_px``; half of it for disagreement, which often covers only part
+    of an object). A square of ten unsure objects then outranks one of a single large unsure shape covering
+    more pixels: ten objects teach more (docs/experiments.md, "where to label next")."""
+    eight = np.ones((3, 3), bool)
+
+    def count(mask: np.ndarray, least: float) -> float:
+        labels, n = ndimage.label(mask, structure=eight)
+        return float((np.bincount(labels.ravel(), minlength=n + 1)[1:] >= max(1.0, least)).sum()) if n else 0.0
+
+    return {"faint": count(faint, min_area_px), "disagreement": count(disagreeing, min_area_px / 2),
+            "detected": count(detected, min_area_px)}
 
 
 def signal_weights(review: Sequence[_REVIEW]) -> tuple[dict[str, float], bool]:
@@ -175,11 +203,15 @@ def suggest_areas(
     max_windows: int = MAX_WINDOWS,
     max_pixels: int = MAX_PIXELS,
     seed: int = 0,
+    unit: str = "pixels",
 ) -> list[Suggestion]:
     """Up to ``max_suggestions`` squares of an open image (image CRS) where ``model`` is least sure, outside
     the training and accuracy areas (image CRS), ranked; ``review`` is the accuracy areas' review
     (``ImageEvaluation.review``), used to weigh the signals. ``side`` (pixels) defaults to the training
-    areas' typical size. Squares with no signal at all are not proposed, so fewer may come back."""
+    areas' typical size; ``unit`` what the signals count (``window_signals``). Squares with no signal at all are
+    not proposed, so fewer may come back."""
+    if unit not in SIGNAL_UNITS:
+        raise ValueError(f"unknown signal unit {unit!r}")
     if side is None:
         side = suggestion_side(training_areas, src.transform, src.width, src.height)
     side = max(1, min(side, src.width, src.height))
@@ -193,7 +225,7 @@ def suggest_areas(
     measured: list[tuple[Window, dict[str, float]]] = []
     for w in windows:
         image = read_window(src, Window(w.col_off - margin, w.row_off - margin, side + 2 * margin, side + 2 * margin))
-        signals = window_signals(once, image, margin)
+        signals = window_signals(once, image, margin, unit)
         if signals is not None:
             measured.append((w, signals))
     weights, missed = signal_weights(review)
