@@ -138,7 +138,8 @@ def object_counts(faint: np.ndarray, disagreeing: np.ndarray, detected: np.ndarr
     (8-neighbours) of faint, disagreeing (over the threshold one way only) and detected pixels of at least
     the detector's smallest object (``min_area_px``; half of it for disagreement, which often covers only part
     of an object). A square of ten unsure objects then outranks one of a single large unsure shape covering
-    more pixels: ten objects teach more (docs/experiments.md, "where to label next")."""
+    more pixels, on the idea that ten objects teach more; measured, it did no better than shares of pixels
+    (docs/experiments.md, seventh session)."""
     eight = np.ones((3, 3), bool)
 
     def count(mask: np.ndarray, least: float) -> float:
