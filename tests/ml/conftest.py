@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from shapely.geometry import box
 
+from workers.ml.datasets import LabelledImage
 from workers.ml.synthetic import Scene, tiny_scene
 
 torch.set_num_threads(2)
@@ -21,3 +23,13 @@ def make_scene_tif(tmp_path: Path):
         return scene.write(tmp_path / name), scene
 
     return make
+
+
+@pytest.fixture
+def discs_to_learn(tmp_path: Path) -> LabelledImage:
+    """What the training tests learn from: a 128 px scene of eight discs (seed 1), the whole of it a training
+    area with every disc outlined, no accuracy area."""
+    scene = tiny_scene(seed=1, size=128, n=8, radius=8)
+    path = scene.write(tmp_path / "s.tif")
+    return LabelledImage(str(path), [scene.to_crs(box(0, 0, 128, 128))],
+                         [(scene.to_crs(g), c) for g, c in scene.objects], [])

@@ -17,7 +17,7 @@ from workers.ml.calibration import SCORE_THRESHOLDS, calibrate_post_processing, 
 from workers.ml.config import DetectorConfig, Recipe
 from workers.ml.datasets import LabelledImage
 from workers.ml.predict import predict_areas, predict_areas_post_processed
-from workers.ml.synthetic import SCENE_ORIGIN, Scene, tiny_scene
+from workers.ml.synthetic import SCENE_ORIGIN, Scene
 from workers.ml.train import train_detector
 from workers.ml.trained import TrainedModel
 
@@ -81,11 +81,8 @@ def test_a_detector_whose_faint_objects_are_outlined_keeps_them(tmp_path):
     assert recipe.min_score == 0.0 and f1["0.0"] == pytest.approx(1.0) and f1["0.8"] < 1.0
 
 
-def test_training_writes_the_fitted_threshold_into_the_recipe_and_card(tmp_path):
-    scene = tiny_scene(seed=1, size=128, n=8, radius=8)
-    path = scene.write(tmp_path / "s.tif")
-    item = LabelledImage(str(path), [scene.to_crs(box(0, 0, 128, 128))],
-                         [(scene.to_crs(g), c) for g, c in scene.objects])
+def test_training_writes_the_fitted_threshold_into_the_recipe_and_card(discs_to_learn):
+    item = discs_to_learn
     cfg = DetectorConfig(classes=["disc"], tile_size=64)
     recipe = Recipe(max_steps=3, min_steps=1, predict_tile=128, overlap=16)
     m = train_detector([item], cfg, recipe=recipe, time_budget_s=None)

