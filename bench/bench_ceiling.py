@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.detect_platform import configure, detect, drop_database, setup_platform, start_worker, train_on_scene
+from bench.detect_platform import configure, detect, drop_bench_state, setup_platform, start_worker, train_on_scene
 from bench.report import BenchRow, emit
 
 SIZE = int(os.environ.get("BENCH_CEILING_SIZE", "20000"))
@@ -249,7 +249,7 @@ def main() -> int:
         print(profile, flush=True)
     finally:
         if "django" in sys.modules:
-            drop_database()
+            drop_bench_state()
         shutil.rmtree(tmp, ignore_errors=True)
 
     by_processes = {m.processes: m for m in measured}

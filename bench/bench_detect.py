@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.detect_platform import configure, detect, drop_database, setup_platform, start_worker, train_on_scene
+from bench.detect_platform import configure, detect, drop_bench_state, setup_platform, start_worker, train_on_scene
 from bench.report import BenchRow, emit
 
 SIZE = int(os.environ.get("BENCH_DETECT_SIZE", "20000"))
@@ -110,7 +110,7 @@ def main() -> int:
         if worker is not None and worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
         if "django" in sys.modules:
-            drop_database()
+            drop_bench_state()
         shutil.rmtree(tmp, ignore_errors=True)
 
     megapixels = SIZE * SIZE / 1e6

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.bench_detect import configure, drop_database
 from bench.bench_tiles import free_port, gunicorn_command, start, stop
+from bench.detect_platform import configure, drop_bench_state
 from bench.report import BenchRow, emit
 
 REPO = Path(__file__).resolve().parent.parent
@@ -256,7 +256,7 @@ def main() -> int:
             for process in (server, tile_server):
                 if process is not None:
                     stop(process)
-            drop_database()
+            drop_bench_state()
     cond = (
         f"{OBJECTS:,} objects on a {IMAGE_SIZE}x{IMAGE_SIZE} image, workspace at 1440x900 in headless Chromium "
         f"(software rendering), gunicorn 2x4 for the API and 2x4 for image tiles; {m['frames']} frames over "

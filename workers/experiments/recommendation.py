@@ -49,10 +49,22 @@ def _outlines_in(square: BaseGeometry, outlines: list) -> list:
     return [(g, c) for g, c in outlines if g.intersection(square).area > 0]
 
 
+def canonical_labels(areas: list[BaseGeometry], known: list) -> tuple[list[BaseGeometry], list]:
+    """The areas in reading order and the known outlines touching them in the dataset's order: what a training
+    learns from then depends on the labels drawn, not on the order they were drawn in. Without it two users who
+    end with the same squares in another order trained on chips drawn in another order, and their F1 differed
+    by up to 0.2 (seventh session): noise as large as the gain being measured."""
+    ordered = sorted(areas, key=lambda a: (a.bounds[1], a.bounds[0], a.bounds[3], a.bounds[2]))
+    return ordered, [(g, c) for g, c in known if any(g.intersection(a).area > 0 for a in ordered)]
+
+
 def simulate(ds: ExperimentDataset, seed: int = 0, rounds: int = 3, side: int = 128, max_steps: int = 150,
-             echo: bool = True, unit: str = "pixels") -> dict[str, Any]:
-    """One dataset, one seed: F1 after the first training and after each round, per strategy; ``unit``: what
-    the suggestions' signals count (``recommend.window_signals``)."""
+             echo: bool = True, unit: str = "pixels", rank_by: str = "uncertainty",
+             strategies: tuple[str, ...] = STRATEGIES) -> dict[str, Any]:
+    """One dataset, one seed: F1 after the first training and after each round, per strategy; ``unit`` and
+    ``rank_by``: how the suggestions are ranked (``recommend.suggest_areas``). Runs are deterministic for a
+    seed (and torch thread count), so ``strategies=("suggested",)`` compares another ranking with the random
+    user of an earlier run without training that user again."""
     recipe = Recipe(max_steps=max_steps)
     config = DetectorConfig(classes=ds.classes, detection_type=ds.detection_type, output_type=ds.output_type)
     with open_image(ds.item.source) as src:
@@ -65,9 +77,7 @@ def simulate(ds: ExperimentDataset, seed: int = 0, rounds: int = 3, side: int = 
     start = first[int(rng.integers(len(first)))]
 
     def train(areas: list[BaseGeometry]) -> TrainedModel:
-        outlines = [o for a in areas for o in _outlines_in(a, known)]
-        outlines = list({id(g): (g, c) for g, c in outlines}.values())
-        item = LabelledImage(ds.item.source, list(areas), outlines, ds.item.accuracy_areas)
+        item = LabelledImage(ds.item.source, *canonical_labels(areas, known), ds.item.accuracy_areas)
         return train_detector([item], config, recipe=recipe, time_budget_s=None, seed=seed)
 
     def score(model: TrainedModel):
@@ -80,8 +90,8 @@ def simulate(ds: ExperimentDataset, seed: int = 0, rounds: int = 3, side: int = 
     model0 = train([start])
     f1_0, review0 = score(model0)
     out: dict[str, Any] = {"dataset": ds.name, "seed": seed, "side": side, "steps": max_steps, "unit": unit,
-                           "f1_start": f1_0}
-    for strategy in STRATEGIES:
+                           "rank_by": rank_by, "f1_start": f1_0}
+    for strategy in strategies:
         areas, model, review, f1s, fallbacks = [start], model0, review0, [], 0
         pick_rng = np.random.default_rng(1000 + seed)
         for _ in range(rounds):
@@ -90,7 +100,8 @@ def simulate(ds: ExperimentDataset, seed: int = 0, rounds: int = 3, side: int = 
                     found = suggest_areas(model, src, training_areas=areas,
                                           accuracy_areas=[*ds.item.accuracy_areas, pixels_to_geometry(outside_px,
                                                                                                       transform)],
-                                          review=review, side=side, max_suggestions=1, seed=seed, unit=unit)
+                                          review=review, side=side, max_suggestions=1, seed=seed, unit=unit,
+                                          rank_by=rank_by)
                 square = found[0].geometry if found else None
                 fallbacks += square is None
             else:
@@ -145,7 +156,8 @@ def recommendation_gain(results: list[dict[str, Any]]) -> float:
 
 
 def run_recommendation(pattern: str | None, seeds: int = 3, rounds: int = 3, side: int = 128,
-                       max_steps: int = 150, unit: str = "pixels") -> list[dict[str, Any]]:
+                       max_steps: int = 150, unit: str = "pixels", rank_by: str = "uncertainty"
+                       ) -> list[dict[str, Any]]:
     """Every matching dataset (single images: change datasets are left out) under seeds 0..``seeds``-1."""
     from . import repository
     from .runner import RESULTS
@@ -154,11 +166,13 @@ def run_recommendation(pattern: str | None, seeds: int = 3, rounds: int = 3, sid
     results = []
     for seed in range(seeds):  # seed by seed, so a run cut short still covers every dataset
         for name in names:
-            results.append(simulate(repository.load(name), seed, rounds, side, max_steps, unit=unit))
+            results.append(simulate(repository.load(name), seed, rounds, side, max_steps, unit=unit,
+                                    rank_by=rank_by))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"recommendation-{unit}.json").write_text(json.dumps(results, indent=2))
-    print(f"\nrecommendation: {rounds} rounds, {side}-px squares, {max_steps} steps, seeds {seeds}, signals "
-          f"counting {unit}\n"
+    ranking = unit if rank_by == "uncertainty" else rank_by
+    (RESULTS / f"recommendation-{ranking}.json").write_text(json.dumps(results, indent=2))
+    ranked = f"signals counting {unit}" if rank_by == "uncertainty" else f"ranked by {rank_by}"
+    print(f"\nrecommendation: {rounds} rounds, {side}-px squares, {max_steps} steps, seeds {seeds}, {ranked}\n"
           f"{gain_table(results)}\nrecommendation_gain = {recommendation_gain(results):.3f}", flush=True)
     return results
 

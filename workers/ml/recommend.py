@@ -20,6 +20,12 @@ simulated user of ``workers.experiments.recommendation`` (docs/experiments.md) a
 The review of the accuracy areas says which of these matter: many misses weigh the faint candidates up,
 many false detections weigh the detected pixels up. Each signal is normalised by its largest value over the
 squares, so the score (0-1) ranks squares within one image; it is not comparable across images.
+
+``rank_by="typical"`` ranks without the detector's answers, for a detector too weak for its doubts to mean
+much (active learning's cold start): each square's pooled encoder features say what it looks like, and the
+squares most typical of the image (closest to their nearest squares) and least like any training area come
+first (``typical_and_unlike``, after TypiClust: Hacohen et al., 2022). Measured by the simulated user
+(docs/experiments.md, eighth session); not the platform's default.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import shapely
+import torch
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 from scipy import ndimage
@@ -46,6 +53,8 @@ MAX_SUGGESTIONS = 5
 MAX_WINDOWS = 48  # squares predicted per image, at most
 MAX_PIXELS = 6_000_000  # pixels predicted per image (both passes, margins included), at most: ~30 squares of 256 px
 SIGNAL_UNITS = ("pixels", "objects")  # what the signals measure (``window_signals``)
+RANKINGS = ("uncertainty", "typical")  # what ranks the squares (``suggest_areas``)
+TYPICAL_NEIGHBOURS = 20  # a square's typicality: how close its nearest squares are, this many of them
 MIN_SIDE, MAX_SIDE, DEFAULT_SIDE = 64, 1024, 256  # the square's side in pixels
 OVERLAP_ALLOWED = 0.05  # a square may share this much of its area with the areas already drawn
 FAINT_LOW = 0.4  # foreground probabilities from this fraction of the threshold up to it are "faint"
@@ -57,6 +66,7 @@ REASONS = {
     "faint_missed": "Many faint candidates, like the objects it missed in the accuracy areas.",
     "disagreement": "The detector changes its answer when the image is mirrored: it is unsure here.",
     "detected": "Many detections here, and it made false detections in the accuracy areas: check them.",
+    "typical": "Looks like much of this image and unlike the areas labelled so far.",
 }
 
 # review kinds (workers.ml.scoring.ReviewKind) counted to weigh the signals
@@ -150,6 +160,32 @@ def object_counts(faint: np.ndarray, disagreeing: np.ndarray, detected: np.ndarr
             "detected": count(detected, min_area_px)}
 
 
+def square_embedding(model: TrainedModel, image: np.ndarray) -> np.ndarray:
+    """What a square looks like to the detector: its deepest encoder features averaged over the square, unit
+    length (a pair's features for a change detector)."""
+    with torch.no_grad():
+        feats = model.network.encode(torch.from_numpy(np.ascontiguousarray(image))[None].to(model.device))
+    v = feats[-1].float().mean(dim=(2, 3))[0].cpu().numpy().astype(np.float64)
+    return v / (np.linalg.norm(v) + 1e-12)
+
+
+def typical_and_unlike(squares: np.ndarray, labelled: np.ndarray, neighbours: int = TYPICAL_NEIGHBOURS
+                       ) -> list[dict[str, float]]:
+    """Per square (rows of unit embeddings): ``typical``, the inverse of its mean distance to its nearest
+    ``neighbours`` squares (high where the image has many squares like it), and ``unlike_labelled``, its
+    distance to the nearest labelled square's embedding (1 without any). A labelled square teaches what it
+    looks like, so the next most useful one is common in the image and unlike those."""
+    n = len(squares)
+    if n == 0:
+        return []
+    d = np.sqrt(np.maximum(((squares[:, None, :] - squares[None, :, :]) ** 2).sum(-1), 0.0))
+    k = min(neighbours, n - 1)
+    typical = 1.0 / (np.sort(d, axis=1)[:, 1 : k + 1].mean(1) + 1e-6) if k else np.ones(n)
+    unlike = (np.sqrt(((squares[:, None, :] - labelled[None, :, :]) ** 2).sum(-1)).min(1) if len(labelled)
+              else np.ones(n))
+    return [{"typical": float(t), "unlike_labelled": float(u)} for t, u in zip(typical, unlike, strict=True)]
+
+
 def signal_weights(review: Sequence[_REVIEW]) -> tuple[dict[str, float], bool]:
     """How much each signal counts, from the accuracy areas' review: misses weigh faint candidates up, false
     detections weigh detected pixels up (without a review only faint and disagreement count). Also whether
@@ -174,6 +210,27 @@ def rank_windows(signals: Sequence[dict[str, float]], weights: dict[str, float],
         main = max(parts, key=lambda k: parts[k])
         reason = "faint_missed" if main == "faint" and missed else main
         out.append((sum(parts.values()) / total, REASONS[reason]))
+    return out
+
+
+def typical_scores(signals: Sequence[dict[str, float]]) -> list[float]:
+    """Each square's score (0-1): its typicality times its distance to the labelled squares, each over its
+    largest value among the squares."""
+    top = {k: max((s[k] for s in signals), default=0.0) for k in ("typical", "unlike_labelled")}
+    return [math.prod(s[k] / top[k] if top[k] > 0 else 0.0 for k in top) for s in signals]
+
+
+def area_windows(areas: Sequence[BaseGeometry], src: DatasetReader | ImagePair, side: int) -> list[Window]:
+    """A ``side`` square window for each area (image CRS), centred on it and inside the image: what the
+    training areas look like, at the size of the squares they are compared with."""
+    out = []
+    for a in areas:
+        if a.is_empty:
+            continue
+        c = geometry_to_pixels(a, src.transform).centroid
+        col = int(min(max(round(c.x - side / 2), 0), max(0, src.width - side)))
+        row = int(min(max(round(c.y - side / 2), 0), max(0, src.height - side)))
+        out.append(Window(col, row, side, side))
     return out
 
 
@@ -205,14 +262,18 @@ def suggest_areas(
     max_pixels: int = MAX_PIXELS,
     seed: int = 0,
     unit: str = "pixels",
+    rank_by: str = "uncertainty",
 ) -> list[Suggestion]:
     """Up to ``max_suggestions`` squares of an open image (image CRS) where ``model`` is least sure, outside
     the training and accuracy areas (image CRS), ranked; ``review`` is the accuracy areas' review
     (``ImageEvaluation.review``), used to weigh the signals. ``side`` (pixels) defaults to the training
-    areas' typical size; ``unit`` what the signals count (``window_signals``). Squares with no signal at all are
-    not proposed, so fewer may come back."""
+    areas' typical size; ``unit`` what the signals count (``window_signals``); ``rank_by`` ``typical`` ranks by
+    what the squares look like instead (``typical_and_unlike``). Squares with no signal at all are not
+    proposed, so fewer may come back."""
     if unit not in SIGNAL_UNITS:
         raise ValueError(f"unknown signal unit {unit!r}")
+    if rank_by not in RANKINGS:
+        raise ValueError(f"unknown ranking {rank_by!r}")
     if side is None:
         side = suggestion_side(training_areas, src.transform, src.width, src.height)
     side = max(1, min(side, src.width, src.height))
@@ -224,13 +285,22 @@ def suggest_areas(
     # one pass each, as read and mirrored, whatever test-time augmentation the model predicts with
     once = dataclasses.replace(model, recipe=dataclasses.replace(model.recipe, tta=1))
     measured: list[tuple[Window, dict[str, float]]] = []
-    for w in windows:
-        image = read_window(src, Window(w.col_off - margin, w.row_off - margin, side + 2 * margin, side + 2 * margin))
-        signals = window_signals(once, image, margin, unit)
-        if signals is not None:
-            measured.append((w, signals))
-    weights, missed = signal_weights(review)
-    ranked = rank_windows([s for _, s in measured], weights, missed)
+    if rank_by == "typical":
+        looks = [(w, image) for w in windows if (image := read_window(src, w)).any()]
+        labelled = [square_embedding(model, read_window(src, w)) for w in area_windows(training_areas, src, side)]
+        signals = typical_and_unlike(np.array([square_embedding(model, image) for _, image in looks]),
+                                     np.array(labelled))
+        measured = [(w, s) for (w, _), s in zip(looks, signals, strict=True)]
+        ranked = [(score, REASONS["typical"]) for score in typical_scores(signals)]
+    else:
+        for w in windows:
+            image = read_window(src, Window(w.col_off - margin, w.row_off - margin, side + 2 * margin,
+                                            side + 2 * margin))
+            signals = window_signals(once, image, margin, unit)
+            if signals is not None:
+                measured.append((w, signals))
+        weights, missed = signal_weights(review)
+        ranked = rank_windows([s for _, s in measured], weights, missed)
     order = sorted((i for i, (score, _) in enumerate(ranked) if score > 0), key=lambda i: (-ranked[i][0], i))
     picked = _spread(order, [w for w, _ in measured], max_suggestions)
     return [
