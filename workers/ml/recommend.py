@@ -178,12 +178,15 @@ def typical_and_unlike(squares: np.ndarray, labelled: np.ndarray, neighbours: in
     n = len(squares)
     if n == 0:
         return []
-    d = np.sqrt(np.maximum(((squares[:, None, :] - squares[None, :, :]) ** 2).sum(-1), 0.0))
     k = min(neighbours, n - 1)
-    typical = 1.0 / (np.sort(d, axis=1)[:, 1 : k + 1].mean(1) + 1e-6) if k else np.ones(n)
-    unlike = (np.sqrt(((squares[:, None, :] - labelled[None, :, :]) ** 2).sum(-1)).min(1) if len(labelled)
-              else np.ones(n))
+    typical = 1.0 / (np.sort(_distances(squares, squares), axis=1)[:, 1 : k + 1].mean(1) + 1e-6) if k else np.ones(n)
+    unlike = _distances(squares, labelled).min(1) if len(labelled) else np.ones(n)
     return [{"typical": float(t), "unlike_labelled": float(u)} for t, u in zip(typical, unlike, strict=True)]
+
+
+def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances between the rows of ``a`` and those of ``b``."""
+    return np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
 
 
 def signal_weights(review: Sequence[_REVIEW]) -> tuple[dict[str, float], bool]:
@@ -282,17 +285,20 @@ def suggest_areas(
     limit = max(1, min(max_windows, max_pixels // per_window))
     drawn_px = [geometry_to_pixels(a, src.transform) for a in [*training_areas, *accuracy_areas]]
     windows = candidate_windows(src.width, src.height, side, drawn_px, limit, seed)
-    # one pass each, as read and mirrored, whatever test-time augmentation the model predicts with
-    once = dataclasses.replace(model, recipe=dataclasses.replace(model.recipe, tta=1))
     measured: list[tuple[Window, dict[str, float]]] = []
     if rank_by == "typical":
-        looks = [(w, image) for w in windows if (image := read_window(src, w)).any()]
+        looks: list[tuple[Window, np.ndarray]] = []  # each square's embedding, computed as read
+        for w in windows:
+            image = read_window(src, w)
+            if image.any():
+                looks.append((w, square_embedding(model, image)))
         labelled = [square_embedding(model, read_window(src, w)) for w in area_windows(training_areas, src, side)]
-        signals = typical_and_unlike(np.array([square_embedding(model, image) for _, image in looks]),
-                                     np.array(labelled))
+        signals = typical_and_unlike(np.array([v for _, v in looks]), np.array(labelled))
         measured = [(w, s) for (w, _), s in zip(looks, signals, strict=True)]
         ranked = [(score, REASONS["typical"]) for score in typical_scores(signals)]
     else:
+        # one pass each, as read and mirrored, whatever test-time augmentation the model predicts with
+        once = dataclasses.replace(model, recipe=dataclasses.replace(model.recipe, tta=1))
         for w in windows:
             image = read_window(src, Window(w.col_off - margin, w.row_off - margin, side + 2 * margin,
                                             side + 2 * margin))
