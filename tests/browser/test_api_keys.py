@@ -55,3 +55,26 @@ def test_create_use_and_revoke_an_api_key_from_the_web_app(page, app_server, sig
     row.wait_for(state="detached")
     status, body = call_public_api(app_server.url, key)
     assert status == 401 and body["detail"] == "Invalid or revoked API key."
+
+
+def test_a_key_cannot_be_created_before_the_organisations_are_listed(page, app_server, sign_in, personas):
+    """A key belongs to an organisation, listed after the page appears: until then Create is disabled (a click
+    there used to send no organisation and got a 400)."""
+    sign_in(personas.owner)
+    held = []
+    page.route(re.compile(r"/api/v1/organizations/"), lambda route: held.append(route))  # held until released below
+    page.goto(f"{app_server.url}/app/api-keys")
+    page.locator("h1", has_text="API keys").wait_for()
+    page.wait_for_function("() => document.querySelector('[data-testid=create-key]') !== null")
+    while not held:
+        page.wait_for_timeout(50)  # the request is on its way: wait for the route to hold it, however long it takes
+    create = page.locator("[data-testid=create-key]")
+    assert create.is_disabled()
+    for route in held:
+        route.continue_()
+    page.unroute(re.compile(r"/api/v1/organizations/"))  # later requests go through
+    page.wait_for_function("() => !document.querySelector('[data-testid=create-key]').disabled")
+    page.fill("input[name=name]", "right away")
+    create.click()
+    page.locator("[data-testid=issued-key-value]").wait_for()
+    assert ApiKey.objects.filter(user=personas.owner, name="right away").exists()

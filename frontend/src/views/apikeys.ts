@@ -32,6 +32,8 @@ export function apiKeysView(root: HTMLElement, ctx: AppContext): () => void {
   const name = h("input", { name: "name", maxlength: 100, placeholder: "e.g. nightly export script", autocomplete: "off", required: true });
   const org = h("select", { name: "organization" });
   const error = h("p", { class: "form-error", role: "alert" });
+  // a key belongs to an organisation: creating one waits until the organisations are listed
+  const create = h("button", { class: "btn btn-primary", type: "submit", "data-testid": "create-key", disabled: true }, icon("plus"), "Create key");
   const form = h(
     "form",
     {
@@ -51,7 +53,7 @@ export function apiKeysView(root: HTMLElement, ctx: AppContext): () => void {
     },
     h("label", null, "Name", name),
     h("label", { class: "org-field" }, "Organisation", org),
-    h("div", { class: "form-actions" }, h("button", { class: "btn btn-primary", type: "submit", "data-testid": "create-key" }, icon("plus"), "Create key")),
+    h("div", { class: "form-actions" }, create),
     error,
   );
 
@@ -142,6 +144,7 @@ export function apiKeysView(root: HTMLElement, ctx: AppContext): () => void {
         clear(org);
         org.append(...orgs.map((o) => h("option", { value: o.id }, o.name)));
         (form.querySelector(".org-field") as HTMLElement).hidden = orgs.length <= 1;
+        create.disabled = orgs.length === 0;
       }
       const orgName = new Map(orgs.map((o) => [o.id, o.name]));
       clear(rows);
