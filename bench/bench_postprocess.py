@@ -87,15 +87,18 @@ def measure(model, probs: np.ndarray, margin: int, recipe) -> dict[str, float | 
     from shapely.geometry import box
 
     from detectors.results import stored_geometries
-    from workers.ml.postprocess import instance_labels, labels_to_detections
+    from workers.ml.postprocess import at_stride, instance_labels, labels_to_detections
 
     n = model.network.n_classes + 2
+    stride = recipe.postprocess_stride
+    t_stride, (probs, recipe) = cpu_seconds(lambda: at_stride(probs, n, recipe, stride))
     sizes = probs[n : n + (4 if recipe.centre_head else 2)] if probs.shape[0] > n and recipe.regress_boxes else None
     boxes = probs[n:] if probs.shape[0] >= n + 4 else None
     core = probs[:n]
-    keep = box(margin, margin, margin + CELL, margin + CELL)
-    transform = Affine(0.3, 0, 500000.0, 0, -0.3, 5200000.0)
+    keep = box(margin / stride, margin / stride, (margin + CELL) / stride, (margin + CELL) / stride)
+    transform = Affine(0.3, 0, 500000.0, 0, -0.3, 5200000.0) @ Affine.scale(stride)
     t_inst, (labels, count) = cpu_seconds(lambda: instance_labels(core, model.config.detection_type, recipe, boxes))
+    t_inst += t_stride  # the block means are part of finding the instances
     t_poly, found = cpu_seconds(
         lambda: labels_to_detections(labels, core, transform, model.config, recipe, keep=keep, box_sizes=sizes)
     )
@@ -121,14 +124,16 @@ def main() -> int:
             total = m["instances"] + m["polygons"] + m["lonlat_wkb"]
             seeds = "votes" if r.vote_seeds and r.regress_boxes and r.seed_radius_px >= 1 else "peaks"
             print(
-                f"{output_type} detector (seeds: {seeds}, seed_radius_px={r.seed_radius_px:.1f}): {m['labels']} "
+                f"{output_type} detector (seeds: {seeds}, seed_radius_px={r.seed_radius_px:.1f}, stride "
+                f"{r.postprocess_stride}): {m['labels']} "
                 f"instances, {m['objects']} objects; instances {m['instances']:.3f} s, polygons {m['polygons']:.3f} s, "
                 f"lon/lat WKB {m['lonlat_wkb']:.3f} s CPU",
                 flush=True,
             )
             conditions = (
                 f"one inner {CELL}² cell of the ceiling bench's image ({probs.shape[1]}² with margin), {output_type} "
-                f"detector, {seeds} seeds, {m['objects']} objects, best of {REPEATS}, 1 process"
+                f"detector, {seeds} seeds, post-processing at stride {r.postprocess_stride}, {m['objects']} objects, "
+                f"best of {REPEATS}, 1 process"
             )
             name = f"postprocess_{output_type}"
             rows += [

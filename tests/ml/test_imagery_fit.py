@@ -29,10 +29,10 @@ def test_scale_and_size_prior_come_from_the_outlines(tmp_path):
     fitted = fit_recipe_to_outlines([item], Recipe(target_object_px=2 * across, size_prior=0.5))
     assert fitted.scale == 2.0
     assert np.isclose(fitted.min_area_px, 0.5 * areas_px[0], rtol=1e-3)
-    # clipped to the allowed range, in quarter steps; nothing changes when both are off
+    # clipped to the allowed range, in quarter steps; nothing changes when every choice is off
     assert fit_recipe_to_outlines([item], Recipe(target_object_px=100 * across)).scale == 2.0
     assert fit_recipe_to_outlines([item], Recipe(target_object_px=1.3 * across)).scale == 1.25
-    off = Recipe(size_prior=0.0, peak_spacing=0.0)
+    off = Recipe(size_prior=0.0, peak_spacing=0.0, min_outline_px_for_stride=0.0)
     assert fit_recipe_to_outlines([item], off) == off
     # seeds at least a fraction of the median outline's width apart
     assert np.isclose(fit_recipe_to_outlines([item], Recipe(peak_spacing=0.5)).seed_radius_px, 0.5 * across, atol=0.05)

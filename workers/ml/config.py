@@ -115,6 +115,13 @@ class Recipe:
     vote_seeds: bool = True
     min_area_px: float = 12.0
     simplify_px: float = 0.75
+    # count detectors' instances and outlines found on the maps averaged over ``postprocess_stride`` squared
+    # pixel blocks (the decoder's head is at stride 2 anyway): a quarter of the pixels to label, grow and
+    # trace at 2, for F1 within the seeds' noise (docs/experiments.md, "post-processing at stride 2").
+    # Training sets 2 when the smallest outline covers ``min_outline_px_for_stride`` pixels (0: never); the
+    # pixel sizes above are in the image's pixels whatever the stride
+    postprocess_stride: int = 1
+    min_outline_px_for_stride: float = 64.0
     # objects scoring under ``min_score`` (mean foreground probability) are dropped. With
     # ``fit_post_processing`` training chooses it and the seeds (connected core regions or core peaks, see
     # below) from the user's own outlines: what does best in the training areas (count detectors;
@@ -172,6 +179,8 @@ class Recipe:
             raise ValueError(f"tta must be 1, 2, 4 or 8, not {self.tta!r}")
         if not 1 <= self.decoders <= 4:
             raise ValueError(f"decoders must be 1-4, not {self.decoders!r}")
+        if self.postprocess_stride not in (1, 2):
+            raise ValueError(f"postprocess_stride must be 1 or 2, not {self.postprocess_stride!r}")
         if self.dates not in (1, 2):
             raise ValueError(f"dates must be 1 (one image) or 2 (a change detector's pair), not {self.dates!r}")
 

@@ -9,7 +9,7 @@ Segmentation detectors return the connected regions of each class.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain
 from typing import Any
 
@@ -33,6 +33,34 @@ class Detection:
     geometry: Polygon
     class_name: str
     score: float
+
+
+def at_stride(maps: np.ndarray, n_probs: int, recipe: Recipe, stride: int) -> tuple[np.ndarray, Recipe]:
+    """``predict_array``'s maps (``n_probs`` probabilities, then any box channels) averaged over ``stride`` x
+    ``stride`` pixel blocks, and ``recipe`` with its pixel sizes (areas, seed spacing, simplification) in those
+    blocks: instances and outlines found on these, traced back through the transform scaled by ``stride``, cost
+    about 1/stride² as much. The decoder's head is at stride 2, so at 2 little is lost. Log box sizes become the
+    blocks' (minus log stride); centre offsets, in box sides, are unchanged. ``simplify_px`` stays as it is: it
+    is what removes the traced grid's staircase, whatever that grid's pixel. Sides not divisible by ``stride``
+    are padded with background."""
+    if stride == 1:
+        return maps, recipe
+    c, h, w = maps.shape
+    ph, pw = -h % stride, -w % stride
+    if ph or pw:
+        padded = np.zeros((c, h + ph, w + pw), maps.dtype)
+        padded[0] = 1.0
+        padded[:, :h, :w] = maps
+        maps = padded
+    out = np.zeros((c, (h + ph) // stride, (w + pw) // stride), np.float32)
+    for dy in range(stride):
+        for dx in range(stride):
+            out += maps[:, dy::stride, dx::stride]
+    out /= stride * stride
+    out[n_probs : n_probs + 2] -= np.float32(np.log(stride))
+    return out, replace(recipe, postprocess_stride=1, min_area_px=recipe.min_area_px / stride**2,
+                        max_area_px=recipe.max_area_px / stride**2,
+                        seed_radius_px=recipe.seed_radius_px / stride)
 
 
 def instance_labels(probs: np.ndarray, detection_type: str, recipe: Recipe,

@@ -20,6 +20,7 @@ import numpy as np
 import shapely
 import torch
 import torch.nn.functional as F
+from affine import Affine
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 from shapely.geometry import box
@@ -30,7 +31,7 @@ from .change import check_channels
 from .config import Recipe
 from .dihedral import TTA_TRANSFORMS, dihedral, undo_dihedral, undo_dihedral_sizes
 from .grid import GridCell
-from .postprocess import Detection, instance_labels, labels_to_detections
+from .postprocess import Detection, at_stride, instance_labels, labels_to_detections
 from .raster_io import geometry_window, read_window, window_geometry, window_transform
 from .trained import TrainedModel
 
@@ -233,16 +234,17 @@ def _decode(probs: np.ndarray, src: DatasetReader, window: Window, margin: int, 
     big = Window(window.col_off - margin, window.row_off - margin, window.width + 2 * margin,
                  window.height + 2 * margin)
     n = model.network.n_classes + 2
-    probs_all = probs
+    stride = recipe.postprocess_stride if model.config.detection_type == "count" else 1
+    maps, recipe = at_stride(probs, n, recipe, stride)
     # the box map: sizes, and the centre offsets when the recipe reads them (a model with a centre head
     # evaluated with ``centre_head=False`` boxes about its regions' centres: how the head is measured)
-    sizes = probs[n : n + (4 if recipe.centre_head else 2)] if probs.shape[0] > n and recipe.regress_boxes else None
-    probs = probs[:n]
-    boxes = probs_all[n:] if probs_all.shape[0] >= n + 4 else None
+    sizes = maps[n : n + (4 if recipe.centre_head else 2)] if maps.shape[0] > n and recipe.regress_boxes else None
+    probs = maps[:n]
+    boxes = maps[n:] if maps.shape[0] >= n + 4 else None
     labels, _ = instance_labels(probs, model.config.detection_type, recipe, boxes)
-    keep = box(margin, margin, margin + window.width, margin + window.height)
-    return labels_to_detections(labels, probs, window_transform(src.transform, big), model.config, recipe, keep=keep,
-                                box_sizes=sizes)
+    keep = box(margin / stride, margin / stride, (margin + window.width) / stride, (margin + window.height) / stride)
+    transform = window_transform(src.transform, big) @ Affine.scale(stride)
+    return labels_to_detections(labels, probs, transform, model.config, recipe, keep=keep, box_sizes=sizes)
 
 
 def _predict_read(model: TrainedModel, src: DatasetReader, window: Window, image: np.ndarray,

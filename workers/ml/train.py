@@ -87,6 +87,8 @@ def fit_recipe_to_outlines(images: Sequence[LabelledImage], recipe: Recipe, coun
         changes["max_area_px"] = recipe.size_prior_max * float(areas.max())
     if recipe.peak_spacing > 0 and count:
         changes["seed_radius_px"] = round(recipe.peak_spacing * float(np.sqrt(np.median(areas))), 1)
+    if 0 < recipe.min_outline_px_for_stride <= float(areas.min()) and count:
+        changes["postprocess_stride"] = 2
     return replace(recipe, **changes) if changes else recipe
 
 
