@@ -82,12 +82,12 @@ def write_exports(run: DetectionRun, folder: Path) -> dict[str, Path]:
             return
         pyogrio.raw.write(
             str(paths["gpkg"]),
-            geometry=np.array([bytes(row[1]) for row in batch], dtype=object),
+            geometry=np.array([bytes(row[0]) for row in batch], dtype=object),
             field_data=[
-                np.array([row[2] for row in batch]),
+                np.array([row[1] for row in batch]),
+                np.array([row[2] for row in batch], dtype="float64"),
                 np.array([row[3] for row in batch], dtype="float64"),
-                np.array([row[4] for row in batch], dtype="float64"),
-                np.array([str(row[5]) for row in batch]),
+                np.array([row[4] for row in batch]),
             ],
             fields=["class_name", "score", "area_m2", "image_id"],
             layer="objects",
@@ -99,19 +99,24 @@ def write_exports(run: DetectionRun, folder: Path) -> dict[str, Path]:
         written += len(batch)
         batch.clear()
 
+    # A feature's properties written as ``json.dumps`` of the dict {class_name, score, area_m2, image_id} writes
+    # them, byte for byte, with each class name's JSON made once and each image id's text once per image (rows
+    # come image by image): per object, the dict, its encoding and the id's ``str`` were a sixth of the exports'
+    # CPU time.
+    class_json: dict[str, str] = {}
+    image_id, image = None, ""
     with paths["geojson"].open("w") as out:
         out.write('{"type": "FeatureCollection", "features": [')
         for i, row in enumerate(_objects(run).iterator(chunk_size=BATCH)):
-            geojson, _, class_name, score, area_m2, image_id = row
-            properties = {
-                "class_name": class_name,
-                "score": round(score, 4),
-                "area_m2": round(area_m2, 3),
-                "image_id": str(image_id),
-            }
-            out.write(f'{"," if i else ""}{{"type": "Feature", "geometry": {geojson}, "properties": ')
-            out.write(json.dumps(properties) + "}")
-            batch.append(row)
+            geojson, wkb, class_name, score, area_m2, row_image_id = row
+            name = class_json.get(class_name) or class_json.setdefault(class_name, json.dumps(class_name))
+            if row_image_id != image_id:
+                image_id, image = row_image_id, str(row_image_id)
+            out.write(
+                f'{"," if i else ""}{{"type": "Feature", "geometry": {geojson}, "properties": {{"class_name": {name}, '
+                f'"score": {round(score, 4)!r}, "area_m2": {round(area_m2, 3)!r}, "image_id": "{image}"}}}}'
+            )
+            batch.append((wkb, class_name, score, area_m2, image))
             if len(batch) >= BATCH:
                 flush_gpkg()
         out.write("]}")

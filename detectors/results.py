@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+from uuid import UUID
 
 import numpy as np
 import shapely
@@ -24,7 +26,7 @@ def stored_geometries(geometries: Sequence[BaseGeometry], crs) -> list[tuple[str
 
     Done for all of a window's objects at once (one reprojection pass, one WKB pass, planar areas in a metric
     CRS): at thousands of objects per cell this was a large share of a cell's time. Hex EWKB, not GEOS objects:
-    a row's geometry field takes it as it is, ``insert_objects`` sends it as it is, and building a Django GEOS
+    a ``NewObject`` holds it as it is, ``insert_objects`` sends it as it is, and building a Django GEOS
     object per row (five ctypes calls each) cost more than the reprojection (docs/experiments.md, "Second
     speed-up").
     """
@@ -46,8 +48,24 @@ def stored_geometries(geometries: Sequence[BaseGeometry], crs) -> list[tuple[str
     return [(wkb.hex().upper(), area) for wkb, area in zip(ewkb.tolist(), areas, strict=True)]
 
 
-def insert_objects(rows: Sequence[DetectedObject]) -> None:
-    """Insert new objects (unsaved rows) in one pass.
+class NewObject(NamedTuple):
+    """An object to store, as ``insert_objects`` writes it: a plain tuple, not a ``DetectedObject``. Building a
+    Django model instance per object cost ~20 µs, a tenth of a dense detection cell's CPU time (4,000 objects),
+    for values that go straight into COPY. ``geometry`` is lon/lat hex EWKB (``stored_geometries``); exactly one
+    of the two runs is set."""
+
+    training_run_id: UUID | str | None
+    detection_run_id: UUID | str | None
+    image_id: UUID | str
+    detector_class_id: UUID | str
+    cell: str
+    geometry: str
+    score: float
+    area_m2: float
+
+
+def insert_objects(rows: Sequence[NewObject]) -> None:
+    """Insert new objects in one pass.
 
     On PostgreSQL by COPY: building INSERT statements in the ORM cost about twice the database's own time
     for the thousands of objects of a detection cell (bench_ceiling's profile), the largest share of a
@@ -55,37 +73,16 @@ def insert_objects(rows: Sequence[DetectedObject]) -> None:
     databases (SpatiaLite) take ``bulk_create``. The rows' primary keys are not read back.
     """
     if connection.vendor != "postgresql":
-        DetectedObject.objects.bulk_create(rows, batch_size=1000)
+        DetectedObject.objects.bulk_create([DetectedObject(**row._asdict()) for row in rows], batch_size=1000)
         return
     meta, quote = DetectedObject._meta, connection.ops.quote_name
-    names = ("training_run", "detection_run", "image", "detector_class", "cell", "geometry", "score", "area_m2")
-    columns = ", ".join(quote(meta.get_field(name).column) for name in names)
+    columns = ", ".join(quote(meta.get_field(name.removesuffix("_id")).column) for name in NewObject._fields)
     with (
         connection.cursor() as cursor,
         cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy,
     ):
         for row in rows:
-            copy.write_row(
-                (
-                    row.training_run_id,
-                    row.detection_run_id,
-                    row.image_id,
-                    row.detector_class_id,
-                    row.cell,
-                    _hexewkb(row),
-                    row.score,
-                    row.area_m2,
-                )
-            )
-
-
-def _hexewkb(row: DetectedObject) -> str:
-    """A row's geometry as hex EWKB: the value itself when it was given so (``stored_geometries``), without
-    building the GEOS object the field would make of it on access."""
-    value = row.__dict__.get("geometry")
-    if isinstance(value, str) and value[:2] in ("00", "01"):  # hex EWKB starts with its byte order; WKT never does
-        return value
-    return row.geometry.hexewkb.decode()
+            copy.write_row(row)
 
 
 def lonlat_geometry(geometry: BaseGeometry) -> tuple[GEOSGeometry, float]:

@@ -22,7 +22,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from detectors.models import DetectedObject, DetectionCell, DetectionRun, RunStatus, TrainingRun, training_run_prefix
-from detectors.results import insert_objects
+from detectors.results import NewObject, insert_objects
 from imagery.storage import get_blob_store
 from picterra.jobs import RUNNING_ELSEWHERE, Job, RowMoved, RowState, enqueue
 
@@ -201,7 +201,7 @@ def claim_detection_cell(cell_id: str) -> str:
 class CellObjects:
     """What detecting in one cell found (unsaved rows) and how long it took."""
 
-    rows: list[DetectedObject]
+    rows: list[NewObject]
     seconds: float
 
 

@@ -33,7 +33,7 @@ from detectors.models import (
     training_run_prefix,
 )
 from detectors.pairs import pair_source
-from detectors.results import insert_objects, lonlat_geometry, stored_geometries, to_shapely
+from detectors.results import NewObject, insert_objects, lonlat_geometry, stored_geometries, to_shapely
 from detectors.runs import (
     DETECTION_CELL,
     DETECTION_FINISH,
@@ -177,16 +177,7 @@ def _predict_and_score(run: TrainingRun, model: TrainedModel, inputs, classes: l
         kept = [d for d in evaluation.testing if class_ids.get(d.class_name)]
         stored = stored_geometries([d.geometry for d in kept], item.crs)
         for d, (geometry, area_m2) in zip(kept, stored, strict=True):
-            rows.append(
-                DetectedObject(
-                    training_run=run,
-                    image_id=item.image_id,
-                    detector_class_id=class_ids[d.class_name],
-                    geometry=geometry,
-                    score=d.score,
-                    area_m2=area_m2,
-                )
-            )
+            rows.append(NewObject(run.pk, None, item.image_id, class_ids[d.class_name], "", geometry, d.score, area_m2))
         review += [
             {
                 "type": "Feature",
@@ -310,15 +301,7 @@ def detect_cell_objects(cell_id: str) -> CellObjects:
         raise JobFailed(str(exc)) from exc
     found = [d for d in found if class_ids.get(d.class_name)]
     rows = [
-        DetectedObject(
-            detection_run=run,
-            image=image,
-            detector_class_id=class_ids[d.class_name],
-            cell=cell.key,
-            geometry=geometry,
-            score=d.score,
-            area_m2=area_m2,
-        )
+        NewObject(None, run.pk, image.pk, class_ids[d.class_name], cell.key, geometry, d.score, area_m2)
         for d, (geometry, area_m2) in zip(found, stored_geometries([d.geometry for d in found], image.crs), strict=True)
     ]
     return CellObjects(rows=rows, seconds=time.monotonic() - started)

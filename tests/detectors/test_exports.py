@@ -41,3 +41,26 @@ def test_exports_stream_every_object_in_batches(run_with_pieces, tmp_path, monke
     rows = list(csv.DictReader(paths["csv"].open()))
     assert [(r["area"], r["class_name"], r["count"]) for r in rows] == [("whole image", "tree", "12")]
     assert float(rows[0]["total_area_m2"]) == pytest.approx(12.0)
+
+
+@pytest.mark.django_db
+def test_geojson_properties_are_exactly_what_json_writes_for_any_class_name(run_with_pieces, tmp_path):  # noqa: F811
+    """The properties are written by hand (made once per class and image, not per object): the text must be what
+    ``json.dumps`` of the properties gives, quotes, backslashes and any script in a user's class name included."""
+    from detectors.models import DetectorClass
+
+    run = run_with_pieces
+    name = 'big "old" tree \\ é 木 🌲'
+    DetectorClass.objects.filter(detector=run.detector).update(name=name)
+    paths = exports.write_exports(run, tmp_path)
+    text = paths["geojson"].read_text()
+    features = json.loads(text)["features"]
+    stored = DetectedObject.objects.filter(detection_run=run).order_by("image_id", "cell", "id")
+    assert len(features) == stored.count() == 12
+    for feature, row in zip(features, stored, strict=True):
+        expected = {"class_name": name, "score": round(row.score, 4), "area_m2": round(row.area_m2, 3),
+                    "image_id": str(row.image_id)}  # fmt: skip
+        assert feature["properties"] == expected
+        assert f'"properties": {json.dumps(expected)}}}' in text
+    _, _, _, fields = pyogrio.raw.read(paths["gpkg"])
+    assert set(fields[0]) == {name} and set(fields[3]) == {str(row.image_id)}

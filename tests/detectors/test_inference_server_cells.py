@@ -13,7 +13,7 @@ from workers.ml.inference_server import InferenceUnavailable, ServerSupervisor
 
 def _rows(cell_id: str) -> list[tuple[str, str, float]]:
     found = pipelines.detect_cell_objects(cell_id)
-    return sorted((str(r.detector_class_id), r.geometry.wkt, round(r.score, 4)) for r in found.rows)
+    return sorted((str(r.detector_class_id), r.geometry, round(r.score, 4)) for r in found.rows)
 
 
 @pytest.mark.django_db

@@ -1,18 +1,25 @@
-"""``detectors.results.insert_objects``: the rows a detection stores arrive exactly as the ORM would write them
-(on PostgreSQL by COPY, elsewhere by bulk_create)."""
+"""``detectors.results.insert_objects``: the objects a detection stores (``NewObject`` tuples) arrive exactly as
+the ORM would write them (on PostgreSQL by COPY, elsewhere by bulk_create)."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import pytest
 from django.contrib.gis.geos import GEOSGeometry
 from shapely.geometry import box
 
 from detectors.models import DetectedObject, DetectionRun, Detector, DetectorClass, RunStatus, TrainingRun
-from detectors.results import insert_objects, lonlat_geometry
+from detectors.results import NewObject, insert_objects, lonlat_geometry
 
 
 @pytest.mark.django_db
-def test_inserted_objects_keep_every_field_and_their_exact_geometry(personas, ready_image):
+@pytest.mark.parametrize("vendor", ["postgresql", "other"])
+def test_inserted_objects_keep_every_field_and_their_exact_geometry(personas, ready_image, vendor, monkeypatch):
+    if vendor == "other":  # the ORM's bulk_create, as on SpatiaLite
+        from detectors import results
+
+        monkeypatch.setattr(results, "connection", SimpleNamespace(vendor="spatialite"))
     detector = Detector.objects.create(organization=personas.organization, name="trees")
     tree = DetectorClass.objects.create(detector=detector, name="tree")
     version = TrainingRun.objects.create(detector=detector, version=1, status=RunStatus.SUCCEEDED)
@@ -21,21 +28,11 @@ def test_inserted_objects_keep_every_field_and_their_exact_geometry(personas, re
     rows = []
     for i, shape in enumerate(shapes):
         geometry, area = lonlat_geometry(shape)
-        rows.append(
-            DetectedObject(
-                detection_run=run,
-                image=ready_image,
-                detector_class=tree,
-                cell=f"r0c{i % 4}",
-                geometry=geometry,
-                score=i / 2500,
-                area_m2=area,
-            )
-        )
-    predicted = DetectedObject(  # a training run's prediction: the other run column
-        training_run=version, image=ready_image, detector_class=tree, geometry=lonlat_geometry(shapes[0])[0], score=1,
-        area_m2=1.5,
-    )  # fmt: skip
+        rows.append(NewObject(None, run.pk, ready_image.pk, tree.pk, f"r0c{i % 4}", geometry.hexewkb.decode(), i / 2500,
+                              area))  # fmt: skip
+    # a training run's prediction: the other run column
+    predicted = NewObject(version.pk, None, ready_image.pk, tree.pk, "", lonlat_geometry(shapes[0])[0].hexewkb.decode(),
+                          1.0, 1.5)  # fmt: skip
 
     insert_objects([*rows, predicted])
 
@@ -46,7 +43,7 @@ def test_inserted_objects_keep_every_field_and_their_exact_geometry(personas, re
             ready_image.pk, tree.pk, row.cell, None
         )  # fmt: skip
         assert got.score == pytest.approx(row.score) and got.area_m2 == pytest.approx(row.area_m2)
-        assert got.geometry.srid == 4326 and got.geometry.equals_exact(row.geometry, 1e-12)
+        assert got.geometry.srid == 4326 and got.geometry.equals_exact(GEOSGeometry(row.geometry), 1e-12)
     assert DetectedObject.objects.filter(training_run=version, detection_run=None).count() == 1
     # The spatial index answers for them, as the map's tiles and the border merge ask it.
     inside = GEOSGeometry(box(6.1, 46.2, 6.1 + 9.5e-5, 46.21).wkt, srid=4326)
@@ -80,8 +77,8 @@ def test_stored_geometries_are_the_rows_geos_geometries_as_hex_ewkb(personas, re
     version = TrainingRun.objects.create(detector=detector, version=1, status=RunStatus.SUCCEEDED)
     run = DetectionRun.objects.create(detector=detector, training_run=version)
     stored = stored_geometries(utm, "EPSG:32632")
-    rows = [DetectedObject(detection_run=run, image=ready_image, detector_class=tree, cell="r0c0", geometry=geometry,
-                           score=i / 100, area_m2=area) for i, (geometry, area) in enumerate(stored)]  # fmt: skip
+    rows = [NewObject(None, run.pk, ready_image.pk, tree.pk, "r0c0", geometry, i / 100, area)
+            for i, (geometry, area) in enumerate(stored)]  # fmt: skip
     insert_objects(rows)
     got = list(DetectedObject.objects.filter(detection_run=run).order_by("score"))
     assert [o.geometry.hexewkb.decode() for o in got] == [g for g, _ in stored]
