@@ -162,8 +162,7 @@ def one_cell(model, run, image, outputs: Path) -> tuple[int, int, str]:
 
     from bench.standin import RecordedOutputs, install_window_positions, use_recorded_network
     from detectors.detection import detection_region, model_class_ids
-    from detectors.models import DetectedObject
-    from detectors.results import insert_objects, stored_geometries
+    from detectors.results import NewObject, insert_objects, stored_geometries
     from imagery.storage import get_blob_store
     from workers.ml.grid import GridCell
     from workers.ml.predict import detect_in_cell
@@ -187,10 +186,9 @@ def one_cell(model, run, image, outputs: Path) -> tuple[int, int, str]:
         profiler.disable()
     class_ids = model_class_ids(run.training_run, list(model.config.classes))
     rows = [
-        DetectedObject(detection_run=run, image=image, detector_class_id=class_ids[d.class_name], cell="profiled",
-                       geometry=geometry, score=d.score, area_m2=area_m2)
+        NewObject(None, run.pk, image.pk, class_ids[d.class_name], "profiled", geometry, d.score, area_m2)
         for d, (geometry, area_m2) in zip(found, stored, strict=True)
-    ]  # fmt: skip
+    ]
     writes = cProfile.Profile()
     with transaction.atomic():
         writes.enable()

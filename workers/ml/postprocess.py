@@ -37,9 +37,9 @@ class Detection:
 
 def at_stride(maps: np.ndarray, n_probs: int, recipe: Recipe, stride: int) -> tuple[np.ndarray, Recipe]:
     """``predict_array``'s maps (``n_probs`` probabilities, then any box channels) averaged over ``stride`` x
-    ``stride`` pixel blocks, and ``recipe`` with its pixel sizes (areas, seed spacing, simplification) in those
-    blocks: instances and outlines found on these, traced back through the transform scaled by ``stride``, cost
-    about 1/stride² as much. The decoder's head is at stride 2, so at 2 little is lost. Log box sizes become the
+    ``stride`` pixel blocks, and ``recipe`` with its pixel sizes (areas, seed spacing) in those blocks: instances
+    and outlines found on these, traced back through the transform scaled by ``stride``, cost about 1/stride² as
+    much. The decoder's head is at stride 2, so at 2 little is lost. Log box sizes become the
     blocks' (minus log stride); centre offsets, in box sides, are unchanged. ``simplify_px`` stays as it is: it
     is what removes the traced grid's staircase, whatever that grid's pixel. Sides not divisible by ``stride``
     are padded with background."""
