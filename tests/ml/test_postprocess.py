@@ -289,7 +289,7 @@ def test_keep_filter_matches_find_objects_and_point_on_surface():
     from scipy import ndimage
     from shapely.geometry import box
 
-    from workers.ml.postprocess import _boxes_meet, _points_on_surface_in
+    from workers.ml.postprocess import _boxes_meet, points_on_surface_in
 
     rng = np.random.default_rng(5)
     shape_ = (60, 80)
@@ -311,7 +311,7 @@ def test_keep_filter_matches_find_objects_and_point_on_surface():
                 expected[v] = sl[1].start < x1 and sl[1].stop > x0 and sl[0].start < y1 and sl[0].stop > y0
         assert np.array_equal(_boxes_meet(labels, counts, keep.bounds), expected)
         direct = shapely.contains(keep, shapely.point_on_surface(parts))
-        assert np.array_equal(_points_on_surface_in(parts, keep), direct)
+        assert np.array_equal(points_on_surface_in(parts, keep), direct)
 
 
 def _reference_vote_labels(fg, weight, boxes, recipe):

@@ -21,6 +21,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from shapely import make_valid
 from shapely.geometry import Polygon, mapping
+from shapely.geometry.base import BaseGeometry
 
 from .config import DetectorConfig, Recipe
 from .raster_io import image_crs_to_lonlat
@@ -258,7 +259,7 @@ def labels_to_detections(labels: np.ndarray, probs: np.ndarray, transform: Affin
     pick = np.fromiter(largest.values(), np.intp, len(largest))
     pick = pick[areas[pick] >= recipe.min_area_px]
     if keep is not None and pick.size:
-        pick = pick[_points_on_surface_in(parts[pick], keep)]
+        pick = pick[points_on_surface_in(parts[pick], keep)]
     polys = parts[pick]
     if recipe.simplify_px > 0 and polys.size:
         # plain Douglas-Peucker is ~10x faster than the topology-preserving variant; the few shapes it
@@ -286,11 +287,12 @@ def labels_to_detections(labels: np.ndarray, probs: np.ndarray, transform: Affin
             for g, v in zip(geoms, out_values, strict=True)]
 
 
-def _points_on_surface_in(polys: np.ndarray, keep: Polygon) -> np.ndarray:
+def points_on_surface_in(polys: np.ndarray, keep: BaseGeometry) -> np.ndarray:
     """``shapely.contains(keep, shapely.point_on_surface(polys))``, computing the point only where the answer is
     not already known: a polygon's point lies in its bounding box, so when ``keep`` is a rectangle a polygon
     whose box is strictly inside it is in (on the unsimplified pixel outlines ``point_on_surface`` was a third
-    of the polygons' time, and only the objects on the window's edges need it)."""
+    of the polygons' time, and only the objects on the window's edges need it). A cell's ownership test asks the
+    same of its final polygons."""
     inside = np.zeros(polys.size, bool)
     x0, y0, x1, y1 = keep.bounds
     if shapely.equals(keep, shapely.box(x0, y0, x1, y1)):

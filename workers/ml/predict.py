@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
-import shapely
 import torch
 import torch.nn.functional as F
 from affine import Affine
@@ -31,7 +30,7 @@ from .change import check_channels
 from .config import Recipe
 from .dihedral import TTA_TRANSFORMS, dihedral, undo_dihedral, undo_dihedral_sizes
 from .grid import GridCell
-from .postprocess import Detection, at_stride, instance_labels, labels_to_detections
+from .postprocess import Detection, at_stride, instance_labels, labels_to_detections, points_on_surface_in
 from .raster_io import geometry_window, read_window, window_geometry, window_transform
 from .trained import TrainedModel
 
@@ -288,7 +287,7 @@ def detect_in_cell(
     found = predict_window(model, src, cell.padded(margin, src.width, src.height), tiles)
     if not found:
         return []
-    inside = shapely.contains(owned, shapely.point_on_surface([d.geometry for d in found]))
+    inside = points_on_surface_in(np.array([d.geometry for d in found], dtype=object), owned)
     return [d for d, here in zip(found, inside, strict=True) if here]
 
 
