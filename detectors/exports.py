@@ -14,7 +14,10 @@ from django.utils.text import slugify
 
 from detectors.models import Area, DetectedObject, DetectionRun
 
-BATCH = 5000
+# Objects per GeoPackage append (and per database fetch): each append opens the file and updates its spatial index
+# in one transaction, so fewer, larger appends cost less (100,000 objects: 0.64 CPU s in appends of 5,000, 0.47 in
+# appends of 50,000); 50,000 rows of WKB and fields are ~15 MB.
+BATCH = 50_000
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
 FORMULA_STARTS = ("=", "+", "-", "@")
 CONTROL_STARTS = ("\t", "\r", "\n")

@@ -356,11 +356,16 @@ class DetectedObject(models.Model):
     """
 
     id = models.BigAutoField(primary_key=True)
+    # no index of their own: the composite indexes below lead with them and serve the same lookups and cascades,
+    # and every index is paid on each of the millions of inserts a large detection makes (two fewer: inserts
+    # ~20 % faster, docs/experiments.md)
     training_run = models.ForeignKey(
-        TrainingRun, null=True, blank=True, on_delete=models.CASCADE, related_name="predicted_objects"
+        TrainingRun, null=True, blank=True, on_delete=models.CASCADE, related_name="predicted_objects",
+        db_index=False,
     )
     detection_run = models.ForeignKey(
-        DetectionRun, null=True, blank=True, on_delete=models.CASCADE, related_name="detected_objects"
+        DetectionRun, null=True, blank=True, on_delete=models.CASCADE, related_name="detected_objects",
+        db_index=False,
     )
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
     detector_class = models.ForeignKey(DetectorClass, on_delete=models.CASCADE, related_name="+")

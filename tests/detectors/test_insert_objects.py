@@ -82,3 +82,20 @@ def test_stored_geometries_are_the_rows_geos_geometries_as_hex_ewkb(personas, re
     insert_objects(rows)
     got = list(DetectedObject.objects.filter(detection_run=run).order_by("score"))
     assert [o.geometry.hexewkb.decode() for o in got] == [g for g, _ in stored]
+
+
+@pytest.mark.django_db
+def test_object_table_has_no_index_another_one_already_serves():
+    """Every index is paid on each of the millions of inserts a detection makes: none may be a leading part of
+    another (that one answers the same lookups), while each run column still leads one, so a run's objects
+    and a run's cascade delete are found by index."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, DetectedObject._meta.db_table)
+    btrees = [tuple(c["columns"]) for c in constraints.values() if c["index"] and c["type"] != "gist" and c["columns"]]
+    for columns in btrees:
+        wider = [other for other in btrees if len(other) > len(columns) and other[: len(columns)] == columns]
+        assert not wider, f"index on {columns} is redundant with {wider}"
+    leading = {columns[0] for columns in btrees}
+    assert {"detection_run_id", "training_run_id", "image_id"} <= leading
