@@ -113,6 +113,29 @@ def test_predict_window_reads_a_margin_of_context_with_zeros_past_the_raster_edg
     assert all(foot.contains(d.geometry.representative_point()) for d in dets)
 
 
+def test_window_probabilities_are_background_past_the_raster_edge_and_untouched_inside(make_scene_tif, monkeypatch):
+    """Pixels read past the raster's edge (zeros) are background whatever the network says there; a window inside
+    the raster keeps every map as the network gave it."""
+    import workers.ml.predict as predict_module
+
+    def everywhere_object(model, image, tiles=None):  # background 0, class 1, core 0.5, log size 2 everywhere
+        return np.stack([np.zeros(image.shape[1:]), np.ones(image.shape[1:]), np.full(image.shape[1:], 0.5),
+                         np.full(image.shape[1:], 2.0)]).astype(np.float32)  # fmt: skip
+
+    monkeypatch.setattr(predict_module, "predict_array", everywhere_object)
+    path, _ = make_scene_tif(size=128)
+    with rasterio.open(path) as src:
+        inside = predict_module._window_probs(src, Window(20, 30, 40, 50), np.zeros((3, 70, 60), np.uint8), 10, None)
+        edge = predict_module._window_probs(src, Window(100, -10, 40, 30), np.zeros((3, 50, 60), np.uint8), 10, None)
+    assert np.array_equal(inside, everywhere_object(None, np.zeros((3, 70, 60))))
+    # the read spans rows -20..30 and columns 90..150: rows under 0 and columns from 128 are past the edge
+    past = np.zeros((50, 60), bool)
+    past[:20] = True
+    past[:, 38:] = True
+    assert np.all(edge[0][past] == 1.0) and np.all(edge[1:][:, past] == 0.0)
+    assert np.all(edge[0][~past] == 0.0) and np.all(edge[3][~past] == 2.0)
+
+
 def test_a_trainable_stem_beside_the_frozen_encoder_trains_and_round_trips(tmp_path, discs_to_learn):
     """The ``stem`` methodology: cached frozen features plus two trainable levels fed the same augmented
     pixels; the stem's weights are saved with the decoder, the frozen encoder's are not."""

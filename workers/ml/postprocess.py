@@ -53,10 +53,11 @@ def at_stride(maps: np.ndarray, n_probs: int, recipe: Recipe, stride: int) -> tu
         padded[0] = 1.0
         padded[:, :h, :w] = maps
         maps = padded
-    out = np.zeros((c, (h + ph) // stride, (w + pw) // stride), np.float32)
-    for dy in range(stride):
-        for dx in range(stride):
-            out += maps[:, dy::stride, dx::stride]
+    # the blocks' pixels added in the same order as from zero (0 + x is x exactly), without the zeroed array
+    blocks = [maps[:, dy::stride, dx::stride] for dy in range(stride) for dx in range(stride)]
+    out = np.add(blocks[0], blocks[1], dtype=np.float32)
+    for block in blocks[2:]:
+        out += block
     out /= stride * stride
     out[n_probs : n_probs + 2] -= np.float32(np.log(stride))
     return out, replace(recipe, postprocess_stride=1, min_area_px=recipe.min_area_px / stride**2,
@@ -265,11 +266,15 @@ def labels_to_detections(labels: np.ndarray, probs: np.ndarray, transform: Affin
         # plain Douglas-Peucker is ~10x faster than the topology-preserving variant; the few shapes it
         # breaks (small ones collapse to empty or cross themselves) are redone with the careful one
         fast = shapely.simplify(polys, recipe.simplify_px, preserve_topology=False)
-        bad = ~shapely.is_valid(fast) | shapely.is_empty(fast) | (shapely.get_type_id(fast) != 3)
-        if bad.any():
+        fine = shapely.is_valid(fast) & ~shapely.is_empty(fast) & (shapely.get_type_id(fast) == 3)
+        if not fine.all():  # only the redone shapes need checking again
+            bad = ~fine
             fast[bad] = shapely.simplify(polys[bad], recipe.simplify_px, preserve_topology=True)
+            redone = fast[bad]
+            fine[bad] = shapely.is_valid(redone) & (shapely.get_type_id(redone) == 3) & ~shapely.is_empty(redone)
         polys = fast
-    fine = shapely.is_valid(polys) & (shapely.get_type_id(polys) == 3) & ~shapely.is_empty(polys)
+    else:
+        fine = shapely.is_valid(polys) & (shapely.get_type_id(polys) == 3) & ~shapely.is_empty(polys)
     out_polys: list[Polygon] = []
     out_values: list[int] = []
     for i, poly, ok in zip(pick, polys, fine, strict=True):

@@ -218,9 +218,11 @@ def _window_probs(src: DatasetReader, window: Window, image: np.ndarray, margin:
     as zeros) are background."""
     probs = predict_array(model, image, tiles)
     r0, c0 = int(window.row_off) - margin, int(window.col_off) - margin
-    outside = np.ones(probs.shape[1:], bool)
     rr = slice(max(0, -r0), max(0, min(probs.shape[1], src.height - r0)))
     cc = slice(max(0, -c0), max(0, min(probs.shape[2], src.width - c0)))
+    if (rr.start, rr.stop, cc.start, cc.stop) == (0, probs.shape[1], 0, probs.shape[2]):
+        return probs  # the window lies inside the raster (most cells): nothing to mask
+    outside = np.ones(probs.shape[1:], bool)
     outside[rr, cc] = False
     probs[0][outside] = 1.0
     probs[1:][:, outside] = 0.0
