@@ -271,16 +271,15 @@ def convert_to_cog(src_path: str, dst_path: Path, info: RasterInfo, workdir: Pat
 
     ZSTD (with the horizontal predictor) rather than deflate: files of about the same size that decompress about
     twice as fast, and every window a detection cell or a map tile reads is decompressed (docs/experiments.md,
-    "COG compression"); GDAL has read ZSTD GeoTIFFs since 2.3 (QGIS included).
+    "ZSTD COGs"); GDAL has read ZSTD GeoTIFFs since 2.3 (QGIS included).
 
     The original is opened again with the driver ``inspect_raster`` chose and handed to rio-cogeo as an
     open dataset, so nothing re-chooses a driver; a non-georeferenced image gets the convention's CRS and
     geotransform as creation options of the output (no intermediate VRT). ``workdir`` is kept for callers.
     """
     del workdir
-    profile = cog_profiles.get("deflate")  # rio-cogeo warns on its "zstd" profile name
-    profile.update(compress="ZSTD")
-    profile.update(blockxsize=COG_BLOCK_SIZE, blockysize=COG_BLOCK_SIZE, BIGTIFF="IF_SAFER")
+    profile = cog_profiles.get("deflate")  # rio-cogeo warns on its "zstd" profile name: the same one, recompressed
+    profile.update(compress="ZSTD", blockxsize=COG_BLOCK_SIZE, blockysize=COG_BLOCK_SIZE, BIGTIFF="IF_SAFER")
     if not info.is_georeferenced:
         profile.update(crs=NONGEO_CRS, transform=NONGEO_TRANSFORM)
     if info.dtype in ("uint8", "uint16", "int16", "uint32", "int32"):
