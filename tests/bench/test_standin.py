@@ -47,7 +47,7 @@ class Pointwise(nn.Module):
         return F.adaptive_avg_pool2d(self.forward(tiles), size)  # so its block means are the recorded ones'
 
 
-def test_the_stand_in_answers_the_recorded_outputs_where_each_tile_lies_and_nowhere_else(tmp_path):
+def test_the_stand_in_answers_the_recorded_outputs_where_each_tile_lies_and_nowhere_else(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     scene = SimpleNamespace(image=rng.integers(0, 256, (3, SCENE, SCENE), dtype=np.uint8))
     size, margin = 2500, 32
@@ -58,6 +58,7 @@ def test_the_stand_in_answers_the_recorded_outputs_where_each_tile_lies_and_nowh
     real = TrainedModel(network=network, config=config, recipe=Recipe())
     standin = use_recorded_network(TrainedModel(network=network, config=config, recipe=Recipe()), outputs)
     assert isinstance(standin.network, RecordedNetwork) and real.network is network
+    monkeypatch.setattr(predict, "_window_probs", predict._window_probs)  # the wrapper below undone after the test
     install_window_positions()
     src = SimpleNamespace(width=size, height=size)
     for stride in (1, 2):  # a count detector post-processed at stride 2 asks for its maps at stride 2
