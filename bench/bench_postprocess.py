@@ -50,7 +50,7 @@ def prepare(folder: Path, output_type: str):
     from workers.ml.synthetic import labelled_scene, make_scene
     from workers.ml.train import train_detector
 
-    model_dir, outputs = folder / "model", folder / "outputs.npy"
+    model_dir, outputs, probs_path = folder / "model", folder / "outputs.npy", folder / "cell-probs.npy"
     scene = make_scene("trees", seed=11, size=(SCENE, SCENE), gsd=0.3)
     if not model_dir.exists():
         labelled, _ = labelled_scene(scene, folder / "scene.tif")
@@ -60,15 +60,13 @@ def prepare(folder: Path, output_type: str):
         save_model(model, model_dir)
     model = load_model(model_dir, device="cpu")
     margin = int(model.recipe.overlap)
-    stride = predict.map_stride(model)
-    probs_path = folder / f"cell-probs-stride-{stride}.npy"
     if not probs_path.exists():
         side = CELL + 2 * margin
         image = big_image_region(scene, ORIGIN - margin, ORIGIN - margin, side, side, size=SIZE)
         net = model.network
         model.network = RecordedNetwork(RecordedOutputs(outputs, SIZE), net.n_classes, net.box_channels)
-        model.network.expect_window(ORIGIN - margin, ORIGIN - margin, side, side, model.recipe, stride)
-        np.save(probs_path, predict.predict_array(model, image, stride=stride))
+        model.network.expect_window(ORIGIN - margin, ORIGIN - margin, side, side, model.recipe)
+        np.save(probs_path, predict.predict_array(model, image))
         model.network = net
     return model, np.load(probs_path), margin
 
@@ -90,12 +88,10 @@ def measure(model, probs: np.ndarray, margin: int, recipe) -> dict[str, float | 
 
     from detectors.results import stored_geometries
     from workers.ml.postprocess import at_stride, instance_labels, labels_to_detections
-    from workers.ml.predict import map_stride
 
     n = model.network.n_classes + 2
     stride = recipe.postprocess_stride
-    maps_stride = map_stride(model)
-    t_stride, (probs, recipe) = cpu_seconds(lambda: at_stride(probs, n, recipe, stride, maps_stride))
+    t_stride, (probs, recipe) = cpu_seconds(lambda: at_stride(probs, n, recipe, stride))
     sizes = probs[n : n + (4 if recipe.centre_head else 2)] if probs.shape[0] > n and recipe.regress_boxes else None
     boxes = probs[n:] if probs.shape[0] >= n + 4 else None
     core = probs[:n]

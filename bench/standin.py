@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from bench.detect_platform import SCENE, big_image_region, scene_copies, variant_of_copy
@@ -88,10 +87,8 @@ class RecordedOutputs:
 
 class RecordedNetwork(nn.Module):
     """The detector network's interface (``n_classes``, ``box_head``, ``box_channels``, ``forward`` on uint8
-    tiles, ``encode`` and ``decode`` at a size) answered from ``RecordedOutputs`` for the tiles of the announced
-    window. ``seconds`` counts the time it takes. Maps asked for at a stride (``decode`` to a smaller size, as
-    ``predict.predict_array`` asks a count detector's) are the recorded full-resolution logits averaged over the
-    stride's blocks: the real decoder's head gives its own pixels there, which are not recorded."""
+    tiles) answered from ``RecordedOutputs`` for the tiles of the announced window. ``seconds`` counts the
+    time it takes."""
 
     def __init__(self, outputs: RecordedOutputs, n_classes: int, box_channels: int):
         super().__init__()
@@ -101,17 +98,16 @@ class RecordedNetwork(nn.Module):
         self._tiles: deque[tuple[int, int]] = deque()
         self._shape = (0, 0)
 
-    def expect_window(self, row: int, col: int, height: int, width: int, recipe: Recipe, stride: int = 1) -> None:
-        """The next window predicted: its image (height x width) starts at (row, col) of the large image, its
-        maps at ``stride``. Lays out its tiles as ``predict.predict_array`` does on a CPU."""
+    def expect_window(self, row: int, col: int, height: int, width: int, recipe: Recipe) -> None:
+        """The next window predicted: its image (height x width) starts at (row, col) of the large image.
+        Lays out its tiles as ``predict.predict_array`` does on a CPU."""
         if abs(recipe.scale - 1.0) > 1e-6:
             raise RuntimeError("the recorded network answers unscaled tiles only")
         tile, limit = recipe.predict_tile, None
         if tile > predict.CPU_MAX_TILE:
             tile = limit = predict.CPU_MAX_TILE
-        height, width = -(-height // stride) * stride, -(-width // stride) * stride
-        th, rows = predict._axis_tiles(height, tile, recipe.overlap, limit, step=stride)
-        tw, cols = predict._axis_tiles(width, tile, recipe.overlap, limit, step=stride)
+        th, rows = predict._axis_tiles(height, tile, recipe.overlap, limit)
+        tw, cols = predict._axis_tiles(width, tile, recipe.overlap, limit)
         self._shape = (th, tw)
         self._tiles = deque((row + r, col + c) for r in rows for c in cols)
 
@@ -132,17 +128,6 @@ class RecordedNetwork(nn.Module):
             out[b] = self.outputs.logits(*self._tiles.popleft(), th, tw)
         self.seconds += time.perf_counter() - start
         return torch.from_numpy(out)
-
-    def encode(self, tiles: torch.Tensor) -> torch.Tensor:
-        """The tiles themselves: ``decode`` looks their logits up by where they lie."""
-        return tiles
-
-    def decode(self, tiles: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        logits = self.forward(tiles)
-        factor = tiles.shape[-1] // size[1]
-        if tuple(size) != (tiles.shape[-2] // factor, tiles.shape[-1] // factor):
-            raise RuntimeError(f"maps of {tuple(size)} asked for tiles of {tuple(tiles.shape[-2:])}")
-        return logits if factor == 1 else F.avg_pool2d(logits, factor)
 
 
 def use_recorded_network(model: TrainedModel, outputs: RecordedOutputs) -> TrainedModel:
@@ -167,8 +152,7 @@ def install_window_positions() -> None:
     def _window_probs(src, window, image, margin, model, tiles=None):
         if isinstance(model.network, RecordedNetwork):
             row, col = int(window.row_off) - margin, int(window.col_off) - margin
-            model.network.expect_window(row, col, image.shape[1], image.shape[2], model.recipe,
-                                        predict.map_stride(model))
+            model.network.expect_window(row, col, image.shape[1], image.shape[2], model.recipe)
             probs = original(src, window, image, margin, model, tiles)
             if model.network.tiles_left:
                 raise RuntimeError(f"{model.network.tiles_left} tiles announced were never asked for")

@@ -12,7 +12,6 @@ import os
 import signal
 import threading
 import time
-from dataclasses import replace
 from multiprocessing.connection import Listener
 
 import pytest
@@ -88,45 +87,6 @@ def test_two_clients_get_the_in_process_detections_from_one_shared_batch(scene_m
     # the two windows' 4 + 4 tiles ran as one batch (the server waits up to a minute for a full one, so two
     # batches of 4 would have meant a minute's wait and a failed join above)
     assert stats["batches"] == [(8, 2)]
-
-
-def test_maps_at_stride_two_come_from_the_server_as_in_process(scene_model, server):
-    """A count detector post-processed at stride 2 has its tiles' maps computed at stride 2 by the server too:
-    the same detections as in this process, from a batch of the two clients' tiles."""
-    path, plain = scene_model
-    model = TrainedModel(plain.network, plain.config, replace(plain.recipe, postprocess_stride=2), plain.card)
-    with rasterio.open(path) as src:
-        local = [detect_in_cell(model, src, cell, 16) for cell in _cells()]
-    assert sum(map(len, local)) > 0
-    found: dict[int, list] = {}
-    before = len(_server_batches(server))
-
-    def client(i: int) -> None:
-        c = InferenceClient(server.args[0], timeout_s=MAX_WAIT_S, connect_timeout_s=60)
-        try:
-            with rasterio.open(path) as src:
-                found[i] = detect_in_cell(model, src, _cells()[i], 16, tiles=ServerTiles(c, "model-at-stride-2"))
-        finally:
-            c.close()
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(MAX_WAIT_S + 30)
-    assert sorted(found) == [0, 1]
-    for mine, theirs in zip(local, (found[0], found[1]), strict=True):
-        assert [(d.class_name, round(d.score, 4)) for d in mine] == [(d.class_name, round(d.score, 4)) for d in theirs]
-        assert all(a.geometry.equals_exact(b.geometry, 1e-6) for a, b in zip(mine, theirs, strict=True))
-    assert _server_batches(server)[before:] == [(8, 2)]
-
-
-def _server_batches(server) -> list:
-    c = InferenceClient(server.args[0], timeout_s=MAX_WAIT_S, connect_timeout_s=60)
-    try:
-        return [tuple(b) for b in c.stats()["batches"]]
-    finally:
-        c.close()
 
 
 def test_a_missing_or_silent_server_fails_within_the_timeout(tmp_path):

@@ -1,5 +1,4 @@
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -38,26 +37,6 @@ def test_predict_array_any_size_and_probabilities():
     p = predict_array(m, img)
     assert p.shape == (3, 150, 203)
     assert np.allclose(p[:2].sum(0), 1.0, atol=1e-4) and (p[2] >= 0).all() and (p[2] <= 1).all()
-
-
-def test_predict_array_at_stride_two_gives_the_decoders_head_pixels_softmaxed():
-    """Maps at stride 2 are the decoder's output at its head's own resolution (not upsampled and averaged back),
-    softmaxed: one tile covering the image gives exactly them; over many tiles (odd sides, tiles at even starts
-    only) they stay probabilities, with sides rounded up."""
-    m = _untrained()
-    with torch.no_grad():
-        for prm in m.network.decoder.parameters():
-            prm.add_(torch.randn_like(prm) * 0.1)
-    img = np.random.default_rng(0).integers(0, 255, (3, 96, 128), dtype=np.uint8)
-    with torch.no_grad():
-        logits = m.network.decode(m.network.encode(torch.from_numpy(img)[None]), (48, 64))[0]
-    p = predict_array(m, img, stride=2)
-    assert p.shape == (3, 48, 64)
-    np.testing.assert_allclose(p[:2], logits[:2].softmax(0).numpy(), atol=1e-6)
-    np.testing.assert_allclose(p[2], logits[2].sigmoid().numpy(), atol=1e-6)
-    wide = predict_array(m, np.random.default_rng(1).integers(0, 255, (3, 301, 457), dtype=np.uint8), stride=2)
-    assert wide.shape == (3, 151, 229)
-    assert np.allclose(wide[:2].sum(0), 1.0, atol=1e-4) and (wide[2] >= 0).all() and (wide[2] <= 1).all()
 
 
 def test_saved_model_reloads_and_predicts_identically(tmp_path):
@@ -134,31 +113,25 @@ def test_predict_window_reads_a_margin_of_context_with_zeros_past_the_raster_edg
     assert all(foot.contains(d.geometry.representative_point()) for d in dets)
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-def test_window_probabilities_are_background_past_the_raster_edge_and_untouched_inside(make_scene_tif, monkeypatch,
-                                                                                      stride):
+def test_window_probabilities_are_background_past_the_raster_edge_and_untouched_inside(make_scene_tif, monkeypatch):
     """Pixels read past the raster's edge (zeros) are background whatever the network says there; a window inside
-    the raster keeps every map as the network gave it. A count detector post-processed at stride 2 gets its maps
-    at stride 2, a map pixel being past the edge when its block starts there."""
+    the raster keeps every map as the network gave it."""
     import workers.ml.predict as predict_module
 
-    def everywhere_object(model, image, tiles=None, stride=1):  # background 0, class 1, core 0.5, log size 2
-        shape = (-(-image.shape[1] // stride), -(-image.shape[2] // stride))
-        return np.stack([np.zeros(shape), np.ones(shape), np.full(shape, 0.5), np.full(shape, 2.0)]).astype(np.float32)
+    def everywhere_object(model, image, tiles=None):  # background 0, class 1, core 0.5, log size 2 everywhere
+        return np.stack([np.zeros(image.shape[1:]), np.ones(image.shape[1:]), np.full(image.shape[1:], 0.5),
+                         np.full(image.shape[1:], 2.0)]).astype(np.float32)  # fmt: skip
 
     monkeypatch.setattr(predict_module, "predict_array", everywhere_object)
-    model = SimpleNamespace(recipe=Recipe(postprocess_stride=stride), config=DetectorConfig(classes=["disc"]))
     path, _ = make_scene_tif(size=128)
     with rasterio.open(path) as src:
-        inside = predict_module._window_probs(src, Window(20, 30, 40, 50), np.zeros((3, 70, 60), np.uint8), 10, model)
-        edge = predict_module._window_probs(src, Window(99, -9, 40, 30), np.zeros((3, 49, 59), np.uint8), 10, model)
-    assert np.array_equal(inside, everywhere_object(None, np.zeros((3, 70, 60)), stride=stride))
-    # the read spans rows -19..30 and columns 89..148: rows under 0 and columns from 128 are past the edge
-    past = np.zeros((49, 59), bool)
-    past[:19] = True
-    past[:, 39:] = True
-    past = past[::stride, ::stride]  # at stride 2: the blocks starting at rows -19, -17, ... and columns 89, 91, ...
-    assert edge.shape[1:] == past.shape
+        inside = predict_module._window_probs(src, Window(20, 30, 40, 50), np.zeros((3, 70, 60), np.uint8), 10, None)
+        edge = predict_module._window_probs(src, Window(100, -10, 40, 30), np.zeros((3, 50, 60), np.uint8), 10, None)
+    assert np.array_equal(inside, everywhere_object(None, np.zeros((3, 70, 60))))
+    # the read spans rows -20..30 and columns 90..150: rows under 0 and columns from 128 are past the edge
+    past = np.zeros((50, 60), bool)
+    past[:20] = True
+    past[:, 38:] = True
     assert np.all(edge[0][past] == 1.0) and np.all(edge[1:][:, past] == 0.0)
     assert np.all(edge[0][~past] == 0.0) and np.all(edge[3][~past] == 2.0)
 

@@ -42,11 +42,10 @@ def disc_raster(tmp_path, monkeypatch):
                        transform=TRANSFORM) as dst:
         dst.write(np.repeat((ids * 20).astype(np.uint8)[None], 3, 0))
 
-    def exact_maps(model, image, tiles=None, stride=1):  # at a stride: their means over the stride's blocks
+    def exact_maps(model, image, tiles=None):
         window_ids = image[0].astype(np.int32) // 20
         fg = (window_ids > 0).astype(np.float32)
-        maps = np.stack([1 - fg, fg, core_target(window_ids, 0.45)]).astype(np.float32)
-        return at_stride(maps, 3, Recipe(), stride)[0]
+        return np.stack([1 - fg, fg, core_target(window_ids, 0.45)]).astype(np.float32)
 
     monkeypatch.setattr(predict, "predict_array", exact_maps)
     return path
@@ -108,12 +107,6 @@ def test_block_means_sizes_in_blocks_and_background_beyond_odd_sides():
     assert recipe.postprocess_stride == 1 and recipe.simplify_px == Recipe().simplify_px
     same, unchanged = at_stride(maps, 3, Recipe(), 1)
     assert same is maps and unchanged == Recipe()
-    # maps predicted at the stride already (predict.map_stride): only the sizes and the recipe change
-    ready, recipe = at_stride(maps, 3, Recipe(min_area_px=12), 2, maps_stride=2)
-    assert ready.shape == maps.shape and np.array_equal(ready[:3], maps[:3]) and recipe.min_area_px == 3
-    assert np.allclose(ready[3:], maps[3:] - np.log(2)) and not np.shares_memory(ready, maps)
-    with pytest.raises(ValueError, match="stride 2 cannot be post-processed at stride 1"):
-        at_stride(maps, 3, Recipe(), 1, maps_stride=2)
 
 
 def test_training_picks_stride_two_only_when_every_outline_is_large_enough(tmp_path):

@@ -62,18 +62,16 @@ class _Request:
 
     key: str
     tiles: np.ndarray  # (n, channels, h, w) uint8
-    out: np.ndarray  # (n, n_out, h / stride, w / stride) float32
+    out: np.ndarray  # (n, n_out, h, w) float32
     arrived: float
-    stride: int = 1  # the maps' stride (``predict.map_stride``)
     taken: int = 0  # tiles given to a batch
     finished: int = 0  # tiles whose probabilities are written
     error: str | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
     @property
-    def batch_group(self) -> tuple[int, ...]:
-        """What the requests one batch takes tiles from share (with the model): the tiles' shape, the maps' stride."""
-        return (*self.tiles.shape[1:], self.stride)
+    def shape(self) -> tuple[int, ...]:
+        return self.tiles.shape[1:]
 
 
 @dataclass
@@ -120,7 +118,7 @@ class InferenceServer:
                 while not self._queue:
                     self._cond.wait()
                 first = self._queue[0]
-                same = [r for r in self._queue if r.key == first.key and r.batch_group == first.batch_group]
+                same = [r for r in self._queue if r.key == first.key and r.shape == first.shape]
                 waiting = sum(r.tiles.shape[0] - r.taken for r in same)
                 left = first.arrived + self.max_wait_s - time.monotonic()
                 if waiting >= self.max_batch or left <= 0:
@@ -149,8 +147,7 @@ class InferenceServer:
         amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
         scale = model.recipe.scale if model.recipe.scale > 0 else 1.0
         with amp:
-            probs = _tta_probs(model.network, batch, scale, TTA_TRANSFORMS[model.recipe.tta], together=cuda,
-                               stride=parts[0][0].stride)
+            probs = _tta_probs(model.network, batch, scale, TTA_TRANSFORMS[model.recipe.tta], together=cuda)
         probs = probs.cpu().numpy()
         at = 0
         for r, s, k in parts:
@@ -191,21 +188,17 @@ class InferenceServer:
                 for old in [k for k in self.models if k != key and k not in busy][: len(self.models) - self.max_models]:
                     del self.models[old]
 
-    def _predict(self, key: str, shm: SharedMemory, shape: tuple[int, int, int, int], n_out: int,
-                 stride: int = 1) -> None:
+    def _predict(self, key: str, shm: SharedMemory, shape: tuple[int, int, int, int], n_out: int) -> None:
         model = self.models.get(key)
         if model is None:
             raise InferenceUnavailable(f"model {key!r} is not loaded")
         expected = model.network.n_classes + 2 + model.network.box_channels
         if n_out != expected:
             raise InferenceUnavailable(f"model {key!r} has {expected} output channels, the client expects {n_out}")
-        if stride not in (1, 2) or shape[2] % stride or shape[3] % stride:
-            raise InferenceUnavailable(f"tiles of {shape[2]} x {shape[3]} cannot be predicted at stride {stride}")
         n = shape[0]
         tiles = np.ndarray(shape, np.uint8, buffer=shm.buf)
-        out = np.ndarray((n, n_out, shape[2] // stride, shape[3] // stride), np.float32, buffer=shm.buf,
-                         offset=_output_offset(shape))
-        request = _Request(key, tiles, out, time.monotonic(), stride=stride)
+        out = np.ndarray((n, n_out, *shape[2:]), np.float32, buffer=shm.buf, offset=_output_offset(shape))
+        request = _Request(key, tiles, out, time.monotonic())
         with self._cond:
             if self.stats.first_request is None:
                 self.stats.first_request = request.arrived
@@ -235,13 +228,13 @@ class InferenceServer:
                         self._load(*args)
                         reply = ("ok", None)
                     elif kind == "predict":
-                        key, name, shape, n_out, stride = args
+                        key, name, shape, n_out = args
                         if name not in attached:  # a client's new (larger) block: its old one is unused now
                             for stale in attached.values():
                                 with contextlib.suppress(BufferError):  # else closed when collected
                                     stale.close()
                             attached = {name: _attach(name)}
-                        self._predict(key, attached[name], tuple(shape), n_out, stride)
+                        self._predict(key, attached[name], tuple(shape), n_out)
                         reply = ("ok", None)
                     elif kind == "stats":
                         with self._cond:
@@ -374,19 +367,17 @@ class InferenceClient:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def tile_probs(self, key: str, tiles: np.ndarray, n_out: int, stride: int = 1) -> np.ndarray:
-        """(n, c, h, w) uint8 tiles -> (n, n_out, h / stride, w / stride) float32 probabilities of the model held
-        as ``key``."""
+    def tile_probs(self, key: str, tiles: np.ndarray, n_out: int) -> np.ndarray:
+        """(n, c, h, w) uint8 tiles -> (n, n_out, h, w) float32 probabilities of the model held as ``key``."""
         shape = tuple(int(s) for s in tiles.shape)
         offset = _output_offset(shape)
-        out_shape = (shape[0], n_out, shape[2] // stride, shape[3] // stride)
-        size = offset + int(np.prod(out_shape)) * 4
+        size = offset + shape[0] * n_out * shape[2] * shape[3] * 4
         if self._shm is None or self._shm.size < size:
             self._release_shm()
             self._shm = SharedMemory(create=True, size=size)
         np.ndarray(shape, np.uint8, buffer=self._shm.buf)[...] = tiles
-        self._call("predict", key, self._shm.name, shape, n_out, stride)
-        out = np.ndarray(out_shape, np.float32, buffer=self._shm.buf, offset=offset)
+        self._call("predict", key, self._shm.name, shape, n_out)
+        out = np.ndarray((shape[0], n_out, *shape[2:]), np.float32, buffer=self._shm.buf, offset=offset)
         return out.copy()
 
     def stats(self) -> dict[str, Any]:
@@ -435,9 +426,9 @@ class ServerTiles:
     def prepare(self, model: TrainedModel) -> None:
         self.client.ensure_model(self.key, model)
 
-    def tile_probs(self, model: TrainedModel, tiles: np.ndarray, stride: int = 1) -> np.ndarray:
+    def tile_probs(self, model: TrainedModel, tiles: np.ndarray) -> np.ndarray:
         n_out = model.network.n_classes + 2 + model.network.box_channels
-        return self.client.tile_probs(self.key, tiles, n_out, stride)
+        return self.client.tile_probs(self.key, tiles, n_out)
 
 
 # --- keeping a server process running -----------------------------------------------------------------------------

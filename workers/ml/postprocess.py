@@ -36,47 +36,33 @@ class Detection:
     score: float
 
 
-def at_stride(maps: np.ndarray, n_probs: int, recipe: Recipe, stride: int,
-              maps_stride: int = 1) -> tuple[np.ndarray, Recipe]:
-    """``predict_array``'s maps (``n_probs`` probabilities, then any box channels) at ``stride``, and ``recipe``
-    with its pixel sizes (areas, seed spacing) in those pixels: instances and outlines found on these, traced
-    back through the transform scaled by ``stride``, cost about 1/stride² as much. Maps predicted at
-    ``maps_stride`` (the decoder's head's own pixels, ``predict.map_stride``) are averaged over blocks of
-    stride / maps_stride pixels, none when they are already at ``stride``. Log box sizes (in image pixels)
-    become the stride's pixels' (minus log stride); centre offsets, in box sides, are unchanged.
-    ``simplify_px`` stays as it is: it is what removes the traced grid's staircase, whatever that grid's pixel.
-    Sides not divisible by the block are padded with background."""
-    if stride % maps_stride:
-        raise ValueError(f"maps at stride {maps_stride} cannot be post-processed at stride {stride}")
+def at_stride(maps: np.ndarray, n_probs: int, recipe: Recipe, stride: int) -> tuple[np.ndarray, Recipe]:
+    """``predict_array``'s maps (``n_probs`` probabilities, then any box channels) averaged over ``stride`` x
+    ``stride`` pixel blocks, and ``recipe`` with its pixel sizes (areas, seed spacing) in those blocks: instances
+    and outlines found on these, traced back through the transform scaled by ``stride``, cost about 1/stride² as
+    much. The decoder's head is at stride 2, so at 2 little is lost. Log box sizes become the
+    blocks' (minus log stride); centre offsets, in box sides, are unchanged. ``simplify_px`` stays as it is: it
+    is what removes the traced grid's staircase, whatever that grid's pixel. Sides not divisible by ``stride``
+    are padded with background."""
     if stride == 1:
         return maps, recipe
-    block = stride // maps_stride
-    if block > 1:
-        maps = _block_means(maps, block)
-    elif maps.shape[0] > n_probs:  # the log sizes change below: not in the caller's maps (decoded again)
-        maps = maps.copy()
-    maps[n_probs : n_probs + 2] -= np.float32(np.log(stride))
-    return maps, replace(recipe, postprocess_stride=1, min_area_px=recipe.min_area_px / stride**2,
-                         max_area_px=recipe.max_area_px / stride**2, seed_radius_px=recipe.seed_radius_px / stride)
-
-
-def _block_means(maps: np.ndarray, block: int) -> np.ndarray:
-    """(C, H, W) maps -> (C, H / block, W / block) float32 means of block x block pixels (sides rounded up, the
-    missing pixels background)."""
     c, h, w = maps.shape
-    ph, pw = -h % block, -w % block
+    ph, pw = -h % stride, -w % stride
     if ph or pw:
         padded = np.zeros((c, h + ph, w + pw), maps.dtype)
         padded[0] = 1.0
         padded[:, :h, :w] = maps
         maps = padded
     # the blocks' pixels added in the same order as from zero (0 + x is x exactly), without the zeroed array
-    blocks = [maps[:, dy::block, dx::block] for dy in range(block) for dx in range(block)]
+    blocks = [maps[:, dy::stride, dx::stride] for dy in range(stride) for dx in range(stride)]
     out = np.add(blocks[0], blocks[1], dtype=np.float32)
-    for part in blocks[2:]:
-        out += part
-    out /= block * block
-    return out
+    for block in blocks[2:]:
+        out += block
+    out /= stride * stride
+    out[n_probs : n_probs + 2] -= np.float32(np.log(stride))
+    return out, replace(recipe, postprocess_stride=1, min_area_px=recipe.min_area_px / stride**2,
+                        max_area_px=recipe.max_area_px / stride**2,
+                        seed_radius_px=recipe.seed_radius_px / stride)
 
 
 def instance_labels(probs: np.ndarray, detection_type: str, recipe: Recipe,

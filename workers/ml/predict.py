@@ -50,9 +50,8 @@ class TileRunner(Protocol):
     def prepare(self, model: TrainedModel) -> None:
         """Make ``model`` ready where the tiles run (once per model)."""
 
-    def tile_probs(self, model: TrainedModel, tiles: np.ndarray, stride: int = 1) -> np.ndarray:
-        """(n, c, h, w) uint8 tiles -> (n, n_out, h / stride, w / stride) float32, as ``_tta_probs`` computes
-        them."""
+    def tile_probs(self, model: TrainedModel, tiles: np.ndarray) -> np.ndarray:
+        """(n, c, h, w) uint8 tiles -> (n, n_out, h, w) float32, as ``_tta_probs`` computes them."""
 
 
 def _ramp(th: int, tw: int, overlap: int) -> np.ndarray:
@@ -79,12 +78,10 @@ CPU_MAX_TILE = 384
 WINDOW_SIDE = 2048
 
 
-def _axis_tiles(length: int, tile: int, overlap: int, limit: int | None = None,
-                step: int = 1) -> tuple[int, list[int]]:
+def _axis_tiles(length: int, tile: int, overlap: int, limit: int | None = None) -> tuple[int, list[int]]:
     """Tile length (multiple of 32, at most ``limit``, by default 1.25 x ``tile``) and starts covering
     ``length`` with the least model work: the network is fully convolutional, so tiles are sized to the
-    window instead of padding it up to a fixed grid. Starts are multiples of ``step`` (``length`` must be
-    one): tiles predicted at a stride land on the maps' pixels."""
+    window instead of padding it up to a fixed grid."""
     best: tuple[int, int] | None = None
     limit = max(64, int(tile * 1.25) // 32 * 32) if limit is None else max(64, limit // 32 * 32)
     for n in range(1, length // 32 + 2):
@@ -99,23 +96,19 @@ def _axis_tiles(length: int, tile: int, overlap: int, limit: int | None = None,
     n, t = best if best is not None else (1, max(64, -(-length // 32) * 32))
     if n == 1:
         return t, [0]
-    spacing = (length - t) / (n - 1)
-    return t, [int(round(i * spacing)) // step * step for i in range(n)]
+    stride = (length - t) / (n - 1)
+    return t, [int(round(i * stride)) for i in range(n)]
 
 
-def _network_probs(net: torch.nn.Module, batch: torch.Tensor, scale: float, stride: int = 1) -> torch.Tensor:
-    """(N, 3, h, w) uint8 tiles -> (N, n_classes + 2 + box channels, h / stride, w / stride) float32:
-    background/class probabilities, the core probability, then (with a box-size head) log box width and height
-    in the tiles' pixels and (with a centre head) the offsets to the box's centre in box sides (scale-free).
-
-    At ``stride`` 2 the decoder's output is taken at its head's own resolution, not upsampled first."""
+def _network_probs(net: torch.nn.Module, batch: torch.Tensor, scale: float) -> torch.Tensor:
+    """(N, 3, h, w) uint8 tiles -> (N, n_classes + 2 + box channels, h, w) float32: background/class
+    probabilities, the core probability, then (with a box-size head) log box width and height in the tiles'
+    pixels and (with a centre head) the offsets to the box's centre in box sides (scale-free)."""
     h, w = batch.shape[-2:]
     if abs(scale - 1.0) > 1e-6:
         size = (max(32, round(h * scale / 32) * 32), max(32, round(w * scale / 32) * 32))
         up = F.interpolate(batch.float(), size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
-        logits = net.decode(net.encode(up.round_().clamp_(0, 255)), (h // stride, w // stride)).float()
-    elif stride > 1:
-        logits = net.decode(net.encode(batch), (h // stride, w // stride)).float()
+        logits = net.decode(net.encode(up.round_().clamp_(0, 255)), (h, w)).float()
     else:
         logits = net(batch).float()
     k = net.n_classes + 1
@@ -132,29 +125,26 @@ def _tta_probs(
     scale: float,
     transforms: Sequence[tuple[int, bool]],
     together: bool = False,
-    stride: int = 1,
 ) -> torch.Tensor:
     """``_network_probs`` averaged over the dihedral ``transforms`` of the tiles (test-time augmentation):
     each transformed copy's maps are taken back to the tiles' pixels (box widths and heights swapped back
     after a quarter turn) before they are averaged. ``together`` runs the copies of one shape as one batch
-    (GPU); otherwise one after the other (CPU, where larger batches ran slower). Maps at ``stride``
-    (``_network_probs``)."""
+    (GPU); otherwise one after the other (CPU, where larger batches ran slower)."""
     if len(transforms) == 1 and transforms[0] == (0, False):
-        return _network_probs(net, batch, scale, stride)
+        return _network_probs(net, batch, scale)
     n = net.n_classes + 2
     copies = [dihedral(batch, k, flip).contiguous() for k, flip in transforms]
     if together:
         outs: list[torch.Tensor] = list(copies)
         for shape in dict.fromkeys(c.shape for c in copies):
             idx = [i for i, c in enumerate(copies) if c.shape == shape]
-            found = _network_probs(net, torch.cat([copies[i] for i in idx]), scale, stride).split(batch.shape[0])
+            found = _network_probs(net, torch.cat([copies[i] for i in idx]), scale).split(batch.shape[0])
             for i, out in zip(idx, found, strict=True):
                 outs[i] = out
     else:
-        outs = [_network_probs(net, c, scale, stride) for c in copies]
-    h, w = batch.shape[-2:]
+        outs = [_network_probs(net, c, scale) for c in copies]
     total = torch.zeros(
-        (batch.shape[0], outs[0].shape[1], h // stride, w // stride), dtype=torch.float32, device=outs[0].device
+        (batch.shape[0], outs[0].shape[1], *batch.shape[-2:]), dtype=torch.float32, device=outs[0].device
     )
     for out, (k, flip) in zip(outs, transforms, strict=True):
         total[:, :n] += undo_dihedral(out[:, :n], k, flip)
@@ -164,14 +154,11 @@ def _tta_probs(
 
 
 @torch.inference_mode()
-def predict_array(model: TrainedModel, image: np.ndarray, tiles: TileRunner | None = None,
-                  stride: int = 1) -> np.ndarray:
-    """(3, H, W) uint8 -> (n_classes + 2 + box channels, H / stride, W / stride) float32 (sides rounded up):
-    background/class probabilities, the core probability, then (networks with a box-size head) the log width and
-    log height of the object's box in image pixels and (with a centre head) the offset (u, v) to its centre in box
-    sides. ``tiles``: where the tiles are predicted (None: by the model here). At ``stride`` 2 (``map_stride``)
-    the maps are the decoder's head's own pixels, softmaxed and blended there: a quarter of the work of maps at
-    full resolution averaged back over 2 x 2 blocks."""
+def predict_array(model: TrainedModel, image: np.ndarray, tiles: TileRunner | None = None) -> np.ndarray:
+    """(3, H, W) uint8 -> (n_classes + 2 + box channels, H, W) float32: background/class probabilities, the
+    core probability, then (networks with a box-size head) the log width and log height of the object's box in
+    image pixels and (with a centre head) the offset (u, v) to its centre in box sides. ``tiles``: where the
+    tiles are predicted (None: by the model here)."""
     net = model.network
     dev = torch.device(model.device)
     check_channels(model.recipe.dates, image.shape[0])  # a pair for a change model, one image otherwise
@@ -189,18 +176,16 @@ def predict_array(model: TrainedModel, image: np.ndarray, tiles: TileRunner | No
     if abs(scale - 1.0) > 1e-6:
         tile = max(64, int(tile / scale) // 32 * 32)
         limit = None if limit is None else max(64, int(limit / scale) // 32 * 32)
-    hs, ws = -(-h // stride) * stride, -(-w // stride) * stride  # odd sides padded: whole map pixels
-    th, rows = _axis_tiles(hs, tile, overlap, limit, step=stride)
-    tw, cols = _axis_tiles(ws, tile, overlap, limit, step=stride)
-    ph, pw = max(hs, th), max(ws, tw)
+    th, rows = _axis_tiles(h, tile, overlap, limit)
+    tw, cols = _axis_tiles(w, tile, overlap, limit)
+    ph, pw = max(h, th), max(w, tw)
     if (ph, pw) != (h, w):
         image = np.pad(image, ((0, 0), (0, ph - h), (0, pw - w)))
     n_out = net.n_classes + 2 + net.box_channels
     # blended in torch, in place: no temporaries per tile (same float32 arithmetic as numpy's ``+= p * ramp``)
-    acc = torch.zeros((n_out, ph // stride, pw // stride), dtype=torch.float32)
-    wsum = torch.zeros((ph // stride, pw // stride), dtype=torch.float32)
-    mh, mw = th // stride, tw // stride  # a tile's side in the maps' pixels
-    ramp = torch.from_numpy(_ramp(mh, mw, overlap // stride))
+    acc = torch.zeros((n_out, ph, pw), dtype=torch.float32)
+    wsum = torch.zeros((ph, pw), dtype=torch.float32)
+    ramp = torch.from_numpy(_ramp(th, tw, overlap))
     starts = [(r, c) for r in rows for c in cols]
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
     # on CPU one tile at a time: the encoder is memory-bandwidth bound and larger batches ran slower
@@ -208,11 +193,10 @@ def predict_array(model: TrainedModel, image: np.ndarray, tiles: TileRunner | No
     transforms = TTA_TRANSFORMS[model.recipe.tta]
     if tiles is not None:  # every tile of the window in one request: the server makes the batches
         tiles.prepare(model)
-        found = tiles.tile_probs(model, np.stack([image[:, r : r + th, c : c + tw] for r, c in starts]), stride)
+        found = tiles.tile_probs(model, np.stack([image[:, r : r + th, c : c + tw] for r, c in starts]))
         for (r, c), p in zip(starts, torch.from_numpy(found), strict=True):
-            r, c = r // stride, c // stride
-            acc[:, r : r + mh, c : c + mw].add_(p.mul_(ramp))
-            wsum[r : r + mh, c : c + mw].add_(ramp)
+            acc[:, r : r + th, c : c + tw].add_(p.mul_(ramp))
+            wsum[r : r + th, c : c + tw].add_(ramp)
         starts = []
     for i in range(0, len(starts), bs):
         group = starts[i : i + bs]
@@ -220,35 +204,22 @@ def predict_array(model: TrainedModel, image: np.ndarray, tiles: TileRunner | No
         if cuda:
             batch = batch.pin_memory().to(dev, non_blocking=True)
         with amp:
-            probs = _tta_probs(net, batch, scale, transforms, together=cuda, stride=stride).cpu()
+            probs = _tta_probs(net, batch, scale, transforms, together=cuda).cpu()
         for (r, c), p in zip(group, probs, strict=True):
-            r, c = r // stride, c // stride
-            acc[:, r : r + mh, c : c + mw].add_(p.mul_(ramp))
-            wsum[r : r + mh, c : c + mw].add_(ramp)
+            acc[:, r : r + th, c : c + tw].add_(p.mul_(ramp))
+            wsum[r : r + th, c : c + tw].add_(ramp)
     acc.div_(wsum.clamp_(min=1e-6))
-    return acc.numpy()[:, : hs // stride, : ws // stride]
-
-
-def map_stride(model: TrainedModel) -> int:
-    """The stride a window's maps are predicted at: a count detector's post-processing stride
-    (``Recipe.postprocess_stride``), where its instances and outlines are found; 1 (full resolution) for
-    segmentation, whose pixels are the result."""
-    return model.recipe.postprocess_stride if model.config.detection_type == "count" else 1
+    return acc.numpy()[:, :h, :w]
 
 
 def _window_probs(src: DatasetReader, window: Window, image: np.ndarray, margin: int,
                   model: TrainedModel, tiles: TileRunner | None = None) -> np.ndarray:
-    """The network's probabilities over ``window`` read with ``margin``, at ``map_stride(model)``; pixels beyond
-    the raster edge (read as zeros) are background (at a stride: those whose block starts beyond it)."""
-    stride = map_stride(model)
-    probs = predict_array(model, image, tiles, stride)
+    """The network's probabilities over ``window`` read with ``margin``; pixels beyond the raster edge (read
+    as zeros) are background."""
+    probs = predict_array(model, image, tiles)
     r0, c0 = int(window.row_off) - margin, int(window.col_off) - margin
-
-    def inside(start: int, stop: int) -> slice:  # the maps' pixels whose first image pixel is in [start, stop)
-        return slice(-(-start // stride), -(-stop // stride))
-
-    rr = inside(max(0, -r0), max(0, min(image.shape[1], src.height - r0)))
-    cc = inside(max(0, -c0), max(0, min(image.shape[2], src.width - c0)))
+    rr = slice(max(0, -r0), max(0, min(probs.shape[1], src.height - r0)))
+    cc = slice(max(0, -c0), max(0, min(probs.shape[2], src.width - c0)))
     if (rr.start, rr.stop, cc.start, cc.stop) == (0, probs.shape[1], 0, probs.shape[2]):
         return probs  # the window lies inside the raster (most cells): nothing to mask
     outside = np.ones(probs.shape[1:], bool)
@@ -265,7 +236,7 @@ def _decode(probs: np.ndarray, src: DatasetReader, window: Window, margin: int, 
                  window.height + 2 * margin)
     n = model.network.n_classes + 2
     stride = recipe.postprocess_stride if model.config.detection_type == "count" else 1
-    maps, recipe = at_stride(probs, n, recipe, stride, maps_stride=map_stride(model))
+    maps, recipe = at_stride(probs, n, recipe, stride)
     # the box map: sizes, and the centre offsets when the recipe reads them (a model with a centre head
     # evaluated with ``centre_head=False`` boxes about its regions' centres: how the head is measured)
     sizes = maps[n : n + (4 if recipe.centre_head else 2)] if maps.shape[0] > n and recipe.regress_boxes else None
