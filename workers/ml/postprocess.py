@@ -266,15 +266,14 @@ def labels_to_detections(labels: np.ndarray, probs: np.ndarray, transform: Affin
         # plain Douglas-Peucker is ~10x faster than the topology-preserving variant; the few shapes it
         # breaks (small ones collapse to empty or cross themselves) are redone with the careful one
         fast = shapely.simplify(polys, recipe.simplify_px, preserve_topology=False)
-        fine = shapely.is_valid(fast) & ~shapely.is_empty(fast) & (shapely.get_type_id(fast) == 3)
+        fine = _valid_polygons(fast)
         if not fine.all():  # only the redone shapes need checking again
             bad = ~fine
             fast[bad] = shapely.simplify(polys[bad], recipe.simplify_px, preserve_topology=True)
-            redone = fast[bad]
-            fine[bad] = shapely.is_valid(redone) & (shapely.get_type_id(redone) == 3) & ~shapely.is_empty(redone)
+            fine[bad] = _valid_polygons(fast[bad])
         polys = fast
     else:
-        fine = shapely.is_valid(polys) & (shapely.get_type_id(polys) == 3) & ~shapely.is_empty(polys)
+        fine = _valid_polygons(polys)
     out_polys: list[Polygon] = []
     out_values: list[int] = []
     for i, poly, ok in zip(pick, polys, fine, strict=True):
@@ -290,6 +289,11 @@ def labels_to_detections(labels: np.ndarray, probs: np.ndarray, transform: Affin
         geoms = _pixels_to_crs(out_polys, transform, bbox=config.output_type == "bbox")
     return [Detection(g, config.classes[int(cls[v])], float(scores[v]))
             for g, v in zip(geoms, out_values, strict=True)]
+
+
+def _valid_polygons(geoms: np.ndarray) -> np.ndarray:
+    """Per geometry: a valid, non-empty Polygon (what an object's outline must be as it is)."""
+    return shapely.is_valid(geoms) & ~shapely.is_empty(geoms) & (shapely.get_type_id(geoms) == 3)
 
 
 def points_on_surface_in(polys: np.ndarray, keep: BaseGeometry) -> np.ndarray:
