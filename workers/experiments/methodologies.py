@@ -78,9 +78,6 @@ METHODOLOGIES: dict[str, Recipe] = {
     "decoders-2": replace(BASE, name="decoders-2", decoders=2),
     # a stronger weight decay on the decoder (question: with more steps scoring worse, is it over-fitting?)
     "weight-decay": replace(BASE, name="weight-decay", weight_decay=0.05),
-    # 2026-12-02 (eleventh session): the decoder also reads the tapped blocks' expanded activations, before
-    # their projection (question: is what the frozen encoder's projections squeeze out what the decoder lacks?)
-    "wide-taps": replace(BASE, name="wide-taps", wide_taps=True),
 }
 
 

@@ -67,11 +67,10 @@ class ChangeDetector(Detector):
 
     def __init__(self, n_classes: int, encoder: str = "efficientnet-lite0", width: int = 32, depth: int = 4,
                  pretrained: bool = True, train_blocks: int = 0, box_head: bool = False,
-                 centre_head: bool = False, decoders: int = 1, wide_taps: bool = False) -> None:
+                 centre_head: bool = False, decoders: int = 1) -> None:
         if encoder.endswith("+stem") or train_blocks:
             raise ValueError("a change detector uses the encoder without a trainable stem or trained blocks")
-        super().__init__(n_classes, encoder, width, depth, pretrained, train_blocks, box_head, centre_head, decoders,
-                         wide_taps)
+        super().__init__(n_classes, encoder, width, depth, pretrained, train_blocks, box_head, centre_head, decoders)
         single = self.encoder
         self.encoder = PairEncoder(single)
         fused = tuple(3 * c for c in single.channels)

@@ -153,10 +153,6 @@ class Recipe:
     # an ensemble of decoders over the same frozen features, each trained from its own start on its own loss,
     # their outputs averaged: steadier maps (as test-time augmentation gives) for the decoders' cost only
     decoders: int = 1
-    # wide taps: the decoder also reads each tapped encoder block's expanded activations (after its depthwise
-    # convolution, before the projection that squeezes them six-fold), strides 4 to 16; the frozen encoder's
-    # work is unchanged, its cached features ~6x larger
-    wide_taps: bool = False
     # box-size head (count detectors with ``bbox`` output; CenterNet-style): the network also regresses, at
     # each object pixel, the log width and height of the box the user drew, weighted by ``box_weight`` in
     # the loss. ``regress_boxes`` makes each object's box the one the head predicts about the object's

@@ -73,7 +73,7 @@ class Lite0Encoder(nn.Module):
     adapting the deepest features to aerial imagery is what end-to-end training gains on real crowns."""
 
     def __init__(self, depth: int = 4, pretrained: bool = True, train_blocks: int = 0,
-                 spec: PretrainedEncoder = ENCODERS["efficientnet-lite0"], wide_taps: bool = False) -> None:
+                 spec: PretrainedEncoder = ENCODERS["efficientnet-lite0"]) -> None:
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
 
@@ -83,12 +83,6 @@ class Lite0Encoder(nn.Module):
             net = EfficientNet.from_name(spec.name)
         self.taps = spec.taps[:depth]
         self.channels = spec.channels[:depth]
-        # wide taps: below stride 2, each tapped block also gives its expanded activations (after the
-        # depthwise convolution, before the linear projection): six times the channels, not yet squeezed
-        # to what ImageNet needed (SSDLite taps MobileNetV2's expansion layer for the same reason)
-        self.wide = frozenset(t for t in self.taps[1:] if wide_taps)
-        self.channels = tuple(c + (_expanded(net._blocks[t]) if t in self.wide else 0)
-                              for t, c in zip(self.taps, self.channels, strict=True))
         last = self.taps[-1] + 1
         self.split = max(1, last - max(0, train_blocks))  # blocks before this index are frozen
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
@@ -108,47 +102,23 @@ class Lite0Encoder(nn.Module):
         x = self.stem(x)
         feats = []
         for i, block in enumerate(self.blocks):
-            x = self._block(i, block, x, feats)
-        return feats, x
-
-    def _block(self, i: int, block: nn.Module, x: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
-        """Run block ``i`` on ``x``; append its tap (the output, or with ``wide`` the output and the expanded
-        activations side by side) to ``feats``."""
-        if i not in self.wide:
             x = block(x)
             if i in self.taps:
                 feats.append(x)
-            return x
-        expanded = _expanded_activations(block, x)
-        out = block._bn2(block._project_conv(expanded))
-        if block.id_skip and block._block_args.stride == 1 and x.shape[1] == out.shape[1]:
-            out = out + x
-        feats.append(torch.cat([out, expanded], 1))
-        return out
+        return feats, x
 
     def forward_tail(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The trainable part, from ``forward_head``'s second output: its tapped outputs."""
-        feats: list[torch.Tensor] = []
+        feats = []
         for i, block in enumerate(self.tail, start=self.split):
-            x = self._block(i, block, x, feats)
+            x = block(x)
+            if i in self.taps:
+                feats.append(x)
         return feats
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats, x = self.forward_head(x)
         return feats + self.forward_tail(x)
-
-
-def _expanded(block: nn.Module) -> int:
-    """Channels of an MBConv block's expanded activations."""
-    return block._block_args.input_filters * block._block_args.expand_ratio
-
-
-def _expanded_activations(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """An EfficientNet-Lite MBConv block's activations after its depthwise convolution (its forward up to the
-    projection; Lite blocks have no squeeze-and-excitation)."""
-    if block._block_args.expand_ratio != 1:
-        x = block._swish(block._bn0(block._expand_conv(x)))
-    return block._swish(block._bn1(block._depthwise_conv(x)))
 
 
 def _cbr(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -207,7 +177,7 @@ class Detector(nn.Module):
 
     def __init__(self, n_classes: int, encoder: str = "efficientnet-lite0", width: int = 32, depth: int = 4,
                  pretrained: bool = True, train_blocks: int = 0, box_head: bool = False,
-                 centre_head: bool = False, decoders: int = 1, wide_taps: bool = False) -> None:
+                 centre_head: bool = False, decoders: int = 1) -> None:
         super().__init__()
         if decoders < 1:
             raise ValueError("a detector needs at least one decoder")
@@ -216,8 +186,7 @@ class Detector(nn.Module):
         self.box_channels = (4 if centre_head else 2) if box_head else 0
         spec = pretrained_encoder(encoder)
         self.encoder: nn.Module = (
-            Lite0Encoder(depth, pretrained, train_blocks, spec, wide_taps) if spec is not None
-            else ScratchEncoder(depth)
+            Lite0Encoder(depth, pretrained, train_blocks, spec) if spec is not None else ScratchEncoder(depth)
         )
         self.frozen_encoder = spec is not None
         # "+stem": two small trainable levels (strides 2 and 4) beside the frozen encoder, for fine texture

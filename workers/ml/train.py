@@ -49,8 +49,7 @@ def build_network(config: DetectorConfig, recipe: Recipe, pretrained: bool = Tru
     with contextlib.redirect_stdout(io.StringIO()):  # the weights loader prints a line
         box_head = has_box_head(config, recipe)
         return network(len(config.classes), recipe.encoder, width, depth, pretrained, recipe.train_blocks,
-                       box_head=box_head, centre_head=box_head and recipe.centre_head, decoders=recipe.decoders,
-                       wide_taps=recipe.wide_taps)
+                       box_head=box_head, centre_head=box_head and recipe.centre_head, decoders=recipe.decoders)
 
 
 def has_box_head(config: DetectorConfig, recipe: Recipe) -> bool:
