@@ -26,7 +26,7 @@ from workers.ml.scoring import score_detections
 from workers.ml.synthetic import Scene, split_areas
 from workers.ml.synthetic_change import ScenePair, make_pair
 
-from .repository import VAR, ExperimentDataset
+from .dataset import VAR, ExperimentDataset
 
 # name -> (generator, seed, gsd in metres, density)
 CHANGE: dict[str, tuple[str, int, float, float]] = {

@@ -32,7 +32,7 @@ from shapely.geometry import Point, Polygon, box
 
 from workers.ml.datasets import LabelledImage
 
-from .repository import REPO_ROOT, ExperimentDataset
+from .dataset import REPO_ROOT, ExperimentDataset
 
 WHEEL = "deepforest-2.1.0-py3-none-any.whl"
 WHEEL_SHA256 = "8c2798d8e9be7f0004b194fe207b76c1d9fff6e711b3db67b9508dcd5d00ae54"

@@ -44,7 +44,8 @@ from shapely.ops import unary_union
 
 from workers.ml.datasets import LabelledImage
 
-from .repository import REPO_ROOT, ExperimentDataset
+from .dataset import REPO_ROOT, ExperimentDataset
+from .neon import _ellipse, _png_to_geotiff
 
 CACHE = REPO_ROOT / "var" / "cache"
 MAX_OUTLINES = 100
@@ -183,8 +184,6 @@ def _dataset(name: str, tif: Path, transform, objs_px: list[BaseGeometry], outli
 
 def neon_png_dataset(site: str, max_outlines: int = MAX_OUTLINES) -> ExperimentDataset:
     """``neon/soap-dead`` or ``neon/yell2``: human boxes on a NEON 10 cm PNG from the deepforest wheel."""
-    from .neon import _ellipse, _png_to_geotiff
-
     data = DEEPFOREST.fetch()
     if site == "soap-dead":
         stem, cls, names, crs, origin = "SOAP_061", "dead tree", ("Dead",), "EPSG:32611", (298000.0, 4100000.0)

@@ -32,7 +32,9 @@ from workers.ml.recommend import candidate_windows, suggest_areas
 from workers.ml.train import train_detector
 from workers.ml.trained import TrainedModel
 
+from . import repository
 from .repository import ExperimentDataset
+from .runner import RESULTS, format_rows
 
 STRATEGIES = ("suggested", "random")
 
@@ -129,8 +131,6 @@ def simulate(ds: ExperimentDataset, seed: int = 0, rounds: int = 3, side: int = 
 def gain_table(results: list[dict[str, Any]]) -> str:
     """Per dataset (mean over seeds): F1 at the start, after the last round with suggestions and with random
     areas, the gain (and after each round), the outlines each user drew; then the mean gain."""
-    from .runner import format_rows
-
     rows: list[dict[str, Any]] = []
     by: dict[str, list[dict[str, Any]]] = {}
     for r in results:
@@ -159,9 +159,6 @@ def run_recommendation(pattern: str | None, seeds: int = 3, rounds: int = 3, sid
                        max_steps: int = 150, unit: str = "pixels", rank_by: str = "uncertainty"
                        ) -> list[dict[str, Any]]:
     """Every matching dataset (single images: change datasets are left out) under seeds 0..``seeds``-1."""
-    from . import repository
-    from .runner import RESULTS
-
     names = [n for n in repository.select(pattern) if not n.startswith("change/")]
     results = []
     for seed in range(seeds):  # seed by seed, so a run cut short still covers every dataset

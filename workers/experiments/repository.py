@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from shapely.geometry import shape
@@ -31,8 +30,14 @@ from workers.ml.datasets import LabelledImage
 from workers.ml.raster_io import lonlat_to_image_crs, open_image
 from workers.ml.synthetic import labelled_scene, make_scene
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-VAR = REPO_ROOT / "var" / "experiments"
+from .change_datasets import change_dataset, change_dataset_names
+from .dataset import VAR, ExperimentDataset
+from .neon import NEON_SITES, neon_dataset
+from .packaged import PACKAGED
+
+# ExperimentDataset and VAR are also reached through this module (runner, tests, the export command)
+__all__ = ["SYNTHETIC", "VAR", "ExperimentDataset", "dataset_names", "load", "project_dataset", "select", "shape_list",
+           "synthetic_dataset"]
 
 # name -> (kind, seed, gsd in metres, density)
 SYNTHETIC: dict[str, tuple[str, int, float, float]] = {
@@ -43,18 +48,6 @@ SYNTHETIC: dict[str, tuple[str, int, float, float]] = {
     "boats-a": ("boats", 41, 0.25, 1.0),
     "solar-a": ("solar", 51, 0.15, 1.0),
 }
-
-
-@dataclass
-class ExperimentDataset:
-    name: str
-    item: LabelledImage
-    truth: list[tuple[BaseGeometry, str]]
-    classes: list[str]
-    detection_type: str = "count"
-    output_type: str = "polygon"
-    notes: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def synthetic_dataset(name: str, root: Path = VAR / "datasets") -> ExperimentDataset:
@@ -86,9 +79,6 @@ def project_dataset(folder: Path) -> ExperimentDataset:
 
 
 def dataset_names() -> list[str]:
-    from .neon import NEON_SITES
-    from .packaged import PACKAGED
-
     names = [f"synthetic/{n}" for n in SYNTHETIC] + [f"neon/{n}" for n in NEON_SITES] + list(PACKAGED)
     projects = VAR / "projects"
     if projects.is_dir():
@@ -97,22 +87,16 @@ def dataset_names() -> list[str]:
 
 
 def load(name: str) -> ExperimentDataset:
-    from .packaged import PACKAGED
-
     if name in PACKAGED:
         return PACKAGED[name]()
     source, _, rest = name.partition("/")
     if source == "synthetic":
         return synthetic_dataset(rest)
     if source == "neon":
-        from .neon import neon_dataset
-
         return neon_dataset(rest)
     if source == "project":
         return project_dataset(VAR / "projects" / rest)
     if source == "change":
-        from .change_datasets import change_dataset
-
         return change_dataset(rest)
     raise KeyError(name)
 
@@ -120,8 +104,6 @@ def load(name: str) -> ExperimentDataset:
 def select(pattern: str | None) -> list[str]:
     """Dataset names matching a glob (``synthetic/*``, ``*trees*``) or a substring, change datasets included;
     all when None."""
-    from .change_datasets import change_dataset_names
-
     names = dataset_names() + change_dataset_names()
     if not pattern:
         return names

@@ -16,6 +16,7 @@ from workers.ml.train import train_detector
 from workers.ml.trained import TrainedModel
 
 from . import repository
+from .methodologies import get
 from .repository import VAR, ExperimentDataset
 
 RESULTS = VAR / "results"
@@ -97,8 +98,6 @@ def run(methodology: str, pattern: str | None = None, time_budget_s: float | Non
         ) -> list[dict[str, Any]]:
     """Every matching dataset under seeds 0..``seeds``-1; the table and the saved JSON/CSV hold one row per
     dataset and seed (and, with several seeds, each dataset's mean)."""
-    from .methodologies import get
-
     recipe = replace(get(methodology), name=methodology)
     tag = methodology if time_budget_s else f"{methodology}-nobudget"
     if training_steps != 500:
