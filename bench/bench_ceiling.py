@@ -43,7 +43,8 @@ PROCESSES = [int(n) for n in os.environ.get("BENCH_CEILING_PROCESSES", "1,2").sp
 # How the phases the worker times (bench/ceiling_worker.py) nest: each parent's own time is what its
 # children leave.
 PARTS = {
-    "cell": ["detect_in_cell", "lonlat_wkb", "db_writes"],
+    "cell": ["detect_in_cell", "lonlat_wkb", "border_flags", "db_writes"],
+    "db_writes": ["export_parts"],
     "detect_in_cell": ["read", "probabilities", "instances", "polygons"],
     "probabilities": ["stand_in"],
     "finish": ["merge", "exports"],
@@ -56,10 +57,12 @@ LABELS = {
     "polygons": "polygons (tracing, simplifying)",
     "detect_in_cell": "ownership filter, rest of detect_in_cell",
     "lonlat_wkb": "to lon/lat, WKB, areas",
+    "border_flags": "which objects lie along cell borders",
     "db_writes": "database writes (objects, cell, progress)",
+    "export_parts": "export parts (a cell's objects away from borders)",
     "cell": "claim, model, region, COG open, rows (rest of a cell)",
     "merge": "merge across cells",
-    "exports": "exports (GeoJSON, GeoPackage, CSV)",
+    "exports": "exports (GeoJSON, GeoPackage, CSV; from the parts)",
     "finish": "rest of the final step",
 }
 

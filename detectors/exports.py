@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import logging
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyogrio.raw
 from django.contrib.gis.db.models.functions import AsGeoJSON, AsWKB
-from django.db.models import Count, Sum
+from django.db.models import Count, QuerySet, Sum
 from django.utils.text import slugify
 
-from detectors.models import Area, DetectedObject, DetectionRun
+from detectors.models import Area, DetectedObject, DetectionCell, DetectionRun, detection_run_prefix
+from imagery.blobstore import BlobStore
+
+log = logging.getLogger(__name__)
 
 # Objects per GeoPackage append (and per database fetch): each append opens the file and updates its spatial index
 # in one transaction, so fewer, larger appends cost less (100,000 objects: 0.64 CPU s in appends of 5,000, 0.47 in
 # appends of 50,000); 50,000 rows of WKB and fields are ~15 MB.
 BATCH = 50_000
+#: Under a run's prefix: the cells' export parts, kept until the run's exports are written.
+PARTS = "parts/"
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
 FORMULA_STARTS = ("=", "+", "-", "@")
 CONTROL_STARTS = ("\t", "\r", "\n")
@@ -60,37 +70,182 @@ def spreadsheet_safe(value: object) -> object:
     return value
 
 
-def _objects(run: DetectionRun):
+def _objects(objects: QuerySet[DetectedObject], order: tuple[str, ...] = ("image_id", "cell", "id")):
     """Rows as the files want them; GeoJSON text and WKB come straight from the database, unparsed."""
     return (
-        DetectedObject.objects.filter(detection_run=run)
-        .order_by("image_id", "cell", "id")
+        objects.order_by(*order)
         .annotate(geojson=AsGeoJSON("geometry", precision=8), wkb=AsWKB("geometry"))
         .values_list("geojson", "wkb", "detector_class__name", "score", "area_m2", "image_id")
     )
 
 
-def write_exports(run: DetectionRun, folder: Path) -> dict[str, Path]:
+@dataclass
+class ExportChunk:
+    """Objects as every export writes them: their GeoJSON features (text, comma-separated, no brackets) and
+    the GeoPackage's columns. A cell's export part is one chunk, stored as it is (``write_cell_part``)."""
+
+    features: str
+    wkb: list[bytes]
+    class_name: list[str]
+    score: list[float]
+    area_m2: list[float]
+    image_id: list[str]
+
+    def __len__(self) -> int:
+        return len(self.wkb)
+
+    def to_bytes(self) -> bytes:
+        """An ``.npz`` of plain arrays (text and WKB as bytes with offsets): read back without pickle."""
+        lengths = np.fromiter((len(w) for w in self.wkb), np.int64, len(self.wkb))
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            features=np.frombuffer(self.features.encode(), np.uint8),
+            wkb=np.frombuffer(b"".join(self.wkb), np.uint8),
+            wkb_ends=np.cumsum(lengths),
+            class_name=np.array(self.class_name, dtype=str),
+            score=np.array(self.score, np.float64),
+            area_m2=np.array(self.area_m2, np.float64),
+            image_id=np.array(self.image_id, dtype=str),
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ExportChunk:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            wkb, ends = npz["wkb"].tobytes(), npz["wkb_ends"].tolist()
+            starts = [0, *ends[:-1]] if ends else []
+            return cls(
+                features=npz["features"].tobytes().decode(),
+                wkb=[wkb[a:b] for a, b in zip(starts, ends, strict=True)],
+                class_name=npz["class_name"].tolist(),
+                score=npz["score"].tolist(),
+                area_m2=npz["area_m2"].tolist(),
+                image_id=npz["image_id"].tolist(),
+            )
+
+
+def _chunks(rows, size: int = BATCH) -> Iterator[ExportChunk]:
+    """Database rows (``_objects``) as chunks of at most ``size`` objects.
+
+    A feature's properties written as ``json.dumps`` of the dict {class_name, score, area_m2, image_id} writes
+    them, byte for byte, with each class name's JSON made once and each image id's text once per image (rows
+    come image by image): per object, the dict, its encoding and the id's ``str`` were a sixth of the exports'
+    CPU time."""
+    class_json: dict[str, str] = {}
+    image_id, image = None, ""
+    chunk = ExportChunk("", [], [], [], [], [])
+    features: list[str] = []
+    for geojson, wkb, class_name, score, area_m2, row_image_id in rows.iterator(chunk_size=BATCH):
+        name = class_json.get(class_name) or class_json.setdefault(class_name, json.dumps(class_name))
+        if row_image_id != image_id:
+            image_id, image = row_image_id, str(row_image_id)
+        features.append(
+            f'{{"type": "Feature", "geometry": {geojson}, "properties": {{"class_name": {name}, '
+            f'"score": {round(score, 4)!r}, "area_m2": {round(area_m2, 3)!r}, "image_id": "{image}"}}}}'
+        )
+        chunk.wkb.append(bytes(wkb))
+        chunk.class_name.append(class_name)
+        chunk.score.append(score)
+        chunk.area_m2.append(area_m2)
+        chunk.image_id.append(image)
+        if len(features) >= size:
+            chunk.features = ",".join(features)
+            yield chunk
+            chunk, features = ExportChunk("", [], [], [], [], []), []
+    if features:
+        chunk.features = ",".join(features)
+        yield chunk
+
+
+def cell_part_key(cell: DetectionCell) -> str:
+    """Where a cell's export part is kept: under the run's prefix (deleted with the run), one key per attempt."""
+    return f"{detection_run_prefix(cell.run_id)}{PARTS}{cell.image_id}/{cell.key}-{cell.attempts}.npz"
+
+
+def write_cell_part(cell: DetectionCell, store: BlobStore) -> bool:
+    """Store the objects of a done cell that lie away from cell borders as the exports will write them, so the
+    run's final step copies them instead of reading and formatting them again (in one process, after the last
+    cell: at country scale that tail took longer than the detection). The merge never changes these objects.
+    Recorded on the cell only if it is still done and its objects have not been replaced meanwhile; returns
+    whether it was."""
+    interior = DetectedObject.objects.filter(
+        detection_run_id=cell.run_id, image_id=cell.image_id, cell=cell.key, near_border=False
+    )
+    chunk = next(_chunks(_objects(interior, ("id",)), size=2**62), ExportChunk("", [], [], [], [], []))
+    key = cell_part_key(cell)
+    store.put_stream(key, io.BytesIO(chunk.to_bytes()))
+    if DetectionCell.objects.filter(pk=cell.pk, status=DetectionCell.Status.DONE, export_part="").update(
+        export_part=key
+    ):
+        return True
+    store.delete(key)
+    return False
+
+
+def _run_chunks(run: DetectionRun, store: BlobStore | None) -> Iterator[ExportChunk]:
+    """Every object of the run once: each done cell's part (or, without a usable one, its objects away from
+    borders read from the database, cells in a row in one query), then the objects along cell borders, merged."""
+    cells = list(  # a few bytes a cell: the queries below run while going through them
+        DetectionCell.objects.filter(run=run)
+        .order_by("image__created_at", "image_id", "key")
+        .values_list("image_id", "key", "export_part")
+    )
+    image_id, keys = None, []
+
+    def from_database() -> Iterator[ExportChunk]:
+        if keys:
+            interior = DetectedObject.objects.filter(
+                detection_run=run, image_id=image_id, cell__in=list(keys), near_border=False
+            )
+            yield from _chunks(_objects(interior))
+            keys.clear()
+
+    for cell_image, key, part in cells:
+        chunk = _read_part(store, part) if part and store is not None else None
+        if cell_image != image_id or chunk is not None or len(keys) >= 1000:
+            yield from from_database()
+            image_id = cell_image
+        if chunk is not None:
+            yield chunk
+        else:
+            keys.append(key)
+    yield from from_database()
+    yield from _chunks(_objects(DetectedObject.objects.filter(detection_run=run, near_border=True)))
+
+
+def _read_part(store: BlobStore, key: str) -> ExportChunk | None:
+    """A stored part, or None when it cannot be used (gone, damaged): the database holds the same objects."""
+    try:
+        with store.open_read(key) as fh:
+            return ExportChunk.from_bytes(fh.read())
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        log.warning("export part %s unusable (%s): reading its objects from the database", key, exc)
+        return None
+
+
+def write_exports(run: DetectionRun, folder: Path, store: BlobStore | None = None) -> dict[str, Path]:
     """Write every export of the run into ``folder`` and return format → file.
 
-    Streamed in batches, so a country-scale run never holds all its objects in memory.
+    Streamed in chunks, so a country-scale run never holds all its objects in memory; with ``store``, the cells'
+    export parts are copied as they are (``write_cell_part``).
     """
     paths = {"geojson": folder / "objects.geojson", "gpkg": folder / "objects.gpkg", "csv": folder / "counts.csv"}
-    batch: list[tuple] = []
+    pending: list[ExportChunk] = []
     written = 0
 
     def flush_gpkg() -> None:
         nonlocal written
-        if not batch:
+        if not pending:
             return
         pyogrio.raw.write(
             str(paths["gpkg"]),
-            geometry=np.array([bytes(row[0]) for row in batch], dtype=object),
+            geometry=np.array([w for c in pending for w in c.wkb], dtype=object),
             field_data=[
-                np.array([row[1] for row in batch]),
-                np.array([row[2] for row in batch], dtype="float64"),
-                np.array([row[3] for row in batch], dtype="float64"),
-                np.array([row[4] for row in batch]),
+                np.array([v for c in pending for v in c.class_name]),
+                np.array([v for c in pending for v in c.score], dtype="float64"),
+                np.array([v for c in pending for v in c.area_m2], dtype="float64"),
+                np.array([v for c in pending for v in c.image_id]),
             ],
             fields=["class_name", "score", "area_m2", "image_id"],
             layer="objects",
@@ -99,28 +254,19 @@ def write_exports(run: DetectionRun, folder: Path) -> dict[str, Path]:
             geometry_type="Polygon",
             append=written > 0,
         )
-        written += len(batch)
-        batch.clear()
+        written += sum(len(c) for c in pending)
+        pending.clear()
 
-    # A feature's properties written as ``json.dumps`` of the dict {class_name, score, area_m2, image_id} writes
-    # them, byte for byte, with each class name's JSON made once and each image id's text once per image (rows
-    # come image by image): per object, the dict, its encoding and the id's ``str`` were a sixth of the exports'
-    # CPU time.
-    class_json: dict[str, str] = {}
-    image_id, image = None, ""
+    first = True
     with paths["geojson"].open("w") as out:
         out.write('{"type": "FeatureCollection", "features": [')
-        for i, row in enumerate(_objects(run).iterator(chunk_size=BATCH)):
-            geojson, wkb, class_name, score, area_m2, row_image_id = row
-            name = class_json.get(class_name) or class_json.setdefault(class_name, json.dumps(class_name))
-            if row_image_id != image_id:
-                image_id, image = row_image_id, str(row_image_id)
-            out.write(
-                f'{"," if i else ""}{{"type": "Feature", "geometry": {geojson}, "properties": {{"class_name": {name}, '
-                f'"score": {round(score, 4)!r}, "area_m2": {round(area_m2, 3)!r}, "image_id": "{image}"}}}}'
-            )
-            batch.append((wkb, class_name, score, area_m2, image))
-            if len(batch) >= BATCH:
+        for chunk in _run_chunks(run, store):
+            if not len(chunk):
+                continue
+            out.write(chunk.features if first else "," + chunk.features)
+            first = False
+            pending.append(chunk)
+            if sum(len(c) for c in pending) >= BATCH:
                 flush_gpkg()
         out.write("]}")
     flush_gpkg()

@@ -339,6 +339,10 @@ class DetectionCell(models.Model):
     error = models.TextField(blank=True, default="")
     objects_count = models.PositiveIntegerField(default=0)
     seconds = models.FloatField(null=True, blank=True)
+    # The blob holding this cell's objects away from cell borders as the exports write them (``exports.
+    # write_cell_part``): written once the cell is done, cleared whenever its objects are replaced; empty, the
+    # exports read those objects from the database instead.
+    export_part = models.CharField(max_length=200, blank=True, default="")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -373,9 +377,18 @@ class DetectedObject(models.Model):
     geometry = models.PolygonField(srid=4326, spatial_index=True)
     score = models.FloatField()
     area_m2 = models.FloatField()
+    # Set by the cell that found it: the object lies in a strip along a border with a neighbouring cell
+    # (``workers.ml.grid.cell_border_strips``), so the run's final step may merge it with that cell's part of
+    # the same object. Every other object is final once its cell is done, and goes into the cell's export part.
+    near_border = models.BooleanField(default=False)
 
     class Meta:
-        indexes = [models.Index(fields=["detection_run", "cell"]), models.Index(fields=["training_run", "image"])]
+        indexes = [
+            models.Index(fields=["detection_run", "cell"]),
+            models.Index(fields=["training_run", "image"]),
+            # only the few objects along cell borders: what the merge and the exports' last part read
+            models.Index(fields=["detection_run", "image"], condition=Q(near_border=True), name="object_near_border"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(training_run__isnull=False) | Q(detection_run__isnull=False), name="object_has_a_run"

@@ -52,7 +52,7 @@ class NewObject(NamedTuple):
     """An object to store, as ``insert_objects`` writes it: a plain tuple, not a ``DetectedObject``. Building a
     Django model instance per object cost ~20 µs, a tenth of a dense detection cell's CPU time (4,000 objects),
     for values that go straight into COPY. ``geometry`` is lon/lat hex EWKB (``stored_geometries``); exactly one
-    of the two runs is set."""
+    of the two runs is set; ``near_border``: see ``DetectedObject.near_border``."""
 
     training_run_id: UUID | str | None
     detection_run_id: UUID | str | None
@@ -62,6 +62,7 @@ class NewObject(NamedTuple):
     geometry: str
     score: float
     area_m2: float
+    near_border: bool = False
 
 
 def insert_objects(rows: Sequence[NewObject]) -> None:

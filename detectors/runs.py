@@ -12,6 +12,7 @@ back later.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -21,10 +22,13 @@ from django.db.models import Count, F, Q, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from detectors.exports import write_cell_part
 from detectors.models import DetectedObject, DetectionCell, DetectionRun, RunStatus, TrainingRun, training_run_prefix
 from detectors.results import NewObject, insert_objects
 from imagery.storage import get_blob_store
 from picterra.jobs import RUNNING_ELSEWHERE, Job, RowMoved, RowState, enqueue
+
+log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 2.0
 LOSS_HISTORY_LENGTH = 300
@@ -229,9 +233,15 @@ class DetectionCellState(RowState):
                 objects_count=len(result.rows),
                 seconds=result.seconds,
                 error="",
+                export_part="",  # whatever part an earlier attempt left holds objects just replaced
                 updated_at=timezone.now(),
             )
             refresh_detection_progress(cell.run_id)
+        cell.status = DetectionCell.Status.DONE
+        try:
+            write_cell_part(cell, get_blob_store())
+        except Exception:  # an optimisation only: without its part, the exports read the cell's objects again
+            log.warning("export part of cell %s not written", cell_id, exc_info=True)
         finish_when_no_cell_left(cell.run_id)
         return "done"
 

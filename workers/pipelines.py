@@ -15,9 +15,10 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import rasterio
+import shapely
 from django.conf import settings
-from django.contrib.gis.geos import GEOSGeometry
 from django.db import transaction
 from shapely import affinity
 
@@ -51,7 +52,14 @@ from workers.ml import train as ml_train
 from workers.ml.config import DetectorConfig
 from workers.ml.datasets import LabelledImage
 from workers.ml.evaluation import ImageEvaluation, evaluate_image, evaluation_metrics
-from workers.ml.grid import GridCell, cell_border_strips, merge_across_cells, merged_shape
+from workers.ml.grid import (
+    GridCell,
+    cell_border_strips,
+    cells_reaching,
+    merge_across_cells,
+    merged_shape,
+    neighbour_keys,
+)
 from workers.ml.inference_server import InferenceClient, ServerTiles
 from workers.ml.model_card import load_model, save_model
 from workers.ml.predict import detect_in_cell
@@ -300,11 +308,33 @@ def detect_cell_objects(cell_id: str) -> CellObjects:
     except ImagePairError as exc:
         raise JobFailed(str(exc)) from exc
     found = [d for d in found if class_ids.get(d.class_name)]
+    geometries = [d.geometry for d in found]
+    near_border = near_cell_borders(cell, image, geometries)
     rows = [
-        NewObject(None, run.pk, image.pk, class_ids[d.class_name], cell.key, geometry, d.score, area_m2)
-        for d, (geometry, area_m2) in zip(found, stored_geometries([d.geometry for d in found], image.crs), strict=True)
+        NewObject(None, run.pk, image.pk, class_ids[d.class_name], cell.key, geometry, d.score, area_m2, near)
+        for d, (geometry, area_m2), near in zip(
+            found, stored_geometries(geometries, image.crs), near_border, strict=True
+        )
     ]
     return CellObjects(rows=rows, seconds=time.monotonic() - started)
+
+
+def near_cell_borders(cell: DetectionCell, image, geometries: list) -> list[bool]:
+    """Per object (image CRS): whether it lies in a strip along a border between this cell and a neighbour
+    (``workers.ml.grid.cell_border_strips`` of the cells around it), where the final step may merge it."""
+    if not geometries:
+        return []
+    reach = cells_reaching(cell.key, cell.window, cell.margin)
+    keys = neighbour_keys(cell.key, reach)
+    around = DetectionCell.objects.filter(run_id=cell.run_id, image=image, key__in=keys).values_list("window", "margin")
+    windows = [rasterio.windows.Window(*window) for window, _ in around]
+    strips_px = cell_border_strips(windows, max((m for _, m in around), default=0), image.width, image.height)
+    if strips_px is None:
+        return [False] * len(geometries)
+    t = image.pixel_transform
+    strips = affinity.affine_transform(strips_px, [t.a, t.b, t.d, t.e, t.c, t.f])
+    shapely.prepare(strips)
+    return shapely.intersects(strips, np.asarray(geometries, dtype=object)).tolist()
 
 
 def finish_detection(run_id: str) -> str:
@@ -329,17 +359,15 @@ def merge_and_export(run_id: str) -> dict[str, str]:
 
 
 def merge_border_objects(run: DetectionRun) -> int:
-    """Join objects that neighbouring cells each reported in part; returns how many rows were merged away."""
+    """Join objects that neighbouring cells each reported in part; returns how many rows were merged away.
+    Only objects their cells found along a border with a neighbour can be such parts (``near_border``)."""
     merged = 0
     for image in run.images.all():
-        near_borders = _cell_border_strips(run, image)
-        if near_borders is None:
-            continue  # a single cell: nothing to merge
         objects = list(
-            DetectedObject.objects.filter(detection_run=run, image=image, geometry__intersects=near_borders).order_by(
-                "id"
-            )
+            DetectedObject.objects.filter(detection_run=run, image=image, near_border=True).order_by("id")
         )
+        if len(objects) < 2:
+            continue
         shapes = [to_shapely(o.geometry) for o in objects]
         groups = merge_across_cells(shapes, [o.cell for o in objects], [str(o.detector_class_id) for o in objects])
         with transaction.atomic():
@@ -353,26 +381,17 @@ def merge_border_objects(run: DetectionRun) -> int:
     return merged
 
 
-def _cell_border_strips(run: DetectionRun, image) -> GEOSGeometry | None:
-    """The grid's border strips (workers.ml.grid.cell_border_strips) of one image, in lon/lat."""
-    cells = list(run.cells.filter(image=image).values_list("window", "margin"))
-    windows = [rasterio.windows.Window(*window) for window, _ in cells]
-    strips_px = cell_border_strips(windows, max((m for _, m in cells), default=0), image.width, image.height)
-    if strips_px is None:
-        return None
-    t = image.pixel_transform
-    strips = affinity.affine_transform(strips_px, [t.a, t.b, t.d, t.e, t.c, t.f])
-    return GEOSGeometry(memoryview(image_crs_to_lonlat(strips, image.crs).wkb), srid=4326)
-
-
 def write_detection_exports(run: DetectionRun) -> dict[str, str]:
     """GeoJSON (lon/lat Polygons), GeoPackage and per-class/per-area counts (CSV) in the blob store."""
     store = get_blob_store()
     prefix = detection_run_prefix(run.pk)
     with tempfile.TemporaryDirectory(prefix="exports-") as tmp:
-        files = exports.write_exports(run, Path(tmp))
+        files = exports.write_exports(run, Path(tmp), store)
         keys = {}
         for fmt, path in files.items():
             keys[fmt] = prefix + path.name
             store.put_file(keys[fmt], path, move=True)
+    # the cells' parts are in the exports now; a later final step (failed cells retried) reads the database
+    DetectionCell.objects.filter(run=run).exclude(export_part="").update(export_part="")
+    store.delete_prefix(prefix + exports.PARTS)
     return keys

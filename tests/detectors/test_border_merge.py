@@ -9,7 +9,7 @@ from shapely.geometry import box
 
 from detectors.models import DetectedObject, DetectionCell, DetectionRun, Detector, DetectorClass, TrainingRun
 from workers.ml.raster_io import image_crs_to_lonlat
-from workers.pipelines import merge_border_objects
+from workers.pipelines import merge_border_objects, near_cell_borders
 
 CELL = 500  # a 2 x 2 grid over the 1000 px fixture image
 MARGIN = 40
@@ -36,9 +36,11 @@ def run_with_pieces(personas, ready_image):
     def add(cell: str, pixel_polygon) -> None:
         projected = affinity.affine_transform(pixel_polygon, [t.a, t.b, t.d, t.e, t.c, t.f])
         lonlat = image_crs_to_lonlat(projected, image.crs)
+        # as the cell that found it says (detect_cell_objects)
+        (near,) = near_cell_borders(DetectionCell.objects.get(run=run, key=cell), image, [projected])
         DetectedObject.objects.create(
             detection_run=run, image=image, detector_class=tree, cell=cell, score=0.9, area_m2=1.0,
-            geometry=GEOSGeometry(memoryview(lonlat.wkb), srid=4326),
+            geometry=GEOSGeometry(memoryview(lonlat.wkb), srid=4326), near_border=near,
         )  # fmt: skip
 
     # Across the vertical border: each cell saw it through its margin, slightly differently.
@@ -64,6 +66,8 @@ def run_with_pieces(personas, ready_image):
 @pytest.mark.django_db
 def test_border_pieces_are_merged_once_and_others_are_untouched(run_with_pieces):
     run = run_with_pieces
+    # every object but the two far from the borders is a merge candidate
+    assert DetectedObject.objects.filter(detection_run=run, near_border=False).count() == 2
     assert merge_border_objects(run) == 1 + 3 + 1
     assert DetectedObject.objects.filter(detection_run=run).count() == 7
     areas = sorted(round(o.geometry.transform(32632, clone=True).area) for o in DetectedObject.objects.all())

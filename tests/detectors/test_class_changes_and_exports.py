@@ -146,9 +146,9 @@ def test_exports_are_written_outside_any_transaction_and_a_retry_rewrites_the_sa
     seen: list[bool] = []
     write = exports.write_exports
 
-    def recording(run, folder):
+    def recording(run, folder, store=None):
         seen.append(connection.in_atomic_block)
-        return write(run, folder)
+        return write(run, folder, store)
 
     monkeypatch.setattr(exports, "write_exports", recording)
     assert finish_detection(str(run.pk)) == RunStatus.SUCCEEDED

@@ -7,6 +7,7 @@ object is seen whole by its owning cell and reported exactly once across the gri
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,6 +41,32 @@ class GridCell:
         col1 = min(width, int(self.window.col_off + self.window.width) + margin)
         row1 = min(height, int(self.window.row_off + self.window.height) + margin)
         return Window(col0, row0, col1 - col0, row1 - row0)
+
+
+def _key_position(key: str) -> tuple[int, int]:
+    match = re.fullmatch(r"r(\d+)c(\d+)", key)
+    if match is None:
+        raise ValueError(f"not a grid cell key: {key!r}")
+    return int(match[1]), int(match[2])
+
+
+def neighbour_keys(key: str, reach: int = 1) -> list[str]:
+    """The keys of the cells up to ``reach`` rows and columns from the cell ``key`` (``GridCell.key``), itself
+    included; keys off the grid are listed too (no cell has them)."""
+    row, col = _key_position(key)
+    return [f"r{r}c{c}" for r in range(max(0, row - reach), row + reach + 1)
+            for c in range(max(0, col - reach), col + reach + 1)]
+
+
+def cells_reaching(key: str, window: Sequence[int], margin: int) -> int:
+    """How many cells away from the cell ``key`` (its ``window``: [col, row, width, height]) a border strip
+    (``cell_border_strips``: ``margin`` + 2 pixels each side of a border) can meet an object the cell owns. Such
+    an object lies within ``margin`` of the cell, so the borders of the cells next to it can, and those of cells
+    further away only when the grid's cells are smaller than about twice the margin."""
+    row, col = _key_position(key)
+    # the grid's cell size: from the cell's offset (edge cells are cut short), else its own longer side
+    side = int(window[0]) // col if col else int(window[1]) // row if row else max(int(window[2]), int(window[3]))
+    return 1 + (2 * margin + 2) // max(1, side)
 
 
 def plan_grid_cells(

@@ -1,0 +1,143 @@
+"""Exports by parts: each done cell stores its objects away from cell borders as the exports write them, and the
+run's final step copies those parts, then adds the merged objects along the borders; every object exactly once,
+whatever part is missing, damaged or stale."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import pickle
+
+import pyogrio
+import pytest
+from django.contrib.gis.db.models.functions import AsGeoJSON
+
+from detectors import exports
+from detectors.models import DetectedObject, DetectionCell, DetectionRun, RunStatus, detection_run_prefix
+from detectors.results import NewObject
+from detectors.runs import DETECTION_CELL, CellObjects
+from imagery.storage import get_blob_store
+from tests.detectors.test_border_merge import run_with_pieces  # noqa: F401 - the fixture
+from workers.ml.grid import cells_reaching, neighbour_keys
+from workers.pipelines import finish_detection
+
+
+def _geometries(features: list[dict]) -> list[str]:
+    return sorted(json.dumps(f["geometry"], sort_keys=True) for f in features)
+
+
+def _stored(run: DetectionRun) -> list[str]:
+    rows = DetectedObject.objects.filter(detection_run=run).annotate(g=AsGeoJSON("geometry", precision=8))
+    return sorted(json.dumps(json.loads(g), sort_keys=True) for g in rows.values_list("g", flat=True))
+
+
+def _exported(run: DetectionRun, tmp_path, store=None) -> tuple[list[dict], int]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    paths = exports.write_exports(run, tmp_path, store)
+    features = json.loads(paths["geojson"].read_text())["features"]
+    return features, pyogrio.read_info(paths["gpkg"])["features"] if "gpkg" in paths else 0
+
+
+@pytest.mark.django_db
+def test_a_done_cell_stores_its_objects_away_from_borders_and_the_exports_copy_them(run_with_pieces, tmp_path):  # noqa: F811
+    run, store = run_with_pieces, get_blob_store()
+    for cell in DetectionCell.objects.filter(run=run):
+        assert exports.write_cell_part(cell, store)
+    parts = dict(DetectionCell.objects.filter(run=run).values_list("key", "export_part"))
+    assert all(key.startswith(detection_run_prefix(run.pk) + exports.PARTS) for key in parts.values())
+    # a part holds exactly its cell's objects away from the borders: here one far object in two of the cells
+    sizes = {}
+    for cell_key, key in parts.items():
+        with store.open_read(key) as fh:
+            sizes[cell_key] = len(exports.ExportChunk.from_bytes(fh.read()))
+    assert sizes == {"r0c0": 1, "r0c1": 0, "r1c0": 0, "r1c1": 1}
+
+    # the parts' copies are what the database would have written: the same features, every object once
+    from_parts, gpkg_from_parts = _exported(run, tmp_path / "a", store)
+    from_database, gpkg_from_database = _exported(run, tmp_path / "b")
+    assert len(from_parts) == 12 and gpkg_from_parts == 12
+    assert sorted(map(json.dumps, from_parts)) == sorted(map(json.dumps, from_database))
+    assert gpkg_from_database == 12
+    assert _geometries(from_parts) == _stored(run)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_final_step_merges_exports_each_object_once_and_drops_the_parts(run_with_pieces):  # noqa: F811
+    run, store = run_with_pieces, get_blob_store()
+    for cell in DetectionCell.objects.filter(run=run):
+        exports.write_cell_part(cell, store)
+    assert finish_detection(str(run.pk)) == RunStatus.SUCCEEDED
+    run.refresh_from_db()
+    with store.open_read(run.result_keys["geojson"]) as fh:
+        features = json.load(fh)["features"]
+    assert len(features) == 7 and _geometries(features) == _stored(run)  # the border pieces merged
+    assert list(store.list(detection_run_prefix(run.pk) + exports.PARTS)) == []
+    assert not DetectionCell.objects.filter(run=run).exclude(export_part="").exists()
+
+
+@pytest.mark.django_db
+def test_a_missing_or_damaged_part_is_read_from_the_database(run_with_pieces, tmp_path, caplog):  # noqa: F811
+    run, store = run_with_pieces, get_blob_store()
+    for cell in DetectionCell.objects.filter(run=run):
+        exports.write_cell_part(cell, store)
+    r0c0 = DetectionCell.objects.get(run=run, key="r0c0")
+    r1c1 = DetectionCell.objects.get(run=run, key="r1c1")
+    store.delete(r0c0.export_part)
+    with store.open_read(r1c1.export_part) as fh:
+        data = fh.read()
+    store.put_stream(r1c1.export_part, io.BytesIO(data[: len(data) // 2]))
+    with caplog.at_level(logging.WARNING, logger="detectors.exports"):
+        features, gpkg_count = _exported(run, tmp_path, store)
+    assert len(features) == 12 and gpkg_count == 12 and _geometries(features) == _stored(run)
+    assert sum("unusable" in r.getMessage() for r in caplog.records) == 2
+
+
+@pytest.mark.django_db
+def test_a_cell_done_again_replaces_its_part_and_never_reuses_the_old_one(run_with_pieces, tmp_path):  # noqa: F811
+    run, store = run_with_pieces, get_blob_store()
+    cell = DetectionCell.objects.get(run=run, key="r0c0")
+    exports.write_cell_part(cell, store)
+    old_key = DetectionCell.objects.get(pk=cell.pk).export_part
+    # retried: the cell runs again (another attempt) and finds one object, far from the borders, instead
+    far = DetectedObject.objects.get(detection_run=run, cell="r0c0", near_border=False)
+    DetectionCell.objects.filter(pk=cell.pk).update(status=DetectionCell.Status.RUNNING, attempts=2)
+    hexewkb = far.geometry.hexewkb.decode()
+    row = NewObject(None, run.pk, cell.image_id, far.detector_class_id, "r0c0", hexewkb, 0.5, 3.0, False)
+    assert DETECTION_CELL.succeed(str(cell.pk), CellObjects(rows=[row], seconds=1.0)) == "done"
+    cell.refresh_from_db()
+    assert cell.export_part and cell.export_part != old_key
+    with store.open_read(cell.export_part) as fh:
+        part = exports.ExportChunk.from_bytes(fh.read())
+    assert part.score == [0.5] and part.area_m2 == [3.0]
+    features, _ = _exported(run, tmp_path, store)
+    # the cell's four objects of its first attempt are gone; its old part is not read
+    assert len(features) == 12 - 4 + 1 and _geometries(features) == _stored(run)
+    assert [f["properties"]["score"] for f in features].count(0.5) == 1
+
+
+@pytest.mark.django_db
+def test_a_part_is_not_recorded_for_a_cell_whose_objects_were_replaced_meanwhile(run_with_pieces):  # noqa: F811
+    run, store = run_with_pieces, get_blob_store()
+    cell = DetectionCell.objects.get(run=run, key="r0c0")
+    DetectionCell.objects.filter(pk=cell.pk).update(status=DetectionCell.Status.RUNNING)  # running again
+    assert not exports.write_cell_part(cell, store)
+    assert DetectionCell.objects.get(pk=cell.pk).export_part == ""
+    assert list(store.list(detection_run_prefix(run.pk) + exports.PARTS)) == []
+
+
+def test_the_part_format_round_trips_without_pickle():
+    chunk = exports.ExportChunk('{"a": 1},{"b": "é"}', [b"\x01\x02", b"", b"\x03"], ["tree", "é", "x"],
+                                [0.5, 1.0, 0.25], [1.0, 2.0, 3.0], ["i1", "i2", "i3"])  # fmt: skip
+    back = exports.ExportChunk.from_bytes(chunk.to_bytes())
+    assert back == chunk
+    with pytest.raises(ValueError):  # a pickle inside is refused, not run
+        exports.ExportChunk.from_bytes(pickle.dumps({"x": 1}))
+
+
+def test_a_cell_looks_as_far_as_a_border_strip_can_reach():
+    assert neighbour_keys("r0c1") == ["r0c0", "r0c1", "r0c2", "r1c0", "r1c1", "r1c2"]
+    assert cells_reaching("r2c3", [6000, 4000, 2000, 2000], 67) == 1
+    # cells smaller than twice the margin: the borders two cells away reach the cell's objects
+    assert cells_reaching("r2c3", [300, 200, 100, 100], 60) == 2
+    assert cells_reaching("r2c3", [300, 200, 100, 17], 60) == 2  # an edge cell cut short: the grid's size counts
