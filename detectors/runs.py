@@ -237,7 +237,6 @@ class DetectionCellState(RowState):
                 updated_at=timezone.now(),
             )
             refresh_detection_progress(cell.run_id)
-        cell.status = DetectionCell.Status.DONE
         try:
             write_cell_part(cell, get_blob_store())
         except Exception:  # an optimisation only: without its part, the exports read the cell's objects again
