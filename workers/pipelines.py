@@ -326,7 +326,9 @@ def near_cell_borders(cell: DetectionCell, image, geometries: list) -> list[bool
         return []
     reach = cells_reaching(cell.key, cell.window, cell.margin)
     keys = neighbour_keys(cell.key, reach)
-    around = DetectionCell.objects.filter(run_id=cell.run_id, image=image, key__in=keys).values_list("window", "margin")
+    around = list(
+        DetectionCell.objects.filter(run_id=cell.run_id, image=image, key__in=keys).values_list("window", "margin")
+    )
     windows = [rasterio.windows.Window(*window) for window, _ in around]
     strips_px = cell_border_strips(windows, max((m for _, m in around), default=0), image.width, image.height)
     if strips_px is None:
