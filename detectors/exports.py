@@ -91,6 +91,10 @@ class ExportChunk:
     area_m2: list[float]
     image_id: list[str]
 
+    @classmethod
+    def empty(cls) -> ExportChunk:
+        return cls("", [], [], [], [], [])
+
     def __len__(self) -> int:
         return len(self.wkb)
 
@@ -125,8 +129,8 @@ class ExportChunk:
             )
 
 
-def _chunks(rows, size: int = BATCH) -> Iterator[ExportChunk]:
-    """Database rows (``_objects``) as chunks of at most ``size`` objects.
+def _chunks(rows, size: int | None = BATCH) -> Iterator[ExportChunk]:
+    """Database rows (``_objects``) as chunks of at most ``size`` objects (None: one chunk, however many).
 
     A feature's properties written as ``json.dumps`` of the dict {class_name, score, area_m2, image_id} writes
     them, byte for byte, with each class name's JSON made once and each image id's text once per image (rows
@@ -134,7 +138,7 @@ def _chunks(rows, size: int = BATCH) -> Iterator[ExportChunk]:
     CPU time."""
     class_json: dict[str, str] = {}
     image_id, image = None, ""
-    chunk = ExportChunk("", [], [], [], [], [])
+    chunk = ExportChunk.empty()
     features: list[str] = []
     for geojson, wkb, class_name, score, area_m2, row_image_id in rows.iterator(chunk_size=BATCH):
         name = class_json.get(class_name) or class_json.setdefault(class_name, json.dumps(class_name))
@@ -149,10 +153,10 @@ def _chunks(rows, size: int = BATCH) -> Iterator[ExportChunk]:
         chunk.score.append(score)
         chunk.area_m2.append(area_m2)
         chunk.image_id.append(image)
-        if len(features) >= size:
+        if size is not None and len(features) >= size:
             chunk.features = ",".join(features)
             yield chunk
-            chunk, features = ExportChunk("", [], [], [], [], []), []
+            chunk, features = ExportChunk.empty(), []
     if features:
         chunk.features = ",".join(features)
         yield chunk
@@ -172,7 +176,7 @@ def write_cell_part(cell: DetectionCell, store: BlobStore) -> bool:
     interior = DetectedObject.objects.filter(
         detection_run_id=cell.run_id, image_id=cell.image_id, cell=cell.key, near_border=False
     )
-    chunk = next(_chunks(_objects(interior, ("id",)), size=2**62), ExportChunk("", [], [], [], [], []))
+    chunk = next(_chunks(_objects(interior, ("id",)), size=None), ExportChunk.empty())
     key = cell_part_key(cell)
     store.put_stream(key, io.BytesIO(chunk.to_bytes()))
     if DetectionCell.objects.filter(pk=cell.pk, status=DetectionCell.Status.DONE, export_part="").update(
