@@ -238,7 +238,7 @@ class DetectionCellState(RowState):
             )
             refresh_detection_progress(cell.run_id)
         try:
-            write_cell_part(cell, get_blob_store())
+            write_cell_part(cell, result.rows, get_blob_store())
         except Exception:  # an optimisation only: without its part, the exports read the cell's objects again
             log.warning("export part of cell %s not written", cell_id, exc_info=True)
         finish_when_no_cell_left(cell.run_id)

@@ -11,6 +11,7 @@ import pickle
 
 import pyogrio
 import pytest
+import shapely
 from django.contrib.gis.db.models.functions import AsGeoJSON
 
 from detectors import exports
@@ -23,13 +24,28 @@ from workers.ml.grid import cells_reaching, neighbour_keys
 from workers.pipelines import finish_detection
 
 
+def _canonical(geometry: dict) -> str:
+    """A GeoJSON geometry's text with every coordinate a float (PostGIS writes 55 where shapely writes 55.0)."""
+    return json.dumps(json.loads(json.dumps(geometry), parse_int=float), sort_keys=True)
+
+
 def _geometries(features: list[dict]) -> list[str]:
-    return sorted(json.dumps(f["geometry"], sort_keys=True) for f in features)
+    return sorted(_canonical(f["geometry"]) for f in features)
 
 
 def _stored(run: DetectionRun) -> list[str]:
+    """The run's objects as PostGIS writes them in GeoJSON at the exports' precision."""
     rows = DetectedObject.objects.filter(detection_run=run).annotate(g=AsGeoJSON("geometry", precision=8))
-    return sorted(json.dumps(json.loads(g), sort_keys=True) for g in rows.values_list("g", flat=True))
+    return sorted(_canonical(json.loads(g)) for g in rows.values_list("g", flat=True))
+
+
+def _rows(cell: DetectionCell) -> list[NewObject]:
+    """The rows the cell stored, as its task hands them to ``write_cell_part`` (``detect_cell_objects``)."""
+    return [
+        NewObject(None, o.detection_run_id, o.image_id, o.detector_class_id, o.cell, o.geometry.hexewkb.decode(),
+                  o.score, o.area_m2, o.near_border)  # fmt: skip
+        for o in DetectedObject.objects.filter(detection_run_id=cell.run_id, cell=cell.key).order_by("id")
+    ]
 
 
 def _exported(run: DetectionRun, tmp_path, store=None) -> tuple[list[dict], int]:
@@ -43,7 +59,7 @@ def _exported(run: DetectionRun, tmp_path, store=None) -> tuple[list[dict], int]
 def test_a_done_cell_stores_its_objects_away_from_borders_and_the_exports_copy_them(run_with_pieces, tmp_path):  # noqa: F811
     run, store = run_with_pieces, get_blob_store()
     for cell in DetectionCell.objects.filter(run=run):
-        assert exports.write_cell_part(cell, store)
+        assert exports.write_cell_part(cell, _rows(cell), store)
     parts = dict(DetectionCell.objects.filter(run=run).values_list("key", "export_part"))
     assert all(key.startswith(detection_run_prefix(run.pk) + exports.PARTS) for key in parts.values())
     # a part holds exactly its cell's objects away from the borders: here one far object in two of the cells
@@ -66,7 +82,7 @@ def test_a_done_cell_stores_its_objects_away_from_borders_and_the_exports_copy_t
 def test_the_final_step_merges_exports_each_object_once_and_drops_the_parts(run_with_pieces):  # noqa: F811
     run, store = run_with_pieces, get_blob_store()
     for cell in DetectionCell.objects.filter(run=run):
-        exports.write_cell_part(cell, store)
+        exports.write_cell_part(cell, _rows(cell), store)
     assert finish_detection(str(run.pk)) == RunStatus.SUCCEEDED
     run.refresh_from_db()
     with store.open_read(run.result_keys["geojson"]) as fh:
@@ -80,7 +96,7 @@ def test_the_final_step_merges_exports_each_object_once_and_drops_the_parts(run_
 def test_a_missing_or_damaged_part_is_read_from_the_database(run_with_pieces, tmp_path, caplog):  # noqa: F811
     run, store = run_with_pieces, get_blob_store()
     for cell in DetectionCell.objects.filter(run=run):
-        exports.write_cell_part(cell, store)
+        exports.write_cell_part(cell, _rows(cell), store)
     r0c0 = DetectionCell.objects.get(run=run, key="r0c0")
     r1c1 = DetectionCell.objects.get(run=run, key="r1c1")
     store.delete(r0c0.export_part)
@@ -97,7 +113,7 @@ def test_a_missing_or_damaged_part_is_read_from_the_database(run_with_pieces, tm
 def test_a_cell_done_again_replaces_its_part_and_never_reuses_the_old_one(run_with_pieces, tmp_path):  # noqa: F811
     run, store = run_with_pieces, get_blob_store()
     cell = DetectionCell.objects.get(run=run, key="r0c0")
-    exports.write_cell_part(cell, store)
+    exports.write_cell_part(cell, _rows(cell), store)
     old_key = DetectionCell.objects.get(pk=cell.pk).export_part
     # retried: the cell runs again (another attempt) and finds one object, far from the borders, instead
     far = DetectedObject.objects.get(detection_run=run, cell="r0c0", near_border=False)
@@ -121,7 +137,7 @@ def test_a_part_is_not_recorded_for_a_cell_whose_objects_were_replaced_meanwhile
     run, store = run_with_pieces, get_blob_store()
     cell = DetectionCell.objects.get(run=run, key="r0c0")
     DetectionCell.objects.filter(pk=cell.pk).update(status=DetectionCell.Status.RUNNING)  # running again
-    assert not exports.write_cell_part(cell, store)
+    assert not exports.write_cell_part(cell, _rows(cell), store)
     assert DetectionCell.objects.get(pk=cell.pk).export_part == ""
     assert list(store.list(detection_run_prefix(run.pk) + exports.PARTS)) == []
 
@@ -141,3 +157,13 @@ def test_a_cell_looks_as_far_as_a_border_strip_can_reach():
     # cells smaller than twice the margin: the borders two cells away reach the cell's objects
     assert cells_reaching("r2c3", [300, 200, 100, 100], 60) == 2
     assert cells_reaching("r2c3", [300, 200, 100, 17], 60) == 2  # an edge cell cut short: the grid's size counts
+
+
+def test_geojson_geometries_round_coordinates_to_a_millimetre_and_keep_the_shape():
+    square = shapely.Polygon([(9.123456789123, 46.5), (9.2, 46.5), (9.2, 46.600000004), (9.123456789123, 46.5)])
+    (text,) = exports.geojson_geometries([shapely.to_wkb(square)])
+    ring = json.loads(text)["coordinates"][0]
+    assert json.loads(text)["type"] == "Polygon"
+    assert ring[0] == [9.12345679, 46.5] and ring[2] == [9.2, 46.6]
+    assert shapely.equals_exact(shapely.from_geojson(text), square, tolerance=1e-8)
+    assert exports.geojson_geometries([]) == []
