@@ -1,5 +1,5 @@
 """GPU figures (#17, #13): detection throughput of the ML core on a GPU, how busy the GPU was, training time
-and F1 of the default recipe on a GPU, and GPU recipe candidates.
+and F1 of the platform's GPU recipe (``config.default_recipe("cuda")``: the default with tta 8), and candidates.
 
 Run where CUDA is: ``make bench BENCH=gpu`` (``.venv/bin/python -m bench.bench_gpu``). Without CUDA it says so
 and records nothing; ``BENCH_GPU_FORCE_CPU=1`` runs it on the CPU at toy sizes, only to check the script.
@@ -17,8 +17,10 @@ with rows; each row is emitted as soon as its phase ends.
    The GPU's busy share is sampled with ``nvidia-smi`` (utilization.gpu: the share of time a kernel ran).
    - the same windows and processes with the network in one inference server (``workers.ml.inference_server``,
      the GPU worker's design), recipe tiles then 1024 px tiles: ``inference_server_*_gpu`` (bench_inference).
-2. Training: every real dataset present (3 seeds) and the synthetic set with the default recipe on the GPU.
-3. GPU recipe candidates on the real datasets: fine-tuning the last encoder blocks (``train_blocks``).
+   The detector is trained with the GPU recipe, so detection averages the eight turned and mirrored views.
+2. Training: every real dataset present (3 seeds) and the synthetic set with the GPU recipe on the GPU.
+3. GPU recipe candidates on the real datasets: the GPU recipe fine-tuning the last encoder blocks
+   (``train_blocks``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +48,7 @@ from bench.report import BenchRow, emit
 from workers.experiments import repository
 from workers.experiments.runner import run_one
 from workers.ml import predict as predict_module
-from workers.ml.config import DetectorConfig, Recipe
+from workers.ml.config import DetectorConfig, default_recipe
 from workers.ml.model_card import load_model, save_model
 from workers.ml.predict import WINDOW_SIDE, predict_windows
 from workers.ml.samplers import grid_windows
@@ -252,9 +255,9 @@ def training_phase(rows: list[BenchRow]) -> None:
     names = [n for n in repository.dataset_names() if n not in SKIP and not n.startswith("project/")]
     real = [n for n in names if not n.startswith("synthetic/")]
     synthetic = [n for n in names if n.startswith("synthetic/")]
-    recipes = [Recipe()]
+    recipes = [default_recipe(device)]  # the platform's for this device: tta 8 on CUDA
     if not FORCE_CPU:
-        recipes += [Recipe(name="finetune-2", train_blocks=2), Recipe(name="finetune-4", train_blocks=4)]
+        recipes += [replace(recipes[0], name=f"finetune-{n}", train_blocks=n) for n in (2, 4)]
     results: dict[str, dict[str, list[dict]]] = {}
     for recipe in recipes:
         plan = [(n, s) for n in real for s in range(REAL_SEEDS)]

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ import torch
 from rasterio.windows import Window
 from shapely.geometry import box
 
-from workers.ml.config import DetectorConfig, Recipe
+from workers.ml.config import DetectorConfig, Recipe, default_recipe
 from workers.ml.model_card import load_model, load_state_equal, save_model
 from workers.ml.predict import predict_array, predict_window, predict_windows
 from workers.ml.raster_io import window_geometry
@@ -210,6 +211,25 @@ def test_batch_norms_adapted_to_the_training_chips_are_saved_and_predict_the_sam
         assert np.array_equal(predict_array(m, img), predict_array(again, img))
     img = np.random.default_rng(3).integers(0, 255, (3, 96, 96), dtype=np.uint8)
     assert not np.array_equal(predict_array(models[False], img), predict_array(models[True], img))
+
+
+def test_without_a_recipe_training_takes_the_one_for_its_device_and_says_what_it_chose(discs_to_learn, monkeypatch):
+    """On a GPU the platform's recipe also averages the eight turned and mirrored views (``tta`` 8, the network's
+    work being cheap there); on CPU it is the plain default. Training asks for the recipe of the device it runs on,
+    and the card's summary tells the user in plain words."""
+    import workers.ml.train as train
+
+    assert default_recipe("cuda") == Recipe(tta=8) and default_recipe("cpu") == Recipe()
+    asked = []
+
+    def quick(device_type: str) -> Recipe:
+        asked.append(device_type)
+        return replace(default_recipe("cuda"), max_steps=2, min_steps=1, predict_tile=128, overlap=16)
+
+    monkeypatch.setattr(train, "default_recipe", quick)
+    m = train.train_detector([discs_to_learn], DetectorConfig(classes=["disc"], tile_size=64), time_budget_s=None)
+    assert asked == ["cpu"] and m.recipe.tta == 8 and m.card["recipe"]["tta"] == 8
+    assert "looking at every part of the image 8 ways (turned and mirrored) and averaging" in m.card["summary"]
 
 
 def test_an_ensemble_of_decoders_averages_members_each_trained_on_its_own_and_round_trips(tmp_path, discs_to_learn):

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from .calibration import calibrate_post_processing
 from .change import ChangeDetector, input_dates
-from .config import BACKBONES, DetectorConfig, Recipe
+from .config import BACKBONES, DetectorConfig, Recipe, default_recipe
 from .datasets import IGNORE, LabelledImage, build_samples
 from .dihedral import dihedral as _dihedral
 from .dihedral import dihedral_sizes as _dihedral_sizes
@@ -111,6 +111,8 @@ def summary_line(card: dict[str, Any]) -> str:
         parts.append("its brightness and contrast statistics measured again on your image")
     if r.get("decoders", 1) > 1:
         parts.append(f"averaging {r['decoders']} separately trained models of what it sees")
+    if r.get("tta", 1) > 1:
+        parts.append(f"looking at every part of the image {r['tta']} ways (turned and mirrored) and averaging")
     if r.get("min_area_px", 0) > Recipe().min_area_px:
         parts.append(f"ignoring anything smaller than {r['min_area_px']:.0f} pixels")
     if r.get("min_score", 0) > 0:
@@ -250,8 +252,8 @@ def train_detector(
     training also stops when the smoothed loss has not improved for ``recipe.early_stop_patience`` steps.
     """
     t_start = time.monotonic()
-    recipe = recipe or Recipe()
     dev = pick_device(device)
+    recipe = recipe or default_recipe(dev.type)
     if dev.type == "cpu":
         torch.set_num_threads(threads)
     seed_everything(seed)
