@@ -49,7 +49,7 @@ from detectors.training_inputs import gather_training_inputs, training_problems,
 from imagery.storage import get_blob_store
 from picterra.jobs import JobFailed, RowMoved, run_row_job
 from workers.ml import train as ml_train
-from workers.ml.config import DetectorConfig
+from workers.ml.config import DetectorConfig, default_recipe
 from workers.ml.datasets import LabelledImage
 from workers.ml.evaluation import ImageEvaluation, evaluate_image, evaluation_metrics
 from workers.ml.grid import (
@@ -135,6 +135,7 @@ def train_and_evaluate(run_id: str) -> TrainedVersion:
             model = ml_train.train_detector(
                 images,
                 config,
+                recipe=default_recipe(ml_train.pick_device().type, gpu_tta=settings.GPU_TTA),
                 progress=progress,
                 time_budget_s=settings.TRAINING_TIME_BUDGET_S,
                 threads=settings.WORKER_TORCH_THREADS,

@@ -220,6 +220,7 @@ def test_without_a_recipe_training_takes_the_one_for_its_device_and_says_what_it
     import workers.ml.train as train
 
     assert default_recipe("cuda") == Recipe(tta=8) and default_recipe("cpu") == Recipe()
+    assert default_recipe("cuda", gpu_tta=2).tta == 2 and default_recipe("cpu", gpu_tta=8).tta == 1  # GPU_TTA
     asked = []
 
     def quick(device_type: str) -> Recipe:
