@@ -8,7 +8,7 @@ import json
 import logging
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +97,8 @@ def geojson_geometries(wkb: list[bytes]) -> list[str]:
 @dataclass
 class ExportChunk:
     """Objects as every export writes them: their GeoJSON features (text, comma-separated, no brackets) and
-    the GeoPackage's columns. A cell's export part is one chunk, stored as it is (``write_cell_part``)."""
+    the GeoPackage's columns. A cell's export part is one chunk, stored as it is (``write_cell_part``), with the
+    classes (id → name) its names were written from: a class renamed or deleted since makes it stale."""
 
     features: str
     wkb: list[bytes]
@@ -105,6 +106,7 @@ class ExportChunk:
     score: list[float]
     area_m2: list[float]
     image_id: list[str]
+    classes: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> ExportChunk:
@@ -126,6 +128,8 @@ class ExportChunk:
             score=np.array(self.score, np.float64),
             area_m2=np.array(self.area_m2, np.float64),
             image_id=np.array(self.image_id, dtype=str),
+            class_ids=np.array(list(self.classes), dtype=str),
+            class_names=np.array(list(self.classes.values()), dtype=str),
         )
         return buffer.getvalue()
 
@@ -141,6 +145,7 @@ class ExportChunk:
                 score=npz["score"].tolist(),
                 area_m2=npz["area_m2"].tolist(),
                 image_id=npz["image_id"].tolist(),
+                classes=dict(zip(npz["class_ids"].tolist(), npz["class_names"].tolist(), strict=True)),
             )
 
 
@@ -210,7 +215,14 @@ def cell_part(rows: list[NewObject], class_names: dict[str, str]) -> ExportChunk
         class_id = row.detector_class_id
         name = names.get(class_id) or names.setdefault(class_id, class_names[str(class_id)])
         builder.add(wkb, name, row.score, row.area_m2, row.image_id)
-    return builder.take()
+    chunk = builder.take()
+    chunk.classes = {str(class_id): name for class_id, name in names.items()}
+    return chunk
+
+
+def _class_names(**detector) -> dict[str, str]:
+    """A detector's classes now, id (text) → name; ``detector``: how to find them."""
+    return {str(pk): name for pk, name in DetectorClass.objects.filter(**detector).values_list("pk", "name")}
 
 
 def cell_part_key(cell: DetectionCell) -> str:
@@ -224,10 +236,7 @@ def write_cell_part(cell: DetectionCell, rows: list[NewObject], store: BlobStore
     again (in one process, after the last cell: at country scale that tail took longer than the detection). The
     merge never changes these objects. Recorded on the cell only if it is still done and its objects have not
     been replaced meanwhile; returns whether it was."""
-    class_names = {
-        str(pk): name
-        for pk, name in DetectorClass.objects.filter(detector__detection_runs=cell.run_id).values_list("id", "name")
-    }
+    class_names = _class_names(detector__detection_runs=cell.run_id)
     key = cell_part_key(cell)
     store.put_stream(key, io.BytesIO(cell_part(rows, class_names).to_bytes()))
     if DetectionCell.objects.filter(pk=cell.pk, status=DetectionCell.Status.DONE, export_part="").update(
@@ -246,6 +255,7 @@ def _run_chunks(run: DetectionRun, store: BlobStore | None) -> Iterator[ExportCh
         .order_by("image__created_at", "image_id", "key")
         .values_list("image_id", "key", "export_part")
     )
+    classes = _class_names(detector=run.detector_id)
     image_id, keys = None, []
 
     def from_database() -> Iterator[ExportChunk]:
@@ -257,7 +267,7 @@ def _run_chunks(run: DetectionRun, store: BlobStore | None) -> Iterator[ExportCh
             keys.clear()
 
     for cell_image, key, part in cells:
-        chunk = _read_part(store, part) if part and store is not None else None
+        chunk = _read_part(store, part, classes) if part and store is not None else None
         if cell_image != image_id or chunk is not None or len(keys) >= 1000:
             yield from from_database()
             image_id = cell_image
@@ -269,14 +279,19 @@ def _run_chunks(run: DetectionRun, store: BlobStore | None) -> Iterator[ExportCh
     yield from _chunks(_objects(DetectedObject.objects.filter(detection_run=run, near_border=True)))
 
 
-def _read_part(store: BlobStore, key: str) -> ExportChunk | None:
-    """A stored part, or None when it cannot be used (gone, damaged): the database holds the same objects."""
+def _read_part(store: BlobStore, key: str, classes: dict[str, str]) -> ExportChunk | None:
+    """A stored part, or None when it cannot be used (gone, damaged, or written under class names that have
+    changed since: ``classes`` is the detector's now, id → name): the database holds the same objects."""
     try:
         with store.open_read(key) as fh:
-            return ExportChunk.from_bytes(fh.read())
+            chunk = ExportChunk.from_bytes(fh.read())
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         log.warning("export part %s unusable (%s): reading its objects from the database", key, exc)
         return None
+    if any(classes.get(class_id) != name for class_id, name in chunk.classes.items()):
+        log.info("export part %s names a class renamed or deleted since: reading its objects from the database", key)
+        return None
+    return chunk
 
 
 def write_exports(run: DetectionRun, folder: Path, store: BlobStore | None = None) -> dict[str, Path]:

@@ -15,7 +15,14 @@ import shapely
 from django.contrib.gis.db.models.functions import AsGeoJSON
 
 from detectors import exports
-from detectors.models import DetectedObject, DetectionCell, DetectionRun, RunStatus, detection_run_prefix
+from detectors.models import (
+    DetectedObject,
+    DetectionCell,
+    DetectionRun,
+    DetectorClass,
+    RunStatus,
+    detection_run_prefix,
+)
 from detectors.results import NewObject
 from detectors.runs import DETECTION_CELL, CellObjects
 from imagery.storage import get_blob_store
@@ -110,6 +117,24 @@ def test_a_missing_or_damaged_part_is_read_from_the_database(run_with_pieces, tm
 
 
 @pytest.mark.django_db
+def test_a_class_renamed_after_the_parts_were_written_is_exported_by_its_new_name(run_with_pieces, tmp_path):  # noqa: F811
+    """A long detection's parts carry the class names of when each cell ended; a class renamed since makes them
+    stale, so the exports read those cells' objects from the database, under the name the user sees now."""
+    run, store = run_with_pieces, get_blob_store()
+    for cell in DetectionCell.objects.filter(run=run):
+        exports.write_cell_part(cell, _rows(cell), store)
+    with store.open_read(DetectionCell.objects.get(run=run, key="r0c0").export_part) as fh:
+        part = exports.ExportChunk.from_bytes(fh.read())
+    tree = DetectorClass.objects.get(detector=run.detector, name="tree")
+    assert part.classes == {str(tree.pk): "tree"} and part.class_name == ["tree"]
+    tree.name = "oak"
+    tree.save(update_fields=["name"])
+    features, gpkg_count = _exported(run, tmp_path, store)
+    assert len(features) == 12 and gpkg_count == 12 and _geometries(features) == _stored(run)
+    assert {f["properties"]["class_name"] for f in features} == {"oak"}
+
+
+@pytest.mark.django_db
 def test_a_cell_done_again_replaces_its_part_and_never_reuses_the_old_one(run_with_pieces, tmp_path):  # noqa: F811
     run, store = run_with_pieces, get_blob_store()
     cell = DetectionCell.objects.get(run=run, key="r0c0")
@@ -144,7 +169,8 @@ def test_a_part_is_not_recorded_for_a_cell_whose_objects_were_replaced_meanwhile
 
 def test_the_part_format_round_trips_without_pickle():
     chunk = exports.ExportChunk('{"a": 1},{"b": "é"}', [b"\x01\x02", b"", b"\x03"], ["tree", "é", "x"],
-                                [0.5, 1.0, 0.25], [1.0, 2.0, 3.0], ["i1", "i2", "i3"])  # fmt: skip
+                                [0.5, 1.0, 0.25], [1.0, 2.0, 3.0], ["i1", "i2", "i3"],
+                                {"c1": "tree", "c2": "é"})  # fmt: skip
     back = exports.ExportChunk.from_bytes(chunk.to_bytes())
     assert back == chunk
     with pytest.raises(ValueError):  # a pickle inside is refused, not run
