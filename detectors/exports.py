@@ -74,10 +74,11 @@ def spreadsheet_safe(value: object) -> object:
     return value
 
 
-def _objects(objects: QuerySet[DetectedObject], order: tuple[str, ...] = ("image_id", "cell", "id")):
-    """Rows as the files want them: WKB straight from the database, class name, score, area, image."""
+def _objects(objects: QuerySet[DetectedObject]):
+    """Rows as the files want them, image by image and cell by cell: WKB straight from the database, class name,
+    score, area, image."""
     return (
-        objects.order_by(*order)
+        objects.order_by("image_id", "cell", "id")
         .annotate(wkb=AsWKB("geometry"))
         .values_list("wkb", "detector_class__name", "score", "area_m2", "image_id")
     )
