@@ -131,13 +131,15 @@ def train_and_evaluate(run_id: str) -> TrainedVersion:
     # Each attempt writes under its own prefix: an attempt that loses a race never deletes the winner's files.
     prefix = f"{training_run_prefix(run_id)}{uuid.uuid4().hex[:12]}/"
     try:
+        device = ml_train.pick_device()  # the recipe is the one for the device that trains
         with rasterio.Env(**inputs[0].gdal_env):
             model = ml_train.train_detector(
                 images,
                 config,
-                recipe=default_recipe(ml_train.pick_device().type, gpu_tta=settings.GPU_TTA),
+                recipe=default_recipe(device.type, gpu_tta=settings.GPU_TTA),
                 progress=progress,
                 time_budget_s=settings.TRAINING_TIME_BUDGET_S,
+                device=device.type,
                 threads=settings.WORKER_TORCH_THREADS,
             )
             with tempfile.TemporaryDirectory(prefix="model-") as tmp:
