@@ -74,7 +74,8 @@ def test_multiclass_instances_take_majority_class():
 
 
 def _reference_detections(labels, probs, transform, config, recipe, keep=None):
-    """The straightforward pipeline: trace every label of the whole image, ``shape()`` each part, filter."""
+    """The straightforward pipeline: trace every label of the whole image with GDAL (``rasterio``'s
+    ``shapes``), ``shape()`` each part, filter."""
     from rasterio.features import shapes
     from scipy import ndimage
     from shapely.geometry import box, shape
@@ -91,7 +92,8 @@ def _reference_detections(labels, probs, transform, config, recipe, keep=None):
         if v not in best or poly.area > best[v].area:
             best[v] = poly
     out = []
-    for v, poly in best.items():
+    # objects in reading order of their outline's first vertex, the top-left corner of its top row
+    for v, poly in sorted(best.items(), key=lambda vp: vp[1].exterior.coords[0][::-1]):
         if poly.area < recipe.min_area_px or (keep is not None and not keep.contains(poly.representative_point())):
             continue
         fast = poly.simplify(recipe.simplify_px, preserve_topology=False)
@@ -104,8 +106,9 @@ def _reference_detections(labels, probs, transform, config, recipe, keep=None):
 
 
 def test_prefiltered_tracing_matches_whole_image_tracing():
-    """Masking instances off before tracing (too small, or boxed off ``keep``) and building polygons in one
-    call give exactly the polygons, order, classes and scores of tracing everything with ``shape()``."""
+    """Masking instances off before tracing (too small, or boxed off ``keep``), tracing with array operations
+    and building polygons in one call give exactly the polygons, order, classes and scores of tracing
+    everything with GDAL and ``shape()``."""
     from rasterio.features import rasterize
     from shapely.geometry import box
 

@@ -10,13 +10,11 @@ Segmentation detectors return the connected regions of each class.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from itertools import chain
 from typing import Any
 
 import numpy as np
 import shapely
 from affine import Affine
-from rasterio.features import shapes
 from scipy import ndimage
 from scipy.spatial import cKDTree
 from shapely import make_valid
@@ -25,6 +23,7 @@ from shapely.geometry.base import BaseGeometry
 
 from .config import DetectorConfig, Recipe
 from .raster_io import image_crs_to_lonlat
+from .tracing import largest_parts
 
 
 @dataclass
@@ -245,23 +244,10 @@ def labels_to_detections(labels: np.ndarray, probs: np.ndarray, transform: Affin
         cand &= _boxes_meet(labels, counts, keep.bounds)
     if not cand.any():
         return []
-    values: list[int] = []
-    rings: list[Any] = []
-    for geom, value in shapes(labels, mask=cand[labels], connectivity=4):
-        values.append(int(value))
-        rings.append(geom["coordinates"])
-    parts = _polygons(rings)
-    areas = shapely.area(parts)
-    largest: dict[int, int] = {}  # instance -> its largest part (the first of equal ones), in tracing order
-    for i, v in enumerate(values):
-        j = largest.get(v)
-        if j is None or areas[i] > areas[j]:
-            largest[v] = i
-    pick = np.fromiter(largest.values(), np.intp, len(largest))
-    pick = pick[areas[pick] >= recipe.min_area_px]
-    if keep is not None and pick.size:
-        pick = pick[points_on_surface_in(parts[pick], keep)]
-    polys = parts[pick]
+    values, polys, _ = largest_parts(np.where(cand[labels], labels, 0), recipe.min_area_px)
+    if keep is not None and polys.size:
+        inside = points_on_surface_in(polys, keep)
+        values, polys = values[inside], polys[inside]
     if recipe.simplify_px > 0 and polys.size:
         # plain Douglas-Peucker is ~10x faster than the topology-preserving variant; the few shapes it
         # breaks (small ones collapse to empty or cross themselves) are redone with the careful one
@@ -276,11 +262,11 @@ def labels_to_detections(labels: np.ndarray, probs: np.ndarray, transform: Affin
         fine = _valid_polygons(polys)
     out_polys: list[Polygon] = []
     out_values: list[int] = []
-    for i, poly, ok in zip(pick, polys, fine, strict=True):
+    for value, poly, ok in zip(values.tolist(), polys, fine, strict=True):
         single = poly if ok else _single_polygon(poly)
         if single is not None:
             out_polys.append(single)
-            out_values.append(values[i])
+            out_values.append(value)
     if box_sizes is not None and config.output_type == "bbox":
         regions = shapely.bounds(np.asarray(out_polys, dtype=object)) if out_polys else np.empty((0, 4))
         geoms = _pixels_to_crs(_regressed_boxes(labels, probs[-1], box_sizes, out_values, regions,
@@ -365,18 +351,6 @@ def _regressed_boxes(labels: np.ndarray, core: np.ndarray, box_sizes: np.ndarray
         lw, lh = (1 - region_share) * lw + region_share * rw, (1 - region_share) * lh + region_share * rh
     half_w, half_h = np.exp(lw) / 2, np.exp(lh) / 2
     return list(shapely.box(cx[v] - half_w, cy[v] - half_h, cx[v] + half_w, cy[v] + half_h))
-
-
-def _polygons(rings: list[Any]) -> np.ndarray:
-    """Polygons from GeoJSON-style coordinates (shell, holes...) built in one call: ``shape()`` per object
-    converts point by point and was a third of the tracing cost."""
-    if not rings:
-        return np.empty(0, object)
-    ring_len = [len(r) for poly in rings for r in poly]
-    flat = chain.from_iterable(chain.from_iterable(chain.from_iterable(rings)))
-    xy = np.fromiter(flat, np.float64, 2 * sum(ring_len)).reshape(-1, 2)
-    lr = shapely.linearrings(xy, indices=np.repeat(np.arange(len(ring_len)), ring_len))
-    return shapely.polygons(lr, indices=np.repeat(np.arange(len(rings)), [len(poly) for poly in rings]))
 
 
 def _pixels_to_crs(polys: list[Polygon], transform: Affine, bbox: bool = False) -> list[Polygon]:
