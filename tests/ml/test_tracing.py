@@ -98,7 +98,11 @@ def test_largest_parts_are_gdals_largest_polygons():
     the tracer may keep either)."""
     rng = np.random.default_rng(3)
     compared = 0
-    for labels in [_blobs(rng, 60, 80, 40, 0.85) for _ in range(30)] + _special_cases():
+    # tiled blobs with pixels knocked out: each value in many parts, many with holes, one part inside another
+    tiled = [np.tile(_blobs(rng, 40, 50, 15, 0.9), (3, 4)) for _ in range(4)]
+    for labels in tiled:
+        labels[rng.random(labels.shape) < 0.05] = 0
+    for labels in [_blobs(rng, 60, 80, 40, 0.85) for _ in range(30)] + tiled + _special_cases():
         by_value: dict[int, list] = {}
         for geom, v in shapes(labels, mask=labels != 0, connectivity=4):
             by_value.setdefault(int(v), []).append(shapely.geometry.shape(geom))

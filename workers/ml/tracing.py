@@ -192,10 +192,12 @@ def largest_parts(labels: np.ndarray, min_area: float = 0.0) -> tuple[np.ndarray
     outer_of[region[outer]] = outer  # the outer ring of a region in one part
     owner[holes] = outer_of[region[holes]]
     starts = rings.starts
-    for h in holes[parts_of[region[holes]] > 1]:
-        owner[h] = _enclosing_part(rings, outer[region[outer] == region[h]], ring_area, rings.xy[starts[h]] + 0.5)
+    shared = holes[parts_of[region[holes]] > 1]
+    if shared.size:
+        owner[shared] = _enclosing_parts(rings, shared, outer[parts_of[region[outer]] > 1], region, ring_area)
     part_area = ring_area.copy()
-    np.subtract.at(part_area, owner[holes], ring_area[holes])
+    owned = holes[owner[holes] >= 0]  # every hole has its part; guarded all the same
+    np.subtract.at(part_area, owner[owned], ring_area[owned])
     # per region, its largest part (outer rings are in raster order, so a stable sort keeps the first of
     # equal ones)
     by_region = np.lexsort((-part_area[outer], region[outer]))
@@ -228,11 +230,23 @@ def _ranges(counts: np.ndarray) -> np.ndarray:
     return np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
-def _enclosing_part(rings: Rings, candidates: np.ndarray, ring_area: np.ndarray, point: np.ndarray) -> int:
+def _enclosing_parts(rings: Rings, holes: np.ndarray, outer: np.ndarray, region: np.ndarray,
+                     ring_area: np.ndarray) -> np.ndarray:
+    """For holes of regions in several parts: the smallest outer ring of the same region around the hole's first
+    pixel (a part inside another part's hole is inside that part's outer ring too)."""
     starts, counts = rings.starts, rings.counts
-    best, best_area = -1, np.inf
-    for i in candidates:
-        shell = shapely.Polygon(rings.xy[starts[i] : starts[i] + counts[i]])
-        if ring_area[i] < best_area and shapely.contains_xy(shell, point[0], point[1]):
-            best, best_area = int(i), ring_area[i]
-    return best
+    take = np.repeat(starts[outer], counts[outer]) + _ranges(counts[outer])
+    shells = shapely.polygons(shapely.linearrings(rings.xy[take], indices=np.repeat(np.arange(outer.size),
+                                                                                     counts[outer])))
+    points = shapely.points(rings.xy[starts[holes]] + 0.5)  # the centre of the hole's top-left pixel
+    hole_at, shell_at = shapely.STRtree(shells).query(points, predicate="within")
+    same = region[holes[hole_at]] == region[outer[shell_at]]
+    hole_at, shell_at = hole_at[same], shell_at[same]
+    # per hole, its smallest enclosing shell: sorted by hole, then area, the first of each hole
+    by = np.lexsort((ring_area[outer[shell_at]], hole_at))
+    hole_at, shell_at = hole_at[by], shell_at[by]
+    first = np.ones(hole_at.size, bool)
+    first[1:] = hole_at[1:] != hole_at[:-1]
+    owner = np.full(holes.size, -1, np.intp)
+    owner[hole_at[first]] = outer[shell_at[first]]
+    return owner
