@@ -2,7 +2,7 @@
 
 What ``rasterio.features.shapes(labels, connectivity=4)`` draws, ring for ring and vertex for vertex (the same
 start vertex, direction and holes; a region touching itself at a corner is an outer ring and a hole meeting
-there), without building a GeoJSON mapping of Python tuples per vertex: that conversion was most of the
+there), without building a GeoJSON mapping of Python tuples per vertex: that conversion was about half of the
 detection's polygon step (issue #17). Each region's boundary is the set of pixel edges between it and any other
 value; every edge is directed so that its region lies on its left, and each ring is the cycle these directed
 edges form. At a corner where a region's pixels meet only diagonally the ring turns towards the pixel it is
@@ -182,8 +182,8 @@ def largest_parts(labels: np.ndarray, min_area: float = 0.0) -> tuple[np.ndarray
     ring_area = rings.areas()
     outer = np.flatnonzero(~rings.hole)
     holes = np.flatnonzero(rings.hole)
-    # which outer ring each hole belongs to: the only one of its region, else the smallest that holds the
-    # hole's first pixel (a region in several parts, one inside another's hole: rare; looked up one by one)
+    # which outer ring each hole belongs to: the only one of its region, else the smallest of its region that
+    # holds the hole's first pixel (a region in several parts; a part may lie in another part's hole)
     owner = np.full(rings.counts.size, -1, np.intp)
     owner[outer] = outer
     names, region = np.unique(rings.label, return_inverse=True)  # regions numbered 0..k-1
