@@ -12,7 +12,7 @@ from rasterio.features import shapes
 from workers.ml import tracing
 from workers.ml.tracing import largest_parts, trace_rings
 
-_WALK_ALL = tracing._ring_order
+_RING_ORDER = tracing._ring_order
 
 
 def _blobs(rng: np.random.Generator, h: int, w: int, n: int, fill: float) -> np.ndarray:
@@ -75,7 +75,7 @@ def test_rings_longer_than_the_parallel_walk(monkeypatch):
     rng = np.random.default_rng(7)
     cases = [_blobs(rng, 60, 80, 30, 0.8) for _ in range(10)] + _special_cases()
     for walk in (1, 3):
-        monkeypatch.setattr(tracing, "_ring_order", functools.partial(_WALK_ALL, walk=walk))
+        monkeypatch.setattr(tracing, "_ring_order", functools.partial(_RING_ORDER, walk=walk))
         for labels in cases:
             assert _our_rings(labels) == _gdal_rings(labels)
     big = np.zeros((300, 300), np.int32)
