@@ -36,7 +36,7 @@ class Rings:
 
     @property
     def starts(self) -> np.ndarray:
-        return np.cumsum(self.counts) - self.counts
+        return _starts(self.counts)
 
     def areas(self) -> np.ndarray:
         """Each ring's enclosed area in pixels (shoelace; exact for pixel edges)."""
@@ -129,7 +129,7 @@ def _ring_order(nxt: np.ndarray, first: np.ndarray, starts: np.ndarray, ring_no:
     one step per round, for up to ``walk`` steps (outlines of objects are short); what is left of longer rings is
     ranked by pointer doubling, whose rounds cost every remaining edge each time."""
     n = nxt.size
-    offset = np.cumsum(lengths) - lengths
+    offset = _starts(lengths)
     order = np.empty(n, np.intp)
     at, rings = starts, np.arange(starts.size)
     for step in range(walk):
@@ -191,7 +191,6 @@ def largest_parts(labels: np.ndarray, min_area: float = 0.0) -> tuple[np.ndarray
     outer_of = np.full(parts_of.size, -1, np.intp)
     outer_of[region[outer]] = outer  # the outer ring of a region in one part
     owner[holes] = outer_of[region[holes]]
-    starts = rings.starts
     shared = holes[parts_of[region[holes]] > 1]
     if shared.size:
         owner[shared] = _enclosing_parts(rings, shared, outer[parts_of[region[outer]] > 1], region, ring_area)
@@ -201,10 +200,7 @@ def largest_parts(labels: np.ndarray, min_area: float = 0.0) -> tuple[np.ndarray
     # per region, its largest part (outer rings are in raster order, so a stable sort keeps the first of
     # equal ones)
     by_region = np.lexsort((-part_area[outer], region[outer]))
-    region_sorted = region[outer][by_region]
-    firsts = np.ones(by_region.size, bool)
-    firsts[1:] = region_sorted[1:] != region_sorted[:-1]
-    chosen = np.sort(outer[by_region[firsts]])
+    chosen = np.sort(outer[by_region[_first_of_runs(region[outer][by_region])]])
     chosen = chosen[part_area[chosen] >= min_area]
     if not chosen.size:
         return np.zeros(0, labels.dtype), np.empty(0, object), np.zeros(0)
@@ -212,41 +208,42 @@ def largest_parts(labels: np.ndarray, min_area: float = 0.0) -> tuple[np.ndarray
     ring_ids = np.flatnonzero(np.isin(owner, chosen))
     ring_ids = ring_ids[np.lexsort((rings.hole[ring_ids], owner[ring_ids]))]
     poly_of = np.searchsorted(chosen, owner[ring_ids])
-    counts = rings.counts[ring_ids]
-    ends = np.cumsum(counts + 1) - 1  # each ring closed by its first vertex again
-    vertex = np.ones(ends[-1] + 1, bool)
-    vertex[ends] = False
-    xy = np.empty((vertex.size, 2))
-    xy[vertex] = rings.xy[np.repeat(starts[ring_ids], counts) + _ranges(counts)]
-    xy[ends] = rings.xy[starts[ring_ids]]
-    linear = shapely.linearrings(xy, indices=np.repeat(np.arange(ring_ids.size), counts + 1))
-    polygons = shapely.polygons(linear, indices=poly_of)
+    polygons = shapely.polygons(_linear_rings(rings, ring_ids), indices=poly_of)
     return rings.label[chosen], polygons, part_area[chosen]
 
 
-def _ranges(counts: np.ndarray) -> np.ndarray:
-    """0..c-1 for each c in ``counts``, concatenated."""
-    total = int(counts.sum())
-    return np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+def _linear_rings(rings: Rings, ids: np.ndarray) -> np.ndarray:
+    """Shapely linear rings of the rings ``ids``, built in one call."""
+    counts = rings.counts[ids]
+    take = np.repeat(rings.starts[ids] - _starts(counts), counts) + np.arange(int(counts.sum()))  # their vertices
+    return shapely.linearrings(rings.xy[take], indices=np.repeat(np.arange(ids.size), counts))
+
+
+def _starts(counts: np.ndarray) -> np.ndarray:
+    """Where each of consecutive runs of ``counts`` elements starts."""
+    return np.cumsum(counts) - counts
+
+
+def _first_of_runs(keys: np.ndarray) -> np.ndarray:
+    """In sorted ``keys``, whether each element is the first of its equal run."""
+    first = np.ones(keys.size, bool)
+    first[1:] = keys[1:] != keys[:-1]
+    return first
 
 
 def _enclosing_parts(rings: Rings, holes: np.ndarray, outer: np.ndarray, region: np.ndarray,
                      ring_area: np.ndarray) -> np.ndarray:
     """For holes of regions in several parts: the smallest outer ring of the same region around the hole's first
     pixel (a part inside another part's hole is inside that part's outer ring too)."""
-    starts, counts = rings.starts, rings.counts
-    take = np.repeat(starts[outer], counts[outer]) + _ranges(counts[outer])
-    shells = shapely.polygons(shapely.linearrings(rings.xy[take], indices=np.repeat(np.arange(outer.size),
-                                                                                     counts[outer])))
-    points = shapely.points(rings.xy[starts[holes]] + 0.5)  # the centre of the hole's top-left pixel
+    shells = shapely.polygons(_linear_rings(rings, outer))
+    points = shapely.points(rings.xy[rings.starts[holes]] + 0.5)  # the centre of the hole's top-left pixel
     hole_at, shell_at = shapely.STRtree(shells).query(points, predicate="within")
     same = region[holes[hole_at]] == region[outer[shell_at]]
     hole_at, shell_at = hole_at[same], shell_at[same]
     # per hole, its smallest enclosing shell: sorted by hole, then area, the first of each hole
     by = np.lexsort((ring_area[outer[shell_at]], hole_at))
     hole_at, shell_at = hole_at[by], shell_at[by]
-    first = np.ones(hole_at.size, bool)
-    first[1:] = hole_at[1:] != hole_at[:-1]
+    first = _first_of_runs(hole_at)
     owner = np.full(holes.size, -1, np.intp)
     owner[hole_at[first]] = outer[shell_at[first]]
     return owner
