@@ -83,6 +83,20 @@ def report_training_progress(
     progress = {"step": step, "total": total, "loss": history[-1], "loss_history": history[-LOSS_HISTORY_LENGTH:]}
     if seconds_left is not None:
         progress["seconds_left"] = round(seconds_left, 1)
+    _write_training_progress(run_id, progress)
+
+
+#: What the Train panel says while a training waits for a GPU machine's training slot (workers/gpu_slots.py).
+WAITING_FOR_GPU = "Waiting for the GPU: other trainings are using it. This one starts as soon as one ends."
+
+
+def report_training_waiting(run_id: str) -> None:
+    """Tell the user the run waits for a training slot (also the run's heartbeat); ``RowMoved`` when the run was
+    cancelled or ended meanwhile, so it stops waiting."""
+    _write_training_progress(run_id, {"step": 0, "waiting": WAITING_FOR_GPU})
+
+
+def _write_training_progress(run_id: str, progress: dict) -> None:
     moved = TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
         heartbeat_at=timezone.now(), progress=progress
     )

@@ -194,6 +194,9 @@ TRAINING_TIME_BUDGET_S = env_int("TRAINING_TIME_BUDGET_S", 60, minimum=5)
 GPU_TTA = env_int("GPU_TTA", 8, minimum=1)
 if GPU_TTA not in (1, 2, 4, 8):
     raise ImproperlyConfigured(f"GPU_TTA={GPU_TTA} must be 1, 2, 4 or 8")
+# Trainings that may use a GPU machine's device at once (workers/gpu_slots.py): the others wait for a slot, so
+# each training's time budget is spent on the device rather than on a fraction of it. CPU workers ignore it.
+GPU_TRAINING_SLOTS = env_int("GPU_TRAINING_SLOTS", 1, minimum=1, maximum=64)
 # Side of a detection grid cell in pixels: each cell is one retryable job.
 DETECTION_CELL_SIZE = env_int("DETECTION_CELL_SIZE", 2048, minimum=256)
 DETECTION_CELL_ATTEMPTS = env_int("DETECTION_CELL_ATTEMPTS", 3, minimum=1)

@@ -13,6 +13,7 @@ import logging
 import tempfile
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +44,13 @@ from detectors.runs import (
     CellObjects,
     TrainedVersion,
     report_training_progress,
+    report_training_waiting,
     unfinished_run,
 )
 from detectors.training_inputs import gather_training_inputs, training_problems, training_stats
 from imagery.storage import get_blob_store
 from picterra.jobs import JobFailed, RowMoved, run_row_job
+from workers.gpu_slots import training_slot
 from workers.ml import train as ml_train
 from workers.ml.config import DetectorConfig, default_recipe
 from workers.ml.datasets import LabelledImage
@@ -116,7 +119,6 @@ def train_and_evaluate(run_id: str) -> TrainedVersion:
     ]
     history: list[float] = []
     last_write = 0.0
-    clock = StepClock(settings.TRAINING_TIME_BUDGET_S)
 
     def progress(step: int, total: int, loss: float) -> None:
         nonlocal last_write
@@ -130,9 +132,11 @@ def train_and_evaluate(run_id: str) -> TrainedVersion:
     store = get_blob_store()
     # Each attempt writes under its own prefix: an attempt that loses a race never deletes the winner's files.
     prefix = f"{training_run_prefix(run_id)}{uuid.uuid4().hex[:12]}/"
+    device = ml_train.pick_device()  # the recipe is the one for the device that trains
+    waiting = partial(report_training_waiting, run_id)
     try:
-        device = ml_train.pick_device()  # the recipe is the one for the device that trains
-        with rasterio.Env(**inputs[0].gdal_env):
+        with training_slot(device.type, settings.GPU_TRAINING_SLOTS, waiting), rasterio.Env(**inputs[0].gdal_env):
+            clock = StepClock(settings.TRAINING_TIME_BUDGET_S)  # the budget starts with the slot, not the wait
             model = ml_train.train_detector(
                 images,
                 config,

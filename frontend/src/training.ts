@@ -10,6 +10,14 @@ export function secondsLeft(run: Pick<TrainingRun, "progress">): number | null {
   return typeof left === "number" && Number.isFinite(left) && left >= 0 ? left : null;
 }
 
+/** The line under an active run's progress bar: its step, or while it has none yet, why (waiting for a GPU
+ * machine's training slot, or reading the training data). */
+export function stepsInWords(run: Pick<TrainingRun, "progress">): string {
+  const { step = 0, total = 0, waiting } = run.progress ?? {};
+  if (total) return `Step ${step} of ${total}`;
+  return waiting?.trim() || "Preparing the training data…";
+}
+
 export function formatDuration(seconds: number): string {
   if (seconds < 5) return "a few seconds";
   if (seconds < 60) return `${Math.round(seconds / 5) * 5} s`;

@@ -145,6 +145,8 @@ export interface TrainingRun {
     total?: number;
     loss?: number;
     loss_history?: number[];
+    /** While a training waits for a GPU machine's training slot: why, in plain words. */
+    waiting?: string;
     /** While running: seconds left from the measured step rate, once a few steps are known. */
     seconds_left?: number;
     /** Once trained: what was trained and for how long, in plain words (from the model card). */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { countSummary, currentRun, detectVersion, formatDuration, isActive, lossPath, percent, secondsLeft, trainedInWords } from "../src/training";
+import { countSummary, currentRun, detectVersion, formatDuration, isActive, lossPath, percent, secondsLeft, stepsInWords, trainedInWords } from "../src/training";
 import type { TrainingRun } from "../src/types";
 
 function run(partial: Partial<TrainingRun>): TrainingRun {
@@ -28,6 +28,18 @@ describe("secondsLeft", () => {
   it("knows nothing until a few steps are measured, whatever the time since the start", () => {
     expect(secondsLeft(run({ started_at: "2000-01-01T00:00:00Z", progress: { step: 3, total: 400 } }))).toBeNull();
     expect(secondsLeft(run({ progress: {} }))).toBeNull();
+  });
+});
+
+describe("stepsInWords", () => {
+  it("gives the step once training runs", () => {
+    expect(stepsInWords(run({ status: "running", progress: { step: 120, total: 500, waiting: "stale" } }))).toBe("Step 120 of 500");
+  });
+  it("says why there is no step yet: a GPU slot, else the data being read", () => {
+    const waiting = "Waiting for the GPU: other trainings are using it.";
+    expect(stepsInWords(run({ status: "running", progress: { step: 0, waiting } }))).toBe(waiting);
+    expect(stepsInWords(run({ status: "running", progress: {} }))).toBe("Preparing the training data…");
+    expect(stepsInWords(run({ status: "pending", progress: { waiting: "  " } }))).toBe("Preparing the training data…");
   });
 });
 

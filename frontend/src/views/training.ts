@@ -6,7 +6,7 @@ import { ApiError } from "../api";
 import type { AppContext } from "../app";
 import { clear, errorMessage, h, icon, timeAgo, toast } from "../dom";
 import { Poller } from "../poller";
-import { countSummary, currentRun, detectVersion, formatDuration, isActive, lossPath, percent, secondsLeft, trainedInWords } from "../training";
+import { countSummary, currentRun, detectVersion, formatDuration, isActive, lossPath, percent, secondsLeft, stepsInWords, trainedInWords } from "../training";
 import type { ReviewKind } from "../styles";
 import type { Detector, FeatureCollection, TrainingRun } from "../types";
 import { type SuggestionHooks, suggestionsCard } from "./suggestions";
@@ -189,7 +189,7 @@ export function trainingPanel(ctx: AppContext, detector: Detector, hooks: Traini
       const left = secondsLeft(run);
       statusEl.append(
         h("div", { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": pct, "aria-label": "Training progress" }, h("div", { class: "progress-fill", style: { width: `${pct}%` } })),
-        h("p", { class: "small muted", "data-testid": "train-steps" }, total ? `Step ${step} of ${total}` : "Preparing the training data…", left !== null ? ` · about ${formatDuration(left)} left` : ""),
+        h("p", { class: "small muted", "data-testid": "train-steps" }, stepsInWords(run), left !== null ? ` · about ${formatDuration(left)} left` : ""),
       );
       if ((run.progress?.loss_history?.length ?? 0) > 1) statusEl.append(lossChart(run.progress.loss_history!));
       statusEl.append(h("button", { class: "btn btn-small", onclick: () => cancel(run) }, "Cancel"));
