@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .models import Decoder, Detector
+from .models import Detector
 from .raster_io import ImagePairError, ImagePairSource
 
 NEEDS_PAIR = ("This is a change detector: it compares two images of the same place (before and after), so it "
@@ -71,12 +71,11 @@ class ChangeDetector(Detector):
         if encoder.endswith("+stem") or train_blocks:
             raise ValueError("a change detector uses the encoder without a trainable stem or trained blocks")
         super().__init__(n_classes, encoder, width, depth, pretrained, train_blocks, box_head, centre_head, decoders)
-        single = self.encoder
-        self.encoder = PairEncoder(single)
-        fused = tuple(3 * c for c in single.channels)
-        self.decoder = Decoder(fused, width, self.decoder.head.out_channels)
-        self.extra_decoders = nn.ModuleList(
-            Decoder(fused, width, self.decoder.head.out_channels) for _ in range(decoders - 1))
+        self.encoder = PairEncoder(self.encoder)
+
+    def decoder_inputs(self, channels: tuple[int, ...]) -> tuple[int, ...]:
+        """Each level fused as [before, after, after - before]: three times one date's channels."""
+        return tuple(3 * c for c in channels)
 
     def decode_members(self, feats: list[torch.Tensor], size: tuple[int, int]) -> list[torch.Tensor]:
         """Feature levels of both dates side by side (``PairEncoder``, or the cached crops training passes)

@@ -195,11 +195,17 @@ class Detector(nn.Module):
         channels = list(self.encoder.channels)
         if self.stem is not None:
             channels = [c + sc for c, sc in zip(channels, self.stem.channels, strict=False)] + channels[2:]
-        self.decoder = Decoder(tuple(channels), width, n_classes + 2 + self.box_channels)
+        inputs = self.decoder_inputs(tuple(channels))
+        self.decoder = Decoder(inputs, width, n_classes + 2 + self.box_channels)
         # an ensemble: more decoders over the same features, each trained on its own loss from its own start;
         # their outputs are averaged (``decode``). Empty by default, so older weights load unchanged
         self.extra_decoders = nn.ModuleList(
-            Decoder(tuple(channels), width, n_classes + 2 + self.box_channels) for _ in range(decoders - 1))
+            Decoder(inputs, width, n_classes + 2 + self.box_channels) for _ in range(decoders - 1))
+
+    def decoder_inputs(self, channels: tuple[int, ...]) -> tuple[int, ...]:
+        """The channels a decoder reads at each level, given one image's features there: the same here; a
+        change detector fuses two dates' features first (``workers.ml.change.ChangeDetector``)."""
+        return channels
 
     def encode(self, image_uint8: torch.Tensor) -> list[torch.Tensor]:
         x = normalise(image_uint8)
