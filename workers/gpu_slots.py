@@ -31,9 +31,12 @@ def try_slot(slots: int, directory: Path = LOCK_DIR) -> int | None:
         fd = os.open(directory / f"slot-{i}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except BlockingIOError:  # another training holds it
             os.close(fd)
             continue
+        except BaseException:
+            os.close(fd)
+            raise
         return fd
     return None
 

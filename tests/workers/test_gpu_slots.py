@@ -6,6 +6,7 @@ or kills it, and the test waits for it to end before looking, so nothing depends
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -53,24 +54,33 @@ def slots_dir(tmp_path) -> Path:
     return tmp_path / "slots"
 
 
+def slot_free(slots: int, directory: Path) -> bool:
+    """Whether a slot could be taken now (one taken here is given back at once)."""
+    fd = try_slot(slots, directory)
+    if fd is None:
+        return False
+    os.close(fd)
+    return True
+
+
 def test_a_slot_is_taken_only_while_free_and_freed_by_its_holder(slots_dir):
     other = OtherTraining(slots_dir)
     try:
-        assert try_slot(1, slots_dir) is None  # the only slot is the other training's
+        assert not slot_free(1, slots_dir)  # the only slot is the other training's
         second = try_slot(2, slots_dir)  # a machine with two slots has one left
         assert second is not None
-        assert try_slot(2, slots_dir) is None
+        assert not slot_free(2, slots_dir)
+        os.close(second)
     finally:
         other.release()
-    first = try_slot(2, slots_dir)
-    assert first is not None
+    assert slot_free(1, slots_dir)
 
 
 def test_a_training_killed_with_its_worker_never_keeps_its_slot(slots_dir):
     other = OtherTraining(slots_dir)
-    assert try_slot(1, slots_dir) is None
+    assert not slot_free(1, slots_dir)
     other.kill()
-    assert try_slot(1, slots_dir) is not None
+    assert slot_free(1, slots_dir)
 
 
 def test_a_gpu_training_waits_telling_the_user_until_a_slot_frees(slots_dir):
@@ -83,9 +93,9 @@ def test_a_gpu_training_waits_telling_the_user_until_a_slot_frees(slots_dir):
             other.release()
 
     with training_slot("cuda", 1, waiting, poll_s=0, directory=slots_dir):
-        assert try_slot(1, slots_dir) is None  # held by this training now
+        assert not slot_free(1, slots_dir)  # held by this training now
     assert calls == ["waiting", "waiting"]
-    assert try_slot(1, slots_dir) is not None  # and given back after the block
+    assert slot_free(1, slots_dir)  # and given back after the block
 
 
 def test_a_training_cancelled_while_waiting_stops_waiting_without_a_slot(slots_dir):
@@ -111,7 +121,7 @@ def test_cpu_trainings_take_no_slot(slots_dir):
             raise AssertionError("a CPU training waited for a GPU slot")
 
         with training_slot("cpu", 1, never, poll_s=0, directory=slots_dir):
-            assert try_slot(1, slots_dir) is None  # the GPU's slot stays the other training's
+            assert not slot_free(1, slots_dir)  # the GPU's slot stays the other training's
     finally:
         other.release()
 
