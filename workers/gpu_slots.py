@@ -3,7 +3,8 @@
 A GPU worker runs many pool processes (``CELERY_WORKER_CONCURRENCY``, 14 in deploy/kubernetes) so that the CPU
 side of detection keeps the inference server's device busy, and every one of them may take a training. Without
 a bound, 14 trainings would share the GPU at once, each under its wall-clock budget
-(``TRAINING_TIME_BUDGET_S``): each would get a fraction of the device and stop early with a worse model. So on
+(``TRAINING_TIME_BUDGET_S``): each would get a share of the device and could stop early with a worse model (as
+trainings starved of CPU did under their budget, docs/experiments.md 2026-11-30; on a GPU not measured). So on
 CUDA a training first takes one of ``slots`` slots, each an exclusive ``flock`` on a file of this machine;
 trainings beyond that wait for one, and their budget starts once they have it. The kernel releases a lock when
 its process ends, so a worker that dies, or is killed, never keeps a slot. On a CPU nothing is taken: a CPU
