@@ -152,6 +152,11 @@ CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 1, minimum=1)
 WORKER_TORCH_THREADS = env_int(
     "WORKER_TORCH_THREADS", max(1, (os.cpu_count() or 1) // CELERY_WORKER_CONCURRENCY), minimum=1
 )
+# Megabytes of freed memory each worker process keeps for its next allocations (glibc: large arrays come from
+# the heap, not a fresh mmap per array): a detection cell's big arrays then reuse pages instead of faulting in
+# zeroed ones (workers/freed_memory.py). A process holds about its largest task's working set between tasks;
+# 0 leaves glibc's defaults (memory handed back at once).
+WORKER_KEEP_FREED_MB = env_int("WORKER_KEEP_FREED_MB", 1024, minimum=0, maximum=2047)
 # Where detection cells run the network: "local", in each worker process (the default); or "server", in one
 # inference server process that the worker starts beside its pool (workers/tasks.py) and that owns the
 # device: it batches the tiles of all the pool's cells while the pool's processes read and post-process

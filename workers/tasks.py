@@ -20,6 +20,7 @@ from imagery.ingest import ingest_image as run_ingest
 from imagery.purge import purge_pending_blobs
 from picterra.jobs import RUNNING_ELSEWHERE, Job, RetryLater
 from workers import pipelines, sweeper
+from workers.freed_memory import keep_freed_memory
 from workers.ml.inference_server import ServerSupervisor
 
 #: The inference server this worker started (``DETECT_INFERENCE=server``), by name; none otherwise.
@@ -30,6 +31,13 @@ _inference_servers: dict[str, ServerSupervisor] = {}
 def share_cpu_cores(**_) -> None:
     """Each pool process gets its share of the cores for PyTorch (prediction; training sets its own)."""
     torch.set_num_threads(settings.WORKER_TORCH_THREADS)
+
+
+@worker_process_init.connect
+def reuse_freed_memory(**_) -> None:
+    """Each pool process keeps ``WORKER_KEEP_FREED_MB`` of the memory it frees, so a cell's large arrays reuse
+    the previous cell's pages instead of faulting in fresh ones (``workers.freed_memory``)."""
+    keep_freed_memory(settings.WORKER_KEEP_FREED_MB * 2**20)
 
 
 @worker_init.connect

@@ -86,6 +86,7 @@ def test_typed_helpers_fail_loudly(monkeypatch):
         ("DEBUG", "perhaps", "DEBUG='perhaps' is not a boolean"),
         ("GPU_TTA", "3", "GPU_TTA=3 must be 1, 2, 4 or 8"),
         ("GPU_TRAINING_SLOTS", "0", "GPU_TRAINING_SLOTS=0 is below its minimum 1"),
+        ("WORKER_KEEP_FREED_MB", "4096", "WORKER_KEEP_FREED_MB=4096 is above its maximum 2047"),
     ],
 )
 def test_bad_configuration_stops_start_up_with_the_variable_named(variable, value, message, tmp_path):
