@@ -257,10 +257,13 @@ def main() -> int:
     widest = measured[-1]
     run = widest.run
     cores = os.cpu_count() or 1
+    from django.conf import settings  # configured by ``configure`` (the environment) before Django loads
+
     conditions = (
         f"{SIZE}x{SIZE} RGB generated trees, {run.cells_total} cells, {run.objects_count} objects; network replaced "
         f"by recorded outputs (one cell: real {real} objects, stand-in {standin}); 1 Celery worker, 1 torch thread "
-        f"per process, Redis, {os.environ['DATABASE_URL'].split(':')[0]}, {cores} cores shared; "
+        f"per process, Redis, {os.environ['DATABASE_URL'].split(':')[0]}, {cores} cores shared, freed memory kept "
+        f"{settings.WORKER_KEEP_FREED_MB} MB; "
         + "; ".join(
             f"{m.processes} proc: {m.seconds:.0f} s, machine busy {m.machine_busy:.0%}, load {m.load[0]:.1f}"
             for m in measured
