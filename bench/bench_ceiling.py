@@ -72,7 +72,7 @@ class Measured:
     processes: int
     seconds: float
     run: object
-    phases: dict[str, float]  # own seconds per phase, summed over the pool processes
+    phases: dict[str, tuple[float, float]]  # own (wall, CPU) seconds per phase, summed over the pool processes
     worker_cpu_s: float  # CPU seconds of the worker's processes during the run
     machine_busy: float  # share of the machine's CPU time busy during the run (every process on it)
     load: tuple[float, float]  # 1-minute load average before and after
@@ -103,23 +103,30 @@ def machine_cpu() -> tuple[int, int]:
     return sum(values) - idle, sum(values)
 
 
-def own_phases(folder: Path) -> dict[str, float]:
-    """The worker's phase times, summed over its processes, each less the time of its nested phases."""
-    total: dict[str, float] = {}
+def own_phases(folder: Path) -> dict[str, tuple[float, float]]:
+    """The worker's phase times, summed over its processes, each less the time of its nested phases: (wall
+    seconds, CPU seconds of the process meanwhile). Wall beyond CPU is waiting (the database, the disk, the other
+    processes on the same cores)."""
+    total: dict[str, list[float]] = {}
     for path in folder.glob("*.json"):
-        for phase, (seconds, _) in json.loads(path.read_text()).items():
-            total[phase] = total.get(phase, 0.0) + seconds
-    own = dict(total)
+        for phase, (seconds, _, cpu) in json.loads(path.read_text()).items():
+            sums = total.setdefault(phase, [0.0, 0.0])
+            sums[0] += seconds
+            sums[1] += cpu
+    own = {phase: (wall, cpu) for phase, (wall, cpu) in total.items()}
     for parent, children in PARTS.items():
         if parent in own:
-            own[parent] -= sum(total.get(child, 0.0) for child in children)
+            wall, cpu = own[parent]
+            for child in children:
+                child_wall, child_cpu = total.get(child, (0.0, 0.0))
+                wall, cpu = wall - child_wall, cpu - child_cpu
+            own[parent] = (wall, cpu)
     return own
 
 
 def measure(tmp: Path, env: dict, processes: int, outputs: Path, platform) -> Measured:
     """Detect over the whole image with a stand-in worker of ``processes`` pool processes."""
-    folder = tmp / f"phases-{processes}"
-    folder.mkdir()
+    folder = Path(tempfile.mkdtemp(dir=tmp, prefix=f"phases-{processes}-"))
     worker_env = {
         **env,
         "CELERY_WORKER_CONCURRENCY": str(processes),
@@ -207,11 +214,20 @@ def one_cell(model, run, image, outputs: Path) -> tuple[int, int, str]:
 
 
 def breakdown(measured: Measured) -> str:
-    busy = sum(measured.phases.values())
-    lines = [f"where the worker's time went, {measured.processes} process(es), {busy:.1f} s busy in tasks:"]
+    phases = {phase: times for phase, times in measured.phases.items() if phase != "gc"}  # gc: inside the others
+    busy = sum(wall for wall, _ in phases.values())
+    cpu = sum(c for _, c in phases.values())
+    lines = [
+        f"where the worker's time went, {measured.processes} process(es), {busy:.1f} s busy in tasks, "
+        f"{cpu:.1f} CPU s of it:",
+        f"  {'':<55} {'wall':>8}  {'share':>6}  {'CPU':>8}",
+    ]
     for phase, label in LABELS.items():
-        seconds = measured.phases.get(phase, 0.0)
-        lines.append(f"  {label:<55} {seconds:8.1f} s  {seconds / busy:6.1%}")
+        seconds, phase_cpu = measured.phases.get(phase, (0.0, 0.0))
+        lines.append(f"  {label:<55} {seconds:8.1f} s  {seconds / busy:6.1%}  {phase_cpu:8.1f} s")
+    gc_wall, gc_cpu = measured.phases.get("gc", (0.0, 0.0))
+    label = "of all these, the garbage collector"
+    lines.append(f"  {label:<55} {gc_wall:8.1f} s  {gc_wall / busy:6.1%}  {gc_cpu:8.1f} s")
     return "\n".join(lines)
 
 

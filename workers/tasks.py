@@ -11,6 +11,8 @@ Celery retries for a row another worker is moving or an error its row's policy r
 
 from __future__ import annotations
 
+import gc
+
 import torch
 from celery import Task, shared_task
 from celery.signals import worker_init, worker_process_init, worker_shutdown
@@ -38,6 +40,16 @@ def reuse_freed_memory(**_) -> None:
     """Each pool process keeps ``WORKER_KEEP_FREED_MB`` of the memory it frees, so a cell's large arrays reuse
     the previous cell's pages instead of faulting in fresh ones (``workers.freed_memory``)."""
     keep_freed_memory(settings.WORKER_KEEP_FREED_MB * 2**20)
+
+
+@worker_process_init.connect
+def freeze_startup_objects(**_) -> None:
+    """What exists when a pool process starts (modules, Django, Celery, PyTorch: hundreds of thousands of
+    objects) lives as long as the process; frozen, the cyclic garbage collector's full passes stop scanning it.
+    A detection cell creates tens of thousands of objects (rows, polygons, strings), enough for a full pass
+    every cell or so, and each pass walked everything: 7 of the 65 worker CPU seconds of the ceiling bench's
+    100 cells (docs/experiments.md, "objects frozen"). Objects made later are collected as before."""
+    gc.freeze()
 
 
 @worker_init.connect
