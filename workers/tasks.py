@@ -44,11 +44,11 @@ def reuse_freed_memory(**_) -> None:
 
 @worker_process_init.connect
 def freeze_startup_objects(**_) -> None:
-    """What exists when a pool process starts (modules, Django, Celery, PyTorch: hundreds of thousands of
-    objects) lives as long as the process; frozen, the cyclic garbage collector's full passes stop scanning it.
-    A detection cell creates tens of thousands of objects (rows, polygons, strings), enough for a full pass
-    every cell or so, and each pass walked everything: 7 of the 65 worker CPU seconds of the ceiling bench's
-    100 cells (docs/experiments.md, "objects frozen"). Objects made later are collected as before."""
+    """What exists when a pool process starts (modules, Django, Celery, PyTorch: ~276,000 objects) lives as long
+    as the process; frozen, the cyclic garbage collector's full passes stop walking it. A detection cell creates
+    tens of thousands of objects (rows, polygons, strings), which set off full passes again and again, and each
+    walked everything: 6-8 s of the 63-66 worker CPU seconds of the ceiling bench's 100 cells, 1 s frozen
+    (docs/experiments.md, "objects frozen"). Objects made later are collected as before."""
     gc.freeze()
 
 
