@@ -7,8 +7,9 @@ with the network replaced by a stand-in that answers the real network's outputs 
 repeats). Same image, detector and platform as ``bench_detect`` (``bench/detect_platform.py``):
 - trains a detector on the scene and records its outputs over the scene's eight orientations;
 - ingests the SIZE x SIZE image, then runs Detect with one Celery worker of the bench's own application
-  (``bench/ceiling_worker.py``: the platform's, with the stand-in in each pool process and phases timed) with
-  1 and then 2 pool processes, 1 PyTorch thread each, on the real Redis broker and PostgreSQL;
+  (``bench/ceiling_worker.py``: the platform's, with the stand-in in each pool process and phases timed, wall
+  and CPU, the garbage collector's passes apart) with 1 and then 2 pool processes (BENCH_CEILING_PROCESSES), 1
+  PyTorch thread each, on the real Redis broker and PostgreSQL;
 - compares the real network and the stand-in on one cell (objects found), and profiles that cell in this
   process (cProfile) to say where a cell's time goes.
 

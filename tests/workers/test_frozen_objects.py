@@ -46,7 +46,7 @@ def _probe(mode: str, tmp_path: Path) -> dict:
 def test_a_starting_pool_process_freezes_what_exists_and_still_collects_what_follows(tmp_path) -> None:
     found = _probe("start", tmp_path)
     assert found["tracked"] > 50_000  # Django, Celery, PyTorch and the platform's modules
-    assert found["frozen"] >= found["tracked"]
+    assert found["frozen"] >= found["tracked"] * 0.9  # a young collection may free a little garbage first
     assert found["left"] < found["tracked"] // 10  # a full pass walks these only
     assert found["cycle_collected"]
 
