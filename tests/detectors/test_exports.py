@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
+from contextlib import closing
 
 import pyogrio
 import pytest
@@ -17,7 +19,7 @@ from tests.detectors.test_border_merge import run_with_pieces  # noqa: F401 - th
 
 @pytest.mark.django_db
 def test_exports_stream_every_object_in_batches(run_with_pieces, tmp_path, monkeypatch):  # noqa: F811
-    monkeypatch.setattr(exports, "BATCH", 5)  # 12 objects: three GeoPackage appends
+    monkeypatch.setattr(exports, "BATCH", 5)  # 12 objects read back in chunks of 5: three Arrow batches
     run = run_with_pieces
     paths = exports.write_exports(run, tmp_path)
     stored = {o.pk: wkb.loads(bytes(o.geometry.wkb)) for o in DetectedObject.objects.filter(detection_run=run)}
@@ -37,6 +39,17 @@ def test_exports_stream_every_object_in_batches(run_with_pieces, tmp_path, monke
     exported = sorted(wkb.loads(g).wkt for g in geometries)
     assert exported == sorted(s.wkt for s in stored.values())
     assert set(fields[0]) == {"tree"} and all(score == pytest.approx(0.9) for score in fields[1])
+    # the spatial index holds every object, each inside its box: a bounding-box read finds them through it
+    assert info["capabilities"]["fast_spatial_filter"]
+    with closing(sqlite3.connect(paths["gpkg"])) as db:
+        boxes = {fid: box for fid, *box in db.execute("SELECT id, minx, maxx, miny, maxy FROM rtree_objects_geom")}
+    _, fids, geometries_by_fid, _ = pyogrio.raw.read(paths["gpkg"], return_fids=True)
+    assert sorted(boxes) == sorted(fids.tolist()) and len(fids) == 12
+    for fid, geometry in zip(fids.tolist(), geometries_by_fid, strict=True):
+        x0, y0, x1, y1 = wkb.loads(geometry).bounds
+        minx, maxx, miny, maxy = boxes[fid]
+        assert minx <= x0 and x1 <= maxx and miny <= y0 and y1 <= maxy
+    assert not (tmp_path / "objects.arrows").exists()  # the spool is gone
 
     rows = list(csv.DictReader(paths["csv"].open()))
     assert [(r["area"], r["class_name"], r["count"]) for r in rows] == [("whole image", "tree", "12")]
