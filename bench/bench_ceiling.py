@@ -44,7 +44,7 @@ PROCESSES = [int(n) for n in os.environ.get("BENCH_CEILING_PROCESSES", "1,2").sp
 # How the phases the worker times (bench/ceiling_worker.py) nest: each parent's own time is what its
 # children leave.
 PARTS = {
-    "cell": ["detect_in_cell", "lonlat_wkb", "border_flags", "db_writes"],
+    "cell": ["detect_in_cell", "lonlat", "lonlat_wkb", "border_flags", "db_writes"],
     "db_writes": ["export_parts"],
     "detect_in_cell": ["read", "probabilities", "instances", "polygons"],
     "probabilities": ["stand_in"],
@@ -57,7 +57,8 @@ LABELS = {
     "instances": "instances (seeds, growth)",
     "polygons": "polygons (tracing, simplifying)",
     "detect_in_cell": "ownership filter, rest of detect_in_cell",
-    "lonlat_wkb": "to lon/lat, WKB, areas",
+    "lonlat": "to lon/lat",
+    "lonlat_wkb": "WKB, areas",
     "border_flags": "which objects lie along cell borders",
     "db_writes": "database writes (objects, cell, progress)",
     "export_parts": "export parts (a cell's objects away from borders)",

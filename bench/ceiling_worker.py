@@ -32,6 +32,7 @@ PHASES = {
     "probabilities": ("workers.ml.predict", "predict_array"),
     "instances": ("workers.ml.predict", "instance_labels"),
     "polygons": ("workers.ml.predict", "labels_to_detections"),
+    "lonlat": ("workers.pipelines", "lonlat_geometries"),
     "lonlat_wkb": ("workers.pipelines", "stored_geometries"),
     "border_flags": ("workers.pipelines", "near_cell_borders"),
     "db_writes": ("detectors.runs:DetectionCellState", "succeed"),

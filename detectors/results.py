@@ -21,17 +21,19 @@ from workers.ml.raster_io import image_crs_to_lonlat_many
 GEOD = Geod(ellps="WGS84")
 
 
-def stored_geometries(geometries: Sequence[BaseGeometry], crs) -> list[tuple[str, float]]:
+def stored_geometries(
+    geometries: Sequence[BaseGeometry], crs, lonlat: Sequence[BaseGeometry] | None = None
+) -> list[tuple[str, float]]:
     """Image-CRS polygons as rows want them: lon/lat geometry as hex EWKB (SRID 4326) and area in square metres.
 
     Done for all of a window's objects at once (one reprojection pass, one WKB pass, planar areas in a metric
     CRS): at thousands of objects per cell this was a large share of a cell's time. Hex EWKB, not GEOS objects:
     a ``NewObject`` holds it as it is, ``insert_objects`` sends it as it is, and building a Django GEOS
     object per row (five ctypes calls each) cost more than the reprojection (docs/experiments.md, "Second
-    speed-up").
+    speed-up"). ``lonlat``: the same geometries already in lon/lat (``lonlat_geometries``) when the caller keeps
+    them.
     """
-    lonlat = np.empty(len(geometries), object)
-    lonlat[:] = image_crs_to_lonlat_many(list(geometries), crs)
+    lonlat = lonlat_geometries(geometries, crs) if lonlat is None else np.asarray(lonlat, dtype=object)
     metric = None
     if crs is not None:
         parsed = CRS.from_user_input(crs)
@@ -46,6 +48,13 @@ def stored_geometries(geometries: Sequence[BaseGeometry], crs) -> list[tuple[str
     # GEOS' own hex writer took 4x the binary one plus Python's bytes.hex (the same uppercase hex as Django's)
     ewkb = shapely.to_wkb(shapely.set_srid(lonlat, 4326), include_srid=True)
     return [(wkb.hex().upper(), area) for wkb, area in zip(ewkb.tolist(), areas, strict=True)]
+
+
+def lonlat_geometries(geometries: Sequence[BaseGeometry], crs) -> np.ndarray:
+    """Image-CRS geometries in lon/lat, as an object array (one reprojection pass over all their coordinates)."""
+    lonlat = np.empty(len(geometries), object)
+    lonlat[:] = image_crs_to_lonlat_many(list(geometries), crs)
+    return lonlat
 
 
 class NewObject(NamedTuple):

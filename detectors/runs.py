@@ -13,6 +13,7 @@ back later.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -21,6 +22,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from shapely.geometry.base import BaseGeometry
 
 from detectors.exports import write_cell_part
 from detectors.models import DetectedObject, DetectionCell, DetectionRun, RunStatus, TrainingRun, training_run_prefix
@@ -217,10 +219,12 @@ def claim_detection_cell(cell_id: str) -> str:
 
 @dataclass(frozen=True)
 class CellObjects:
-    """What detecting in one cell found (unsaved rows) and how long it took."""
+    """What detecting in one cell found (unsaved rows) and how long it took; ``lonlat``: the rows' geometries as
+    shapely lon/lat polygons, one per row, for the cell's export part (empty: read from the rows)."""
 
     rows: list[NewObject]
     seconds: float
+    lonlat: Sequence[BaseGeometry] = ()
 
 
 class DetectionCellState(RowState):
@@ -252,7 +256,7 @@ class DetectionCellState(RowState):
             )
             refresh_detection_progress(cell.run_id)
         try:
-            write_cell_part(cell, result.rows, get_blob_store())
+            write_cell_part(cell, result.rows, get_blob_store(), result.lonlat)
         except Exception:  # an optimisation only: without its part, the exports read the cell's objects again
             log.warning("export part of cell %s not written", cell_id, exc_info=True)
         finish_when_no_cell_left(cell.run_id)

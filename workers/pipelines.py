@@ -35,7 +35,14 @@ from detectors.models import (
     training_run_prefix,
 )
 from detectors.pairs import pair_source
-from detectors.results import NewObject, insert_objects, lonlat_geometry, stored_geometries, to_shapely
+from detectors.results import (
+    NewObject,
+    insert_objects,
+    lonlat_geometries,
+    lonlat_geometry,
+    stored_geometries,
+    to_shapely,
+)
 from detectors.runs import (
     DETECTION_CELL,
     DETECTION_FINISH,
@@ -317,13 +324,14 @@ def detect_cell_objects(cell_id: str) -> CellObjects:
     found = [d for d in found if class_ids.get(d.class_name)]
     geometries = [d.geometry for d in found]
     near_border = near_cell_borders(cell, image, geometries)
+    lonlat = lonlat_geometries(geometries, image.crs)  # kept for the cell's export part
     rows = [
         NewObject(None, run.pk, image.pk, class_ids[d.class_name], cell.key, geometry, d.score, area_m2, near)
         for d, (geometry, area_m2), near in zip(
-            found, stored_geometries(geometries, image.crs), near_border, strict=True
+            found, stored_geometries(geometries, image.crs, lonlat), near_border, strict=True
         )
     ]
-    return CellObjects(rows=rows, seconds=time.monotonic() - started)
+    return CellObjects(rows=rows, seconds=time.monotonic() - started, lonlat=lonlat)
 
 
 def near_cell_borders(cell: DetectionCell, image, geometries: list) -> list[bool]:

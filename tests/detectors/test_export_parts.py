@@ -193,3 +193,31 @@ def test_geojson_geometries_round_coordinates_to_a_millimetre_and_keep_the_shape
     assert ring[0] == [9.12345679, 46.5] and ring[2] == [9.2, 46.6]
     assert shapely.equals_exact(shapely.from_geojson(text), square, tolerance=1e-8)
     assert exports.geojson_geometries([]) == []
+
+
+def test_a_part_from_the_cells_lonlat_geometries_is_the_part_its_rows_give():
+    """The cell's task hands its lon/lat geometries to the part instead of having the rows' hex EWKB parsed back:
+    the same part to the byte, features, WKB and columns, and the same rows."""
+    from shapely.geometry import Point
+
+    from detectors.results import lonlat_geometries, stored_geometries
+
+    ring = Point(500_010, 5_200_010).buffer(6).difference(Point(500_010, 5_200_010).buffer(2))  # with a hole
+    utm = [shapely.box(500_000 + i * 3.7, 5_200_000, 500_002.5 + i * 3.7, 5_200_001.3 + i % 4) for i in range(40)]
+    utm += [ring, Point(500_100.123456789, 5_200_100.987654321).buffer(4.2)]
+    lonlat = lonlat_geometries(utm, "EPSG:32632")
+    stored = stored_geometries(utm, "EPSG:32632", lonlat)
+    assert stored == stored_geometries(utm, "EPSG:32632")
+    ids = {"run": "3f1c2b9e-0d1a-4e57-9a43-5b0c0f6b1a11", "image": "6a0d4b8c-2f5e-4c1d-8e7a-9b3c1d2e4f50"}
+    tree, shrub = "0b6c7a8d-1e2f-4a3b-9c4d-5e6f7a8b9c0d", "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
+    rows = [
+        NewObject(None, ids["run"], ids["image"], tree if i % 3 else shrub, "r0c0", geometry, i / 50, area, i % 4 == 0)
+        for i, (geometry, area) in enumerate(stored)
+    ]
+    names = {tree: "tree", shrub: 'shrub "x"'}
+    from_rows, from_lonlat = exports.cell_part(rows, names), exports.cell_part(rows, names, lonlat)
+    assert len(from_rows) == sum(1 for row in rows if not row.near_border) > 0
+    for field in ("features", "wkb", "class_name", "score", "area_m2", "image_id", "classes"):
+        assert getattr(from_lonlat, field) == getattr(from_rows, field), field
+    nothing = exports.cell_part([], names, lonlat_geometries([], "EPSG:32632"))
+    assert len(nothing) == 0 and nothing.features == ""
