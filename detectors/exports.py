@@ -97,17 +97,18 @@ def _objects(objects: QuerySet[DetectedObject]):
     )
 
 
-def geojson_geometries(wkb: list[bytes] | np.ndarray) -> list[str]:
-    """GeoJSON text of many lon/lat geometries at once (their WKB, or the shapely geometries themselves),
-    coordinates rounded to GEOJSON_DECIMALS.
+def geojson_geometries(wkb: list[bytes]) -> list[str]:
+    """GeoJSON text of many lon/lat geometries given as WKB (``geojson_text``).
 
     In one vectorised pass, however the objects reach the exports (a cell's rows in memory, the database): the same
     text either way, and the database no longer formats it row by row."""
-    if not len(wkb):
-        return []
-    geometries = wkb if isinstance(wkb, np.ndarray) and wkb.dtype == object else shapely.from_wkb(wkb)
-    geometries = shapely.transform(geometries, lambda xy: np.round(xy, GEOJSON_DECIMALS))
-    return shapely.to_geojson(geometries).tolist()
+    return geojson_text(shapely.from_wkb(wkb)) if len(wkb) else []
+
+
+def geojson_text(geometries: np.ndarray) -> list[str]:
+    """GeoJSON text of many lon/lat shapely geometries at once, coordinates rounded to GEOJSON_DECIMALS."""
+    rounded = shapely.transform(geometries, lambda xy: np.round(xy, GEOJSON_DECIMALS))
+    return shapely.to_geojson(rounded).tolist()
 
 
 @dataclass
@@ -202,10 +203,10 @@ class _ChunkBuilder:
         """The chunk, its features formatted; ``geometries``: the objects' shapely geometries when at hand (else
         they are read from their WKB)."""
         chunk = self.chunk
-        shapes = geometries if geometries is not None else chunk.wkb
+        texts = geojson_text(geometries) if geometries is not None else geojson_geometries(chunk.wkb)
         chunk.features = ",".join(
             f'{{"type": "Feature", "geometry": {geometry}, {properties}'
-            for geometry, properties in zip(geojson_geometries(shapes), self.properties, strict=True)
+            for geometry, properties in zip(texts, self.properties, strict=True)
         )
         self.chunk, self.properties = ExportChunk.empty(), []
         return chunk
@@ -231,12 +232,11 @@ def cell_part(rows: list[NewObject], class_names: dict[str, str], lonlat: Sequen
     at = [i for i, row in enumerate(rows) if not row.near_border]
     interior = [rows[i] for i in at]
     if len(lonlat) == len(rows):
-        geometries = np.asarray(lonlat, dtype=object)[at] if at else np.empty(0, object)
+        geometries = np.asarray(lonlat, dtype=object)[at]
     else:  # the stored hex EWKB carries the SRID; the files want plain WKB, as the database gives it
-        geometries = shapely.from_wkb([bytes.fromhex(row.geometry) for row in interior]) if at else np.empty(0, object)
-    plain = shapely.to_wkb(geometries) if at else []
+        geometries = shapely.from_wkb([bytes.fromhex(row.geometry) for row in interior])
     builder = _ChunkBuilder()
-    for row, wkb in zip(interior, plain, strict=True):
+    for row, wkb in zip(interior, shapely.to_wkb(geometries), strict=True):
         class_id = row.detector_class_id
         name = names.get(class_id) or names.setdefault(class_id, class_names[str(class_id)])
         builder.add(wkb, name, row.score, row.area_m2, row.image_id)
