@@ -13,7 +13,8 @@ repeats). Same image, detector and platform as ``bench_detect`` (``bench/detect_
 - compares the real network and the stand-in on one cell (objects found), and profiles that cell in this
   process (cProfile) to say where a cell's time goes.
 
-Megapixels per second run from creating the run to its succeeded state, merge and exports included.
+Megapixels per second run from creating the run to its succeeded state, merge and exports included. Beside the
+worker's CPU, each run reports that of PostgreSQL's and Redis' processes on this machine (``servers_cpu_s``).
 
 Environment: BENCH_CEILING_SIZE (default 20000), BENCH_CEILING_PROCESSES (default "1,2"), BENCH_DETECT_CELL
 (default 2048), BENCH_DATABASE_URL (default postgis://postgres@127.0.0.1:5432, a database of its own is
@@ -78,10 +79,31 @@ class Measured:
     worker_cpu_s: float  # CPU seconds of the worker's processes during the run
     machine_busy: float  # share of the machine's CPU time busy during the run (every process on it)
     load: tuple[float, float]  # 1-minute load average before and after
+    servers_cpu_s: dict[str, float]  # CPU seconds of PostgreSQL's and Redis' processes on this machine
 
     @property
     def mp_per_s(self) -> float:
         return SIZE * SIZE / 1e6 / self.seconds
+
+
+SERVERS = {"PostgreSQL": "postgres", "Redis": "redis-server"}  # process names (/proc/<pid>/stat's comm)
+
+
+def servers_cpu_s() -> dict[str, float]:
+    """CPU seconds so far of the database's and the broker's processes on this machine, by server (the
+    backends that have exited included: a parent's reaped children's time is in its own counters); servers
+    elsewhere are not seen."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = dict.fromkeys(SERVERS.values(), 0)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, fields = text[text.index("(") + 1 : text.rindex(")")], text.rsplit(")", 1)[1].split()
+        if name in total:
+            total[name] += sum(int(f) for f in fields[11:15])  # utime, stime, reaped children's utime, stime
+    return {server: total[name] / tick for server, name in SERVERS.items()}
 
 
 def process_group_cpu_s(group: int) -> float:
@@ -140,16 +162,17 @@ def measure(tmp: Path, env: dict, processes: int, outputs: Path, platform) -> Me
     worker = start_worker(tmp, worker_env, processes, app="bench.ceiling_worker", log=f"worker-{processes}.log")
     try:
         load_before, cpu_before = os.getloadavg()[0], process_group_cpu_s(worker.pid)
-        busy_before, all_before = machine_cpu()
+        busy_before, all_before, servers_before = *machine_cpu(), servers_cpu_s()
         seconds, run = detect(*platform)
-        busy_after, all_after = machine_cpu()
+        busy_after, all_after, servers_after = *machine_cpu(), servers_cpu_s()
         cpu = process_group_cpu_s(worker.pid) - cpu_before
         load_after = os.getloadavg()[0]
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=60)
     busy = (busy_after - busy_before) / max(1, all_after - all_before)
-    return Measured(processes, seconds, run, own_phases(folder), cpu, busy, (load_before, load_after))
+    servers = {name: servers_after[name] - servers_before[name] for name in servers_after}
+    return Measured(processes, seconds, run, own_phases(folder), cpu, busy, (load_before, load_after), servers)
 
 
 def forget_objects(run) -> None:
@@ -242,9 +265,11 @@ def main() -> int:
         model, model_folder, scene = train_on_scene(tmp)
         print(f"trained in {time.perf_counter() - start:.0f} s", flush=True)
         from bench.standin import record_outputs
+        from workers.ml.predict import probability_stride
 
         start = time.perf_counter()
-        outputs = record_outputs(model.network, scene, tmp / "outputs.npy")
+        stride = probability_stride(model.config, model.recipe)
+        outputs = record_outputs(model.network, scene, tmp / "outputs.npy", stride)
         print(f"recorded the network's outputs over the scene in {time.perf_counter() - start:.0f} s", flush=True)
         platform = setup_platform(tmp, model_folder, scene, SIZE)
         from django.db import connections
@@ -258,8 +283,9 @@ def main() -> int:
             measured.append(m)
             print(
                 f"{processes} process(es): {m.run.cells_total} cells, {m.run.objects_count} objects in "
-                f"{m.seconds:.1f} s = {m.mp_per_s:.2f} MP/s; worker CPU {m.worker_cpu_s:.0f} s; machine busy "
-                f"{m.machine_busy:.0%}; load {m.load[0]:.2f} -> {m.load[1]:.2f}",
+                f"{m.seconds:.1f} s = {m.mp_per_s:.2f} MP/s; worker CPU {m.worker_cpu_s:.0f} s; "
+                + "".join(f"{name} CPU {cpu:.0f} s; " for name, cpu in m.servers_cpu_s.items())
+                + f"machine busy {m.machine_busy:.0%}; load {m.load[0]:.2f} -> {m.load[1]:.2f}",
                 flush=True,
             )
             print(breakdown(m), flush=True)
@@ -283,7 +309,8 @@ def main() -> int:
         f"per process, Redis, {os.environ['DATABASE_URL'].split(':')[0]}, {cores} cores shared, freed memory kept "
         f"{settings.WORKER_KEEP_FREED_MB} MB; "
         + "; ".join(
-            f"{m.processes} proc: {m.seconds:.0f} s, machine busy {m.machine_busy:.0%}, load {m.load[0]:.1f}"
+            f"{m.processes} proc: {m.seconds:.0f} s, PostgreSQL CPU {m.servers_cpu_s['PostgreSQL']:.0f} s, "
+            f"machine busy {m.machine_busy:.0%}, load {m.load[0]:.1f}"
             for m in measured
         )
     )

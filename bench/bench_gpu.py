@@ -184,10 +184,10 @@ def detection_phase(tmp: Path, rows: list[BenchRow]) -> None:
     spent = {"network": 0.0}
     original = predict_module.predict_array
 
-    def timed(m, img, tiles=None):
+    def timed(*args, **kwargs):
         t = time.perf_counter()
         try:
-            return original(m, img, tiles)
+            return original(*args, **kwargs)
         finally:
             spent["network"] += time.perf_counter() - t
 

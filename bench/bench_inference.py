@@ -57,10 +57,10 @@ def _client(args: tuple) -> dict[str, Any]:
     spent = {"predict_array": 0.0, "tiles": 0}
     original = predict_module.predict_array
 
-    def timed(m, img, runner=None):
+    def timed(*args, **kwargs):
         t = time.perf_counter()
         try:
-            return original(m, img, runner)
+            return original(*args, **kwargs)
         finally:
             spent["predict_array"] += time.perf_counter() - t
 

@@ -8,8 +8,9 @@ than a 6-minute platform run:
   1,024 px scene, 40 s budget): the benches' polygon detector, whose calibration picks peak seeds, and a bbox
   detector (box head and centre head, vote seeds); their outputs recorded over the scene's orientations
   (``bench/standin.py``);
-- the cell's probabilities from ``predict.predict_array`` with the stand-in network (as a worker computes
-  them, the real network's outputs on those pixels);
+- the cell's probabilities from ``predict.predict_array`` with the stand-in network, at the stride the
+  post-processing reads (``predict.probability_stride``), as a worker computes them: the real network's outputs
+  on those pixels;
 - ``instance_labels`` (seeds, growth; vote seeds when the calibrated recipe uses them), ``labels_to_detections``
   (tracing, keep filter, simplification) and ``detectors.results.stored_geometries`` (lon/lat, WKB, areas),
   each with the detector's calibrated recipe, repeated and timed in CPU seconds (``time.process_time``; the
@@ -56,7 +57,7 @@ def prepare(folder: Path, output_type: str):
         labelled, _ = labelled_scene(scene, folder / "scene.tif")
         config = DetectorConfig.from_dict({"classes": scene.classes, "output_type": output_type})
         model = train_detector([labelled], config, time_budget_s=40, threads=os.cpu_count() or 1)
-        record_outputs(model.network, scene, outputs)
+        record_outputs(model.network, scene, outputs, predict.probability_stride(model.config, model.recipe))
         save_model(model, model_dir)
     model = load_model(model_dir, device="cpu")
     margin = int(model.recipe.overlap)
@@ -66,7 +67,8 @@ def prepare(folder: Path, output_type: str):
         net = model.network
         model.network = RecordedNetwork(RecordedOutputs(outputs, SIZE), net.n_classes, net.box_channels)
         model.network.expect_window(ORIGIN - margin, ORIGIN - margin, side, side, model.recipe)
-        np.save(probs_path, predict.predict_array(model, image))
+        stride = predict.probability_stride(model.config, model.recipe)
+        np.save(probs_path, predict.predict_array(model, image, stride=stride))
         model.network = net
     return model, np.load(probs_path), margin
 
@@ -87,18 +89,20 @@ def measure(model, probs: np.ndarray, margin: int, recipe) -> dict[str, float | 
     from shapely.geometry import box
 
     from detectors.results import stored_geometries
-    from workers.ml.postprocess import at_stride, instance_labels, labels_to_detections
+    from workers.ml.postprocess import instance_labels, labels_to_detections, recipe_at_stride
+    from workers.ml.predict import probability_stride
 
     n = model.network.n_classes + 2
-    stride = recipe.postprocess_stride
-    t_stride, (probs, recipe) = cpu_seconds(lambda: at_stride(probs, n, recipe, stride))
+    stride = probability_stride(model.config, recipe)  # the maps' (``prepare``)
+    if recipe.postprocess_stride != stride:
+        raise RuntimeError("the bench's detectors are post-processed at their maps' stride")
+    recipe = recipe_at_stride(recipe, stride)
     sizes = probs[n : n + (4 if recipe.centre_head else 2)] if probs.shape[0] > n and recipe.regress_boxes else None
     boxes = probs[n:] if probs.shape[0] >= n + 4 else None
     core = probs[:n]
     keep = box(margin / stride, margin / stride, (margin + CELL) / stride, (margin + CELL) / stride)
     transform = Affine(0.3, 0, 500000.0, 0, -0.3, 5200000.0) @ Affine.scale(stride)
     t_inst, (labels, count) = cpu_seconds(lambda: instance_labels(core, model.config.detection_type, recipe, boxes))
-    t_inst += t_stride  # the block means are part of finding the instances
     t_poly, found = cpu_seconds(
         lambda: labels_to_detections(labels, core, transform, model.config, recipe, keep=keep, box_sizes=sizes)
     )

@@ -37,21 +37,24 @@ from workers.ml.trained import TrainedModel
 CONTEXT = 64  # pixels of the neighbouring copies around each orientation when recording
 
 
-def record_outputs(network: nn.Module, scene, path: Path) -> Path:
+def record_outputs(network: nn.Module, scene, path: Path, stride: int = 1) -> Path:
     """Run ``network`` over each of the scene's eight orientations as the large image holds them, with
-    ``CONTEXT`` pixels of the neighbouring copies around, and save the logits (8, outputs, SCENE, SCENE)
-    float32 to ``path`` (.npy), with the logits of an empty (zero) image beside it."""
+    ``CONTEXT`` pixels of the neighbouring copies around, and save the logits at ``stride`` (the network's
+    ``output_stride``: what ``predict.probability_stride`` asks of it), (8, outputs, SCENE / stride, SCENE /
+    stride) float32, to ``path`` (.npy), with the logits of an empty (zero) image beside it."""
     network.eval()
     maps = []
+    margin = CONTEXT // stride
     with torch.inference_mode():
         for k in range(8):
             i = 1  # a copy with neighbours on every side: row 1, the first column >= 1 with orientation k
             j = next(j for j in range(1, 9) if variant_of_copy(i, j) == k)
             side = SCENE + 2 * CONTEXT
             pixels = big_image_region(scene, i * SCENE - CONTEXT, j * SCENE - CONTEXT, side, side, size=10 * SCENE)
-            logits = network(torch.from_numpy(pixels)[None]).float()[0]
-            maps.append(logits[:, CONTEXT:-CONTEXT, CONTEXT:-CONTEXT].numpy())
-        empty = network(torch.zeros((1, 3, 128, 128), dtype=torch.uint8)).float()[0, :, 64, 64].numpy()
+            logits = network(torch.from_numpy(pixels)[None], output_stride=stride).float()[0]
+            maps.append(logits[:, margin:-margin, margin:-margin].numpy())
+        zeros = torch.zeros((1, 3, 128, 128), dtype=torch.uint8)
+        empty = network(zeros, output_stride=stride).float()[0, :, 64 // stride, 64 // stride].numpy()
     np.save(path, np.stack(maps))
     np.save(_empty_path(path), empty)
     return path
@@ -63,26 +66,36 @@ def _empty_path(path: Path) -> Path:
 
 class RecordedOutputs:
     """The recorded logits of a ``size`` x ``size`` large image, read from the file by memory map (the pool
-    processes share one copy in the page cache)."""
+    processes share one copy in the page cache); ``stride``: the logits' (recorded maps SCENE / stride a side)."""
 
     def __init__(self, path: Path, size: int):
         self.maps = np.load(path, mmap_mode="r")
         self.empty = np.load(_empty_path(path)).astype(np.float32)
         self.size = size
+        self.stride = SCENE // int(self.maps.shape[-1])
 
     @property
     def channels(self) -> int:
         return int(self.maps.shape[1])
 
     def logits(self, row: int, col: int, height: int, width: int) -> np.ndarray:
-        """(channels, height, width) float32 logits of the region at (row, col) of the large image; beyond
-        its edge, the network's logits on zeros."""
-        out = np.empty((self.channels, height, width), np.float32)
+        """(channels, height / stride, width / stride) float32 logits of the region at (row, col) of the large
+        image (image pixels, multiples of the stride); beyond its edge, the network's logits on zeros."""
+        s = self.stride
+        if (row % s, col % s, height % s, width % s) != (0, 0, 0, 0):
+            raise RuntimeError(f"a region at ({row}, {col}) of {height} x {width} is not on the maps' {s}-pixel grid")
+        out = np.empty((self.channels, height // s, width // s), np.float32)
         if row < 0 or col < 0 or row + height > self.size or col + width > self.size:
             out[:] = self.empty[:, None, None]
         for k, (rows, cols), (src_rows, src_cols) in scene_copies(row, col, height, width, self.size):
-            out[:, rows, cols] = self.maps[k, :, src_rows, src_cols]
+            out[:, _on_grid(rows, s), _on_grid(cols, s)] = self.maps[k, :, _on_grid(src_rows, s), _on_grid(src_cols, s)]
         return out
+
+
+def _on_grid(pixels: slice, stride: int) -> slice:
+    """A slice of image pixels as one of the maps' pixels at ``stride`` (its ends on the grid: the copies'
+    corners are multiples of SCENE and the large image's side of the stride)."""
+    return slice(pixels.start // stride, -(-pixels.stop // stride))
 
 
 class RecordedNetwork(nn.Module):
@@ -95,37 +108,42 @@ class RecordedNetwork(nn.Module):
         self.outputs, self.n_classes = outputs, n_classes
         self.box_head, self.box_channels = box_channels > 0, box_channels
         self.seconds = 0.0
-        self._tiles: deque[tuple[int, int]] = deque()
+        self._tiles: deque[tuple[int, int, int, int]] = deque()  # in the large image, in the window
         self._shape = (0, 0)
+        self._window = (0, 0)
 
     def expect_window(self, row: int, col: int, height: int, width: int, recipe: Recipe) -> None:
         """The next window predicted: its image (height x width) starts at (row, col) of the large image.
         Lays out its tiles as ``predict.predict_array`` does on a CPU."""
         if abs(recipe.scale - 1.0) > 1e-6:
             raise RuntimeError("the recorded network answers unscaled tiles only")
-        tile, limit = recipe.predict_tile, None
-        if tile > predict.CPU_MAX_TILE:
-            tile = limit = predict.CPU_MAX_TILE
-        th, rows = predict._axis_tiles(height, tile, recipe.overlap, limit)
-        tw, cols = predict._axis_tiles(width, tile, recipe.overlap, limit)
-        self._shape = (th, tw)
-        self._tiles = deque((row + r, col + c) for r in rows for c in cols)
+        self._shape, starts = predict.tile_layout(height, width, recipe, cuda=False, stride=self.outputs.stride)
+        self._tiles = deque((row + r, col + c, r, c) for r, c in starts)
+        self._window = (height, width)
 
     @property
     def tiles_left(self) -> int:
         return len(self._tiles)
 
-    def forward(self, tiles: torch.Tensor) -> torch.Tensor:
+    def forward(self, tiles: torch.Tensor, output_stride: int = 1) -> torch.Tensor:
         start = time.perf_counter()
         if tuple(tiles.shape[-2:]) != self._shape or len(tiles) > len(self._tiles):
             raise RuntimeError(
                 f"tiles {tuple(tiles.shape)} asked for, {len(self._tiles)} of {self._shape} announced: "
                 "predict_array no longer tiles as the stand-in expects"
             )
+        if output_stride != self.outputs.stride:
+            raise RuntimeError(f"logits at stride {output_stride} asked for, recorded at {self.outputs.stride}")
         th, tw = self._shape
-        out = np.empty((len(tiles), self.outputs.channels, th, tw), np.float32)
+        s = self.outputs.stride
+        out = np.empty((len(tiles), self.outputs.channels, th // s, tw // s), np.float32)
+        height, width = self._window
         for b in range(len(tiles)):
-            out[b] = self.outputs.logits(*self._tiles.popleft(), th, tw)
+            row, col, r, c = self._tiles.popleft()
+            out[b] = self.outputs.logits(row, col, th, tw)
+            # where the tile runs past the window, predict_array gave the network zeros (padding), not the image
+            out[b, :, max(0, -(-(height - r) // s)) :] = self.outputs.empty[:, None, None]
+            out[b, :, :, max(0, -(-(width - c) // s)) :] = self.outputs.empty[:, None, None]
         self.seconds += time.perf_counter() - start
         return torch.from_numpy(out)
 
@@ -149,15 +167,15 @@ def install_window_positions() -> None:
     if getattr(original, "announces_windows", False):
         return
 
-    def _window_probs(src, window, image, margin, model, tiles=None):
+    def _window_probs(src, window, image, margin, model, tiles=None, stride=1):
         if isinstance(model.network, RecordedNetwork):
             row, col = int(window.row_off) - margin, int(window.col_off) - margin
             model.network.expect_window(row, col, image.shape[1], image.shape[2], model.recipe)
-            probs = original(src, window, image, margin, model, tiles)
+            probs = original(src, window, image, margin, model, tiles, stride)
             if model.network.tiles_left:
                 raise RuntimeError(f"{model.network.tiles_left} tiles announced were never asked for")
             return probs
-        return original(src, window, image, margin, model, tiles)
+        return original(src, window, image, margin, model, tiles, stride)
 
     _window_probs.announces_windows = True
     predict._window_probs = _window_probs

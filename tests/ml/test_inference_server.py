@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import time
+from dataclasses import replace
 from multiprocessing.connection import Listener
 
 import pytest
@@ -22,7 +23,7 @@ from rasterio.windows import Window
 from workers.ml.config import DetectorConfig, Recipe
 from workers.ml.grid import GridCell
 from workers.ml.inference_server import InferenceClient, InferenceUnavailable, ServerSupervisor, ServerTiles
-from workers.ml.predict import detect_in_cell
+from workers.ml.predict import detect_in_cell, probability_stride
 from workers.ml.synthetic import tiny_scene
 from workers.ml.train import build_network
 from workers.ml.trained import TrainedModel
@@ -57,20 +58,28 @@ def _cells() -> list[GridCell]:
     return [GridCell(0, 0, Window(32, 32, 128, 128)), GridCell(1, 1, Window(112, 112, 128, 128))]
 
 
-def test_two_clients_get_the_in_process_detections_from_one_shared_batch(scene_model, server):
+@pytest.mark.parametrize("stride", [1, 2])  # 2: post-processed at stride 2, the server's maps at the head's stride
+def test_two_clients_get_the_in_process_detections_from_one_shared_batch(scene_model, server, stride):
     path, model = scene_model
+    model = TrainedModel(model.network, model.config, replace(model.recipe, postprocess_stride=stride), model.card)
+    assert probability_stride(model.config, model.recipe) == stride
     with rasterio.open(path) as src:
         local = [detect_in_cell(model, src, cell, 16) for cell in _cells()]
     assert sum(map(len, local)) > 0
 
     found: dict[int, list] = {}
     stats: dict[str, object] = {}
+    first = InferenceClient(server.args[0], timeout_s=MAX_WAIT_S, connect_timeout_s=60)
+    try:
+        before = first.stats()["batches"]  # the server's batches so far (it serves every test of this module)
+    finally:
+        first.close()
 
     def client(i: int) -> None:
         c = InferenceClient(server.args[0], timeout_s=MAX_WAIT_S, connect_timeout_s=60)
         try:
             with rasterio.open(path) as src:
-                found[i] = detect_in_cell(model, src, _cells()[i], 16, tiles=ServerTiles(c, "model-a"))
+                found[i] = detect_in_cell(model, src, _cells()[i], 16, tiles=ServerTiles(c, f"model-{stride}"))
             stats.update(c.stats())
         finally:
             c.close()
@@ -86,7 +95,7 @@ def test_two_clients_get_the_in_process_detections_from_one_shared_batch(scene_m
         assert all(a.geometry.equals_exact(b.geometry, 1e-6) for a, b in zip(mine, theirs, strict=True))
     # the two windows' 4 + 4 tiles ran as one batch (the server waits up to a minute for a full one, so two
     # batches of 4 would have meant a minute's wait and a failed join above)
-    assert stats["batches"] == [(8, 2)]
+    assert stats["batches"] == before + [(8, 2)]
 
 
 def test_a_missing_or_silent_server_fails_within_the_timeout(tmp_path):

@@ -30,6 +30,13 @@ def test_network_output_shape():
     with torch.no_grad():
         y = m.network(x)
     assert y.shape == (2, 4, 64, 96)  # background, a, b, core
+    with torch.no_grad():
+        own = m.network(x, output_stride=2)  # the decoders' own resolution, not upsampled
+        assert own.shape == (2, 4, 32, 48)
+        up = torch.nn.functional.interpolate(own, size=(64, 96), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(up, y)
+        with pytest.raises(ValueError, match="output_stride"):
+            m.network(x, output_stride=4)
 
 
 def test_predict_array_any_size_and_probabilities():
@@ -95,6 +102,19 @@ def test_axis_tiles_cover_the_window_within_the_limit():
     assert _axis_tiles(1088, CPU_MAX_TILE, 32, CPU_MAX_TILE) == (384, [0, 352, 704])  # a 1024 window + margins
 
 
+def test_tiles_for_maps_at_stride_two_start_on_even_pixels_and_cover_the_image():
+    from workers.ml.predict import tile_layout
+
+    for h, w in ((201, 250), (2112, 2112), (385, 64), (40, 41), (1087, 770)):
+        for tile in (128, 384):
+            (th, tw), starts = tile_layout(h, w, Recipe(predict_tile=tile, overlap=32), cuda=False, stride=2)
+            assert all(r % 2 == 0 and c % 2 == 0 for r, c in starts)
+            covered = np.zeros((h + h % 2, w + w % 2), bool)
+            for r, c in starts:
+                covered[r : r + th, c : c + tw] = True
+            assert covered.all(), (h, w, tile)
+
+
 def test_predict_window_reads_a_margin_of_context_with_zeros_past_the_raster_edge(make_scene_tif, monkeypatch):
     """Context around every window, read as zeros past the raster's edge as training chips there are
     (clipping it at the edge cost F1 on edge objects)."""
@@ -114,25 +134,30 @@ def test_predict_window_reads_a_margin_of_context_with_zeros_past_the_raster_edg
     assert all(foot.contains(d.geometry.representative_point()) for d in dets)
 
 
-def test_window_probabilities_are_background_past_the_raster_edge_and_untouched_inside(make_scene_tif, monkeypatch):
+@pytest.mark.parametrize("stride", [1, 2])
+def test_window_probabilities_are_background_past_the_raster_edge_and_untouched_inside(make_scene_tif, monkeypatch,
+                                                                                     stride):
     """Pixels read past the raster's edge (zeros) are background whatever the network says there; a window inside
-    the raster keeps every map as the network gave it."""
+    the raster keeps every map as the network gave it. At stride 2, the blocks past the edge."""
     import workers.ml.predict as predict_module
 
-    def everywhere_object(model, image, tiles=None):  # background 0, class 1, core 0.5, log size 2 everywhere
-        return np.stack([np.zeros(image.shape[1:]), np.ones(image.shape[1:]), np.full(image.shape[1:], 0.5),
-                         np.full(image.shape[1:], 2.0)]).astype(np.float32)  # fmt: skip
+    def everywhere_object(model, image, tiles=None, stride=1):  # background 0, class 1, core 0.5, log size 2
+        shape = (-(-image.shape[1] // stride), -(-image.shape[2] // stride))
+        return np.stack([np.zeros(shape), np.ones(shape), np.full(shape, 0.5),
+                         np.full(shape, 2.0)]).astype(np.float32)  # fmt: skip
 
     monkeypatch.setattr(predict_module, "predict_array", everywhere_object)
     path, _ = make_scene_tif(size=128)
     with rasterio.open(path) as src:
-        inside = predict_module._window_probs(src, Window(20, 30, 40, 50), np.zeros((3, 70, 60), np.uint8), 10, None)
-        edge = predict_module._window_probs(src, Window(100, -10, 40, 30), np.zeros((3, 50, 60), np.uint8), 10, None)
-    assert np.array_equal(inside, everywhere_object(None, np.zeros((3, 70, 60))))
+        inside = predict_module._window_probs(src, Window(20, 30, 40, 50), np.zeros((3, 70, 60), np.uint8), 10, None,
+                                              stride=stride)
+        edge = predict_module._window_probs(src, Window(100, -10, 40, 30), np.zeros((3, 50, 60), np.uint8), 10, None,
+                                            stride=stride)
+    assert np.array_equal(inside, everywhere_object(None, np.zeros((3, 70, 60)), stride=stride))
     # the read spans rows -20..30 and columns 90..150: rows under 0 and columns from 128 are past the edge
-    past = np.zeros((50, 60), bool)
-    past[:20] = True
-    past[:, 38:] = True
+    past = np.zeros((50 // stride, 60 // stride), bool)
+    past[: 20 // stride] = True
+    past[:, 38 // stride :] = True
     assert np.all(edge[0][past] == 1.0) and np.all(edge[1:][:, past] == 0.0)
     assert np.all(edge[0][~past] == 0.0) and np.all(edge[3][~past] == 2.0)
 

@@ -10,6 +10,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import rasterio
+import torch
+import torch.nn.functional as F
 from affine import Affine
 from rasterio.features import rasterize
 from rasterio.windows import Window
@@ -21,7 +23,7 @@ from workers.ml.config import DetectorConfig, Recipe
 from workers.ml.datasets import LabelledImage, core_target
 from workers.ml.grid import GridCell
 from workers.ml.postprocess import at_stride
-from workers.ml.train import fit_recipe_to_outlines
+from workers.ml.train import build_network, fit_recipe_to_outlines
 from workers.ml.trained import TrainedModel
 
 H, W = 203, 201  # odd sides: the blocks at the bottom and right edges are half outside
@@ -42,10 +44,11 @@ def disc_raster(tmp_path, monkeypatch):
                        transform=TRANSFORM) as dst:
         dst.write(np.repeat((ids * 20).astype(np.uint8)[None], 3, 0))
 
-    def exact_maps(model, image, tiles=None):
+    def exact_maps(model, image, tiles=None, stride=1):  # at stride 2: the 2 x 2 blocks' means, as the head's
         window_ids = image[0].astype(np.int32) // 20
         fg = (window_ids > 0).astype(np.float32)
-        return np.stack([1 - fg, fg, core_target(window_ids, 0.45)]).astype(np.float32)
+        maps = np.stack([1 - fg, fg, core_target(window_ids, 0.45)]).astype(np.float32)
+        return at_stride(maps, 3, Recipe(), stride)[0]
 
     monkeypatch.setattr(predict, "predict_array", exact_maps)
     return path
@@ -124,3 +127,34 @@ def test_training_picks_stride_two_only_when_every_outline_is_large_enough(tmp_p
     assert fit_recipe_to_outlines([image(9)], recipe).postprocess_stride == 1  # ~254 px
     assert fit_recipe_to_outlines([image(10)], recipe, count=False).postprocess_stride == 1  # segmentation
     assert fit_recipe_to_outlines([image(10)], replace(recipe, min_outline_px_for_stride=0)).postprocess_stride == 1
+
+
+def test_block_means_of_the_upsampled_maps_computed_at_the_blocks():
+    x = torch.randn(2, 5, 9, 7, generator=torch.Generator().manual_seed(0)) * 3  # bg, 2 classes, core, 1 box channel
+    up = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)  # as Detector.forward upsamples
+    probs = torch.cat([up[:, :3].softmax(1), up[:, 3:4].sigmoid()], 1)
+    torch.testing.assert_close(predict._upsampled_block_mean_probabilities(x[:, :4], 2), F.avg_pool2d(probs, 2),
+                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(predict._upsampled_block_means(x), F.avg_pool2d(up, 2), atol=1e-5, rtol=0)
+
+
+def test_maps_at_the_heads_stride_are_the_full_resolution_maps_averaged_over_blocks():
+    """A count detector post-processed at stride 2 reads the network's own stride-2 output, never upsampled: the
+    same maps, block for block, as the full-resolution ones averaged; over blended tiles, up to the blending
+    ramp's steps (its weights are the blocks' here, the pixels' there)."""
+    torch.manual_seed(0)
+    config = DetectorConfig(classes=["disc"], tile_size=64, output_type="bbox")
+    recipe = Recipe(predict_tile=128, overlap=16, postprocess_stride=2)
+    model = TrainedModel(build_network(config, recipe).eval(), config, recipe)
+    assert model.network.box_channels == 4 and predict.probability_stride(config, recipe) == 2
+    for side, tolerance in ((128, 1e-5), (256, 0.03)):  # one tile; 3 x 3 blended tiles
+        image = np.random.default_rng(1).integers(0, 256, (3, side, side), dtype=np.uint8)
+        full = predict.predict_array(model, image)
+        half = predict.predict_array(model, image, stride=2)
+        averaged, _ = at_stride(full, 3, recipe, 2)  # log sizes in blocks there too
+        assert half.shape == averaged.shape == (7, side // 2, side // 2)
+        np.testing.assert_allclose(half, averaged, atol=tolerance, rtol=0)
+        assert np.allclose(half[:2].sum(0), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="stride"):
+        predict.predict_array(TrainedModel(model.network, config, replace(recipe, postprocess_stride=1)), image,
+                              stride=2)

@@ -77,7 +77,7 @@ class ChangeDetector(Detector):
         """Each level fused as [before, after, after - before]: three times one date's channels."""
         return tuple(3 * c for c in channels)
 
-    def decode_members(self, feats: list[torch.Tensor], size: tuple[int, int]) -> list[torch.Tensor]:
+    def decode_members(self, feats: list[torch.Tensor], size: tuple[int, int] | None) -> list[torch.Tensor]:
         """Feature levels of both dates side by side (``PairEncoder``, or the cached crops training passes)
         -> the heads' logits: each level fused as [before, after, after - before] first."""
         fused = []

@@ -42,7 +42,7 @@ import torch
 
 from .dihedral import TTA_TRANSFORMS
 from .model_card import load_model, save_model
-from .predict import _tta_probs
+from .predict import _tta_probs, probability_stride
 from .trained import TrainedModel
 
 logger = logging.getLogger(__name__)
@@ -62,8 +62,9 @@ class _Request:
 
     key: str
     tiles: np.ndarray  # (n, channels, h, w) uint8
-    out: np.ndarray  # (n, n_out, h, w) float32
+    out: np.ndarray  # (n, n_out, h / stride, w / stride) float32
     arrived: float
+    stride: int = 1  # the maps' (``predict.probability_stride``)
     taken: int = 0  # tiles given to a batch
     finished: int = 0  # tiles whose probabilities are written
     error: str | None = None
@@ -71,7 +72,8 @@ class _Request:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return self.tiles.shape[1:]
+        """What requests batched together share: the tiles' shape and the maps' stride."""
+        return (*self.tiles.shape[1:], self.stride)
 
 
 @dataclass
@@ -147,7 +149,8 @@ class InferenceServer:
         amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
         scale = model.recipe.scale if model.recipe.scale > 0 else 1.0
         with amp:
-            probs = _tta_probs(model.network, batch, scale, TTA_TRANSFORMS[model.recipe.tta], together=cuda)
+            probs = _tta_probs(model.network, batch, scale, TTA_TRANSFORMS[model.recipe.tta], together=cuda,
+                               stride=parts[0][0].stride)
         probs = probs.cpu().numpy()
         at = 0
         for r, s, k in parts:
@@ -188,17 +191,21 @@ class InferenceServer:
                 for old in [k for k in self.models if k != key and k not in busy][: len(self.models) - self.max_models]:
                     del self.models[old]
 
-    def _predict(self, key: str, shm: SharedMemory, shape: tuple[int, int, int, int], n_out: int) -> None:
+    def _predict(self, key: str, shm: SharedMemory, shape: tuple[int, int, int, int], n_out: int,
+                 stride: int = 1) -> None:
         model = self.models.get(key)
         if model is None:
             raise InferenceUnavailable(f"model {key!r} is not loaded")
         expected = model.network.n_classes + 2 + model.network.box_channels
         if n_out != expected:
             raise InferenceUnavailable(f"model {key!r} has {expected} output channels, the client expects {n_out}")
+        if stride not in (1, probability_stride(model.config, model.recipe)) or shape[2] % stride or shape[3] % stride:
+            raise InferenceUnavailable(f"model {key!r} has no maps at stride {stride} for tiles of {shape[2:]}")
         n = shape[0]
         tiles = np.ndarray(shape, np.uint8, buffer=shm.buf)
-        out = np.ndarray((n, n_out, *shape[2:]), np.float32, buffer=shm.buf, offset=_output_offset(shape))
-        request = _Request(key, tiles, out, time.monotonic())
+        out = np.ndarray((n, n_out, shape[2] // stride, shape[3] // stride), np.float32, buffer=shm.buf,
+                         offset=_output_offset(shape))
+        request = _Request(key, tiles, out, time.monotonic(), stride=stride)
         with self._cond:
             if self.stats.first_request is None:
                 self.stats.first_request = request.arrived
@@ -228,13 +235,13 @@ class InferenceServer:
                         self._load(*args)
                         reply = ("ok", None)
                     elif kind == "predict":
-                        key, name, shape, n_out = args
+                        key, name, shape, n_out, stride = args
                         if name not in attached:  # a client's new (larger) block: its old one is unused now
                             for stale in attached.values():
                                 with contextlib.suppress(BufferError):  # else closed when collected
                                     stale.close()
                             attached = {name: _attach(name)}
-                        self._predict(key, attached[name], tuple(shape), n_out)
+                        self._predict(key, attached[name], tuple(shape), n_out, stride)
                         reply = ("ok", None)
                     elif kind == "stats":
                         with self._cond:
@@ -367,17 +374,19 @@ class InferenceClient:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def tile_probs(self, key: str, tiles: np.ndarray, n_out: int) -> np.ndarray:
-        """(n, c, h, w) uint8 tiles -> (n, n_out, h, w) float32 probabilities of the model held as ``key``."""
+    def tile_probs(self, key: str, tiles: np.ndarray, n_out: int, stride: int = 1) -> np.ndarray:
+        """(n, c, h, w) uint8 tiles -> (n, n_out, h / stride, w / stride) float32 probabilities of the model
+        held as ``key``."""
         shape = tuple(int(s) for s in tiles.shape)
+        maps = (shape[0], n_out, shape[2] // stride, shape[3] // stride)
         offset = _output_offset(shape)
-        size = offset + shape[0] * n_out * shape[2] * shape[3] * 4
+        size = offset + int(np.prod(maps)) * 4
         if self._shm is None or self._shm.size < size:
             self._release_shm()
             self._shm = SharedMemory(create=True, size=size)
         np.ndarray(shape, np.uint8, buffer=self._shm.buf)[...] = tiles
-        self._call("predict", key, self._shm.name, shape, n_out)
-        out = np.ndarray((shape[0], n_out, *shape[2:]), np.float32, buffer=self._shm.buf, offset=offset)
+        self._call("predict", key, self._shm.name, shape, n_out, stride)
+        out = np.ndarray(maps, np.float32, buffer=self._shm.buf, offset=offset)
         return out.copy()
 
     def stats(self) -> dict[str, Any]:
@@ -426,9 +435,9 @@ class ServerTiles:
     def prepare(self, model: TrainedModel) -> None:
         self.client.ensure_model(self.key, model)
 
-    def tile_probs(self, model: TrainedModel, tiles: np.ndarray) -> np.ndarray:
+    def tile_probs(self, model: TrainedModel, tiles: np.ndarray, stride: int = 1) -> np.ndarray:
         n_out = model.network.n_classes + 2 + model.network.box_channels
-        return self.client.tile_probs(self.key, tiles, n_out)
+        return self.client.tile_probs(self.key, tiles, n_out, stride)
 
 
 # --- keeping a server process running -----------------------------------------------------------------------------

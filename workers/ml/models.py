@@ -173,7 +173,10 @@ class Decoder(nn.Module):
 class Detector(nn.Module):
     """Encoder + decoder. Output (N, n_classes + 2 [+ 2 [+ 2]], H, W): background/class logits, the core logit,
     then with ``box_head`` the log width and log height of the object's box (input pixels), then with
-    ``centre_head`` too the offset (u, v) to the box's centre in box sides: ``box_channels`` (0, 2 or 4) in all."""
+    ``centre_head`` too the offset (u, v) to the box's centre in box sides: ``box_channels`` (0, 2 or 4) in all.
+    The decoders compute it at ``HEAD_STRIDE`` and upsample it bilinearly to the input's size."""
+
+    HEAD_STRIDE = 2  # the decoders' own resolution: that of the finest tapped level
 
     def __init__(self, n_classes: int, encoder: str = "efficientnet-lite0", width: int = 32, depth: int = 4,
                  pretrained: bool = True, train_blocks: int = 0, box_head: bool = False,
@@ -219,15 +222,22 @@ class Detector(nn.Module):
         fine = self.stem(x)
         return [torch.cat([f, fine[i]], 1) if i < len(fine) else f for i, f in enumerate(feats)]
 
-    def decode_members(self, feats: list[torch.Tensor], size: tuple[int, int]) -> list[torch.Tensor]:
-        """Each decoder's output at ``size`` (training gives each its own loss)."""
-        return [F.interpolate(d(feats), size=size, mode="bilinear", align_corners=False)
-                for d in (self.decoder, *self.extra_decoders)]
+    def decode_members(self, feats: list[torch.Tensor], size: tuple[int, int] | None) -> list[torch.Tensor]:
+        """Each decoder's output at ``size``, or at its own resolution (``HEAD_STRIDE``) when None (training
+        gives each its own loss)."""
+        outs = [d(feats) for d in (self.decoder, *self.extra_decoders)]
+        if size is None:
+            return outs
+        return [F.interpolate(o, size=size, mode="bilinear", align_corners=False) for o in outs]
 
-    def decode(self, feats: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    def decode(self, feats: list[torch.Tensor], size: tuple[int, int] | None) -> torch.Tensor:
         """The detector's output: its decoder's, or the mean of its decoders' (logits, log sizes, offsets)."""
         outs = self.decode_members(feats, size)
         return outs[0] if len(outs) == 1 else torch.stack(outs).mean(0)
 
-    def forward(self, image_uint8: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(image_uint8), image_uint8.shape[-2:])
+    def forward(self, image_uint8: torch.Tensor, output_stride: int = 1) -> torch.Tensor:
+        """The output at the image's size, or (``output_stride`` = ``HEAD_STRIDE``) at the decoders' own
+        resolution, not upsampled: half the image's side (its sides are multiples of 32)."""
+        if output_stride not in (1, self.HEAD_STRIDE):
+            raise ValueError(f"output_stride must be 1 or {self.HEAD_STRIDE}, not {output_stride!r}")
+        return self.decode(self.encode(image_uint8), image_uint8.shape[-2:] if output_stride == 1 else None)

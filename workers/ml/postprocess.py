@@ -59,9 +59,16 @@ def at_stride(maps: np.ndarray, n_probs: int, recipe: Recipe, stride: int) -> tu
         out += block
     out /= stride * stride
     out[n_probs : n_probs + 2] -= np.float32(np.log(stride))
-    return out, replace(recipe, postprocess_stride=1, min_area_px=recipe.min_area_px / stride**2,
-                        max_area_px=recipe.max_area_px / stride**2,
-                        seed_radius_px=recipe.seed_radius_px / stride)
+    return out, recipe_at_stride(recipe, stride)
+
+
+def recipe_at_stride(recipe: Recipe, stride: int) -> Recipe:
+    """``recipe`` with its pixel sizes (areas, seed spacing) in ``stride`` x ``stride`` blocks, for maps at that
+    stride (``at_stride``'s, or the network's own at its head's stride)."""
+    if stride == 1:
+        return recipe
+    return replace(recipe, postprocess_stride=1, min_area_px=recipe.min_area_px / stride**2,
+                   max_area_px=recipe.max_area_px / stride**2, seed_radius_px=recipe.seed_radius_px / stride)
 
 
 def instance_labels(probs: np.ndarray, detection_type: str, recipe: Recipe,

@@ -27,10 +27,18 @@ from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
 from .change import check_channels
-from .config import Recipe
+from .config import DetectorConfig, Recipe
 from .dihedral import TTA_TRANSFORMS, dihedral, undo_dihedral, undo_dihedral_sizes
 from .grid import GridCell
-from .postprocess import Detection, at_stride, instance_labels, labels_to_detections, points_on_surface_in
+from .models import Detector
+from .postprocess import (
+    Detection,
+    at_stride,
+    instance_labels,
+    labels_to_detections,
+    points_on_surface_in,
+    recipe_at_stride,
+)
 from .raster_io import geometry_window, read_window, window_geometry, window_transform
 from .trained import TrainedModel
 
@@ -50,11 +58,12 @@ class TileRunner(Protocol):
     def prepare(self, model: TrainedModel) -> None:
         """Make ``model`` ready where the tiles run (once per model)."""
 
-    def tile_probs(self, model: TrainedModel, tiles: np.ndarray) -> np.ndarray:
-        """(n, c, h, w) uint8 tiles -> (n, n_out, h, w) float32, as ``_tta_probs`` computes them."""
+    def tile_probs(self, model: TrainedModel, tiles: np.ndarray, stride: int = 1) -> np.ndarray:
+        """(n, c, h, w) uint8 tiles -> (n, n_out, h / stride, w / stride) float32, as ``_tta_probs`` computes
+        them."""
 
 
-def _ramp(th: int, tw: int, overlap: int) -> np.ndarray:
+def _ramp(th: int, tw: int, overlap: float) -> np.ndarray:
     if overlap <= 0:
         return np.ones((th, tw), np.float32)
 
@@ -100,17 +109,75 @@ def _axis_tiles(length: int, tile: int, overlap: int, limit: int | None = None) 
     return t, [int(round(i * stride)) for i in range(n)]
 
 
-def _network_probs(net: torch.nn.Module, batch: torch.Tensor, scale: float) -> torch.Tensor:
-    """(N, 3, h, w) uint8 tiles -> (N, n_classes + 2 + box channels, h, w) float32: background/class
-    probabilities, the core probability, then (with a box-size head) log box width and height in the tiles'
-    pixels and (with a centre head) the offsets to the box's centre in box sides (scale-free)."""
+def probability_stride(config: DetectorConfig, recipe: Recipe) -> int:
+    """The stride of the maps a detector's post-processing reads: a count detector post-processed at the
+    decoders' own stride (``Detector.HEAD_STRIDE``) on unscaled tiles reads the network's output there, never
+    upsampled (a quarter of the pixels to blend and to hand from an inference server); every other detector,
+    full-resolution maps."""
+    unscaled = recipe.scale <= 0 or abs(recipe.scale - 1.0) <= 1e-6
+    if config.detection_type == "count" and recipe.postprocess_stride == Detector.HEAD_STRIDE and unscaled:
+        return Detector.HEAD_STRIDE
+    return 1
+
+
+def _upsampled_block_means(logits: torch.Tensor) -> torch.Tensor:
+    """The 2 x 2 block means of ``logits`` (N, C, h, w) upsampled bilinearly to twice their side, as
+    ``Detector.forward`` upsamples them (align_corners=False), computed without upsampling: a [1/8, 3/4, 1/8]
+    filter along each axis, edges repeated. For the linear outputs (box sizes, centre offsets)."""
+    x = F.pad(logits, (1, 1, 1, 1), mode="replicate")
+    x = (x[..., :-2, :] + x[..., 2:, :]).mul_(0.125).add_(x[..., 1:-1, :], alpha=0.75)
+    return (x[..., :-2] + x[..., 2:]).mul_(0.125).add_(x[..., 1:-1], alpha=0.75)
+
+
+def _upsampled_block_mean_probabilities(logits: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """(N, n_classes + 2, h, w) logits (background/classes, core) -> the 2 x 2 block means of the probabilities
+    of the logits upsampled bilinearly to twice their side (softmax, sigmoid), computed at the blocks: each
+    block's four upsampled values are 3/4 of its own logit and 1/4 of a neighbour's along each axis (edges
+    repeated). The network is trained on those full-resolution probabilities; the softmax of the blocks'
+    mean logits instead cost F1 on spacenet/atlanta (docs/experiments.md, "probabilities at the head's
+    stride"). With one class the softmax is the sigmoid of the class's logit less the background's: half the
+    values to upsample and squash."""
+    binary = n_classes == 1
+    x = torch.cat([logits[:, 1:2] - logits[:, :1], logits[:, 2:]], 1) if binary else logits
+    x = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    centre = x[..., 1:-1, :]
+    total: torch.Tensor | None = None
+    for row_neighbour in (x[..., :-2, :], x[..., 2:, :]):
+        rows = torch.lerp(centre, row_neighbour, 0.25)
+        for col_neighbour in (rows[..., :-2], rows[..., 2:]):
+            up = torch.lerp(rows[..., 1:-1], col_neighbour, 0.25)
+            if binary:
+                probs = up.sigmoid_()
+            else:
+                probs = torch.cat([up[:, : n_classes + 1].softmax(1), up[:, n_classes + 1 :].sigmoid()], 1)
+            total = probs if total is None else total.add_(probs)
+    assert total is not None
+    total.mul_(0.25)
+    return torch.cat([1.0 - total[:, :1], total], 1) if binary else total
+
+
+def _network_probs(net: torch.nn.Module, batch: torch.Tensor, scale: float, stride: int = 1) -> torch.Tensor:
+    """(N, 3, h, w) uint8 tiles -> (N, n_classes + 2 + box channels, h / stride, w / stride) float32:
+    background/class probabilities, the core probability, then (with a box-size head) log box width and height
+    in the maps' pixels and (with a centre head) the offsets to the box's centre in box sides (scale-free).
+    ``stride`` 1 or, on unscaled tiles, the head's own (``probability_stride``)."""
     h, w = batch.shape[-2:]
     if abs(scale - 1.0) > 1e-6:
+        if stride != 1:
+            raise ValueError("maps at the head's stride are for unscaled tiles only")
         size = (max(32, round(h * scale / 32) * 32), max(32, round(w * scale / 32) * 32))
         up = F.interpolate(batch.float(), size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
         logits = net.decode(net.encode(up.round_().clamp_(0, 255)), (h, w)).float()
-    else:
+    elif stride == 1:
         logits = net(batch).float()
+    else:  # the full-resolution maps' block means, never upsampled
+        logits = net(batch, output_stride=stride).float()
+        k = net.n_classes + 2
+        parts = [_upsampled_block_mean_probabilities(logits[:, :k], net.n_classes)]
+        if net.box_channels:  # sizes in the network's pixels -> the blocks'
+            boxes = _upsampled_block_means(logits[:, k:])
+            parts += [boxes[:, :2] - float(np.log(stride)), boxes[:, 2:]]
+        return torch.cat(parts, 1)
     k = net.n_classes + 1
     parts = [logits[:, :k].softmax(1), logits[:, k : k + 1].sigmoid()]
     if net.box_channels:  # sizes in the network's pixels -> the image's
@@ -125,26 +192,29 @@ def _tta_probs(
     scale: float,
     transforms: Sequence[tuple[int, bool]],
     together: bool = False,
+    stride: int = 1,
 ) -> torch.Tensor:
     """``_network_probs`` averaged over the dihedral ``transforms`` of the tiles (test-time augmentation):
     each transformed copy's maps are taken back to the tiles' pixels (box widths and heights swapped back
     after a quarter turn) before they are averaged. ``together`` runs the copies of one shape as one batch
-    (GPU); otherwise one after the other (CPU, where larger batches ran slower)."""
+    (GPU); otherwise one after the other (CPU, where larger batches ran slower). The maps are at ``stride``
+    (``_network_probs``)."""
     if len(transforms) == 1 and transforms[0] == (0, False):
-        return _network_probs(net, batch, scale)
+        return _network_probs(net, batch, scale, stride)
     n = net.n_classes + 2
     copies = [dihedral(batch, k, flip).contiguous() for k, flip in transforms]
     if together:
         outs: list[torch.Tensor] = list(copies)
         for shape in dict.fromkeys(c.shape for c in copies):
             idx = [i for i, c in enumerate(copies) if c.shape == shape]
-            found = _network_probs(net, torch.cat([copies[i] for i in idx]), scale).split(batch.shape[0])
+            found = _network_probs(net, torch.cat([copies[i] for i in idx]), scale, stride).split(batch.shape[0])
             for i, out in zip(idx, found, strict=True):
                 outs[i] = out
     else:
-        outs = [_network_probs(net, c, scale) for c in copies]
+        outs = [_network_probs(net, c, scale, stride) for c in copies]
+    h, w = batch.shape[-2:]
     total = torch.zeros(
-        (batch.shape[0], outs[0].shape[1], *batch.shape[-2:]), dtype=torch.float32, device=outs[0].device
+        (batch.shape[0], outs[0].shape[1], h // stride, w // stride), dtype=torch.float32, device=outs[0].device
     )
     for out, (k, flip) in zip(outs, transforms, strict=True):
         total[:, :n] += undo_dihedral(out[:, :n], k, flip)
@@ -153,50 +223,67 @@ def _tta_probs(
     return total.div_(len(transforms))
 
 
-@torch.inference_mode()
-def predict_array(model: TrainedModel, image: np.ndarray, tiles: TileRunner | None = None) -> np.ndarray:
-    """(3, H, W) uint8 -> (n_classes + 2 + box channels, H, W) float32: background/class probabilities, the
-    core probability, then (networks with a box-size head) the log width and log height of the object's box in
-    image pixels and (with a centre head) the offset (u, v) to its centre in box sides. ``tiles``: where the
-    tiles are predicted (None: by the model here)."""
-    net = model.network
-    dev = torch.device(model.device)
-    check_channels(model.recipe.dates, image.shape[0])  # a pair for a change model, one image otherwise
-    _, h, w = image.shape
-    overlap = model.recipe.overlap
-    cuda = (tiles.device_type if tiles is not None else dev.type) == "cuda"
-    tile, limit = model.recipe.predict_tile, None
-    if tiles is not None and tiles.tile:
-        tile = tiles.tile  # e.g. larger tiles on a GPU server: fewer overlaps computed twice
+def tile_layout(height: int, width: int, recipe: Recipe, cuda: bool, tile: int | None = None,
+                stride: int = 1) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+    """The tiles ``predict_array`` cuts a ``height`` x ``width`` image into: their shape and their starts (row,
+    column). ``tile``: a side to use instead of the recipe's (e.g. a GPU server's). With ``stride`` 2 every
+    start is even, so each tile's maps at the head's stride fall on the image's 2 x 2 blocks."""
+    tile, limit = tile or recipe.predict_tile, None
     if not cuda and tile > CPU_MAX_TILE:
         tile = limit = CPU_MAX_TILE
     # scale matching: tiles are cut from the image's pixels and resampled by the model's scale, so the
     # network sees objects at the size it was trained at; its output is taken back to the image's pixels
-    scale = model.recipe.scale if model.recipe.scale > 0 else 1.0
+    scale = recipe.scale if recipe.scale > 0 else 1.0
     if abs(scale - 1.0) > 1e-6:
         tile = max(64, int(tile / scale) // 32 * 32)
         limit = None if limit is None else max(64, int(limit / scale) // 32 * 32)
-    th, rows = _axis_tiles(h, tile, overlap, limit)
-    tw, cols = _axis_tiles(w, tile, overlap, limit)
-    ph, pw = max(h, th), max(w, tw)
+    # with even sides (tiles are multiples of 32) the last start is even too; rounding the others down keeps
+    # the image covered, as neighbouring tiles overlap or share a start's parity
+    th, rows = _axis_tiles(height + height % stride, tile, recipe.overlap, limit)
+    tw, cols = _axis_tiles(width + width % stride, tile, recipe.overlap, limit)
+    return (th, tw), [(r - r % stride, c - c % stride) for r in rows for c in cols]
+
+
+@torch.inference_mode()
+def predict_array(model: TrainedModel, image: np.ndarray, tiles: TileRunner | None = None,
+                  stride: int = 1) -> np.ndarray:
+    """(3, H, W) uint8 -> (n_classes + 2 + box channels, H, W) float32: background/class probabilities, the
+    core probability, then (networks with a box-size head) the log width and log height of the object's box in
+    image pixels and (with a centre head) the offset (u, v) to its centre in box sides. ``tiles``: where the
+    tiles are predicted (None: by the model here). With ``stride`` 2 (``probability_stride``) the maps are
+    at the head's stride, (n, ceil(H / 2), ceil(W / 2)), sizes in those pixels, never computed at full
+    resolution."""
+    net = model.network
+    dev = torch.device(model.device)
+    check_channels(model.recipe.dates, image.shape[0])  # a pair for a change model, one image otherwise
+    strides = sorted({1, probability_stride(model.config, model.recipe)})
+    if stride not in strides:
+        raise ValueError(f"maps at stride {stride} asked for; this model's are at {' or '.join(map(str, strides))}")
+    _, h, w = image.shape
+    overlap = model.recipe.overlap
+    cuda = (tiles.device_type if tiles is not None else dev.type) == "cuda"
+    (th, tw), starts = tile_layout(h, w, model.recipe, cuda, tiles.tile if tiles is not None else None, stride)
+    scale = model.recipe.scale if model.recipe.scale > 0 else 1.0
+    ph, pw = max(h + h % stride, th), max(w + w % stride, tw)
     if (ph, pw) != (h, w):
         image = np.pad(image, ((0, 0), (0, ph - h), (0, pw - w)))
     n_out = net.n_classes + 2 + net.box_channels
     # blended in torch, in place: no temporaries per tile (same float32 arithmetic as numpy's ``+= p * ramp``)
-    acc = torch.zeros((n_out, ph, pw), dtype=torch.float32)
-    wsum = torch.zeros((ph, pw), dtype=torch.float32)
-    ramp = torch.from_numpy(_ramp(th, tw, overlap))
-    starts = [(r, c) for r in rows for c in cols]
+    acc = torch.zeros((n_out, ph // stride, pw // stride), dtype=torch.float32)
+    wsum = torch.zeros((ph // stride, pw // stride), dtype=torch.float32)
+    ramp = torch.from_numpy(_ramp(th // stride, tw // stride, overlap / stride))
+    sh, sw = th // stride, tw // stride
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
     # on CPU one tile at a time: the encoder is memory-bandwidth bound and larger batches ran slower
     bs = max(1, model.recipe.batch_tiles) if cuda else 1
     transforms = TTA_TRANSFORMS[model.recipe.tta]
     if tiles is not None:  # every tile of the window in one request: the server makes the batches
         tiles.prepare(model)
-        found = tiles.tile_probs(model, np.stack([image[:, r : r + th, c : c + tw] for r, c in starts]))
+        found = tiles.tile_probs(model, np.stack([image[:, r : r + th, c : c + tw] for r, c in starts]), stride)
         for (r, c), p in zip(starts, torch.from_numpy(found), strict=True):
-            acc[:, r : r + th, c : c + tw].add_(p.mul_(ramp))
-            wsum[r : r + th, c : c + tw].add_(ramp)
+            r, c = r // stride, c // stride
+            acc[:, r : r + sh, c : c + sw].add_(p.mul_(ramp))
+            wsum[r : r + sh, c : c + sw].add_(ramp)
         starts = []
     for i in range(0, len(starts), bs):
         group = starts[i : i + bs]
@@ -204,22 +291,23 @@ def predict_array(model: TrainedModel, image: np.ndarray, tiles: TileRunner | No
         if cuda:
             batch = batch.pin_memory().to(dev, non_blocking=True)
         with amp:
-            probs = _tta_probs(net, batch, scale, transforms, together=cuda).cpu()
+            probs = _tta_probs(net, batch, scale, transforms, together=cuda, stride=stride).cpu()
         for (r, c), p in zip(group, probs, strict=True):
-            acc[:, r : r + th, c : c + tw].add_(p.mul_(ramp))
-            wsum[r : r + th, c : c + tw].add_(ramp)
+            r, c = r // stride, c // stride
+            acc[:, r : r + sh, c : c + sw].add_(p.mul_(ramp))
+            wsum[r : r + sh, c : c + sw].add_(ramp)
     acc.div_(wsum.clamp_(min=1e-6))
-    return acc.numpy()[:, :h, :w]
+    return acc.numpy()[:, : -(-h // stride), : -(-w // stride)]
 
 
 def _window_probs(src: DatasetReader, window: Window, image: np.ndarray, margin: int,
-                  model: TrainedModel, tiles: TileRunner | None = None) -> np.ndarray:
-    """The network's probabilities over ``window`` read with ``margin``; pixels beyond the raster edge (read
-    as zeros) are background."""
-    probs = predict_array(model, image, tiles)
+                  model: TrainedModel, tiles: TileRunner | None = None, stride: int = 1) -> np.ndarray:
+    """The network's probabilities over ``window`` read with ``margin``, at ``stride``; pixels beyond the
+    raster edge (read as zeros) are background (at stride 2, the blocks wholly beyond it)."""
+    probs = predict_array(model, image, tiles, stride)
     r0, c0 = int(window.row_off) - margin, int(window.col_off) - margin
-    rr = slice(max(0, -r0), max(0, min(probs.shape[1], src.height - r0)))
-    cc = slice(max(0, -c0), max(0, min(probs.shape[2], src.width - c0)))
+    rr = slice(max(0, -r0) // stride, max(0, min(probs.shape[1], -(-(src.height - r0) // stride))))
+    cc = slice(max(0, -c0) // stride, max(0, min(probs.shape[2], -(-(src.width - c0) // stride))))
     if (rr.start, rr.stop, cc.start, cc.stop) == (0, probs.shape[1], 0, probs.shape[2]):
         return probs  # the window lies inside the raster (most cells): nothing to mask
     outside = np.ones(probs.shape[1:], bool)
@@ -230,13 +318,19 @@ def _window_probs(src: DatasetReader, window: Window, image: np.ndarray, margin:
 
 
 def _decode(probs: np.ndarray, src: DatasetReader, window: Window, margin: int, model: TrainedModel,
-            recipe: Recipe) -> list[Detection]:
-    """Instances and polygons of one window's probabilities, post-processed as ``recipe`` says."""
+            recipe: Recipe, probs_stride: int = 1) -> list[Detection]:
+    """Instances and polygons of one window's probabilities (at ``probs_stride``), post-processed as
+    ``recipe`` says."""
     big = Window(window.col_off - margin, window.row_off - margin, window.width + 2 * margin,
                  window.height + 2 * margin)
     n = model.network.n_classes + 2
     stride = recipe.postprocess_stride if model.config.detection_type == "count" else 1
-    maps, recipe = at_stride(probs, n, recipe, stride)
+    if probs_stride == stride:
+        maps, recipe = probs, recipe_at_stride(recipe, stride)
+    elif probs_stride == 1:
+        maps, recipe = at_stride(probs, n, recipe, stride)
+    else:
+        raise ValueError(f"maps at stride {probs_stride} cannot be post-processed at stride {stride}")
     # the box map: sizes, and the centre offsets when the recipe reads them (a model with a centre head
     # evaluated with ``centre_head=False`` boxes about its regions' centres: how the head is measured)
     sizes = maps[n : n + (4 if recipe.centre_head else 2)] if maps.shape[0] > n and recipe.regress_boxes else None
@@ -250,7 +344,9 @@ def _decode(probs: np.ndarray, src: DatasetReader, window: Window, margin: int, 
 
 def _predict_read(model: TrainedModel, src: DatasetReader, window: Window, image: np.ndarray,
                   margin: int, tiles: TileRunner | None = None) -> list[Detection]:
-    return _decode(_window_probs(src, window, image, margin, model, tiles), src, window, margin, model, model.recipe)
+    stride = probability_stride(model.config, model.recipe)
+    probs = _window_probs(src, window, image, margin, model, tiles, stride)
+    return _decode(probs, src, window, margin, model, model.recipe, stride)
 
 
 def _margin(model: TrainedModel) -> int:
@@ -308,11 +404,12 @@ def predict_areas_post_processed(model: TrainedModel, src: DatasetReader, areas:
         return found
     merged = unary_union(list(areas))
     m = _margin(model)
+    stride = min(probability_stride(model.config, r) for r in recipes)  # maps every recipe can read
     for part in getattr(merged, "geoms", [merged]):
         window = geometry_window(part, src.transform).intersection(Window(0, 0, src.width, src.height))
-        probs = _window_probs(src, window, _read_padded(src, window, m), m, model)
+        probs = _window_probs(src, window, _read_padded(src, window, m), m, model, stride=stride)
         for out, recipe in zip(found, recipes, strict=True):
-            out += [d for d in _decode(probs, src, window, m, model, recipe) if d.geometry.intersects(part)]
+            out += [d for d in _decode(probs, src, window, m, model, recipe, stride) if d.geometry.intersects(part)]
     return found
 
 
