@@ -88,6 +88,8 @@ def _read_rgb(src: DatasetReader | WarpedVRT, window: Window, sc: tuple[float, f
     window = Window(int(window.col_off), int(window.row_off), int(window.width), int(window.height))
     idx = [1, 2, 3] if src.count >= 3 else [1, 1, 1]
     inside = window.intersection(Window(0, 0, src.width, src.height)) if _overlaps(window, src) else None
+    if sc is None and inside is not None and (inside.width, inside.height) == (window.width, window.height):
+        return src.read(indexes=idx, window=window)  # uint8 wholly inside (most cells): no zeros to copy into
     out = np.zeros((3, window.height, window.width), np.float32 if src.dtypes[0] != "uint8" else np.uint8)
     if inside is not None and inside.width > 0 and inside.height > 0:
         data = src.read(indexes=idx, window=inside)
