@@ -89,6 +89,18 @@ def test_a_grid_of_cells_reports_each_object_once_at_stride_two(disc_raster):
     assert len(across) == 1
 
 
+def test_recipes_of_both_strides_post_process_one_prediction_each_as_it_would_alone(disc_raster):
+    """Calibration-style: one network pass for several recipes; a stride-1 recipe among them makes the maps full
+    resolution, averaged for the stride-2 ones, so each recipe finds what it finds on its own."""
+    area = affine_transform(box(0, 0, W, H), TRANSFORM.to_shapely())
+    with rasterio.open(disc_raster) as src:
+        both = predict.predict_areas_post_processed(_model(2), src, [area], [_model(1).recipe, _model(2).recipe])
+        alone = [predict.predict_areas(_model(stride), src, [area]) for stride in (1, 2)]
+    for found, expected in zip(both, alone, strict=True):
+        assert len(found) == len(expected) == len(DISCS)
+        assert all(a.geometry.equals_exact(b.geometry, 1e-9) for a, b in zip(found, expected, strict=True))
+
+
 def test_boxes_at_stride_two_are_within_a_pixel_of_stride_ones(disc_raster):
     with rasterio.open(disc_raster) as src:
         full = predict.predict_window(_model(1, "bbox"), src, Window(0, 0, W, H))

@@ -404,7 +404,8 @@ def predict_areas_post_processed(model: TrainedModel, src: DatasetReader, areas:
         return found
     merged = unary_union(list(areas))
     m = _margin(model)
-    stride = min(probability_stride(model.config, r) for r in recipes)  # maps every recipe can read
+    # maps every recipe can read, and the model can give
+    stride = min(probability_stride(model.config, r) for r in (model.recipe, *recipes))
     for part in getattr(merged, "geoms", [merged]):
         window = geometry_window(part, src.transform).intersection(Window(0, 0, src.width, src.height))
         probs = _window_probs(src, window, _read_padded(src, window, m), m, model, stride=stride)
