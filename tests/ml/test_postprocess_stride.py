@@ -170,3 +170,18 @@ def test_maps_at_the_heads_stride_are_the_full_resolution_maps_averaged_over_blo
     with pytest.raises(ValueError, match="stride"):
         predict.predict_array(TrainedModel(model.network, config, replace(recipe, postprocess_stride=1)), image,
                               stride=2)
+
+
+def test_test_time_augmentation_at_the_heads_stride_averages_the_same_maps():
+    """The GPU recipe's mirrored and turned copies, taken back at the head's stride (box widths and heights
+    swapped back after a quarter turn), give the full-resolution augmented maps averaged over blocks."""
+    torch.manual_seed(0)
+    config = DetectorConfig(classes=["disc"], tile_size=64, output_type="bbox")
+    recipe = Recipe(predict_tile=128, overlap=16, postprocess_stride=2, tta=8)
+    model = TrainedModel(build_network(config, recipe).eval(), config, recipe)
+    image = np.random.default_rng(2).integers(0, 256, (3, 128, 128), dtype=np.uint8)  # one tile
+    averaged, _ = at_stride(predict.predict_array(model, image), 3, recipe, 2)
+    half = predict.predict_array(model, image, stride=2)
+    np.testing.assert_allclose(half, averaged, atol=1e-5, rtol=0)
+    plain = predict.predict_array(TrainedModel(model.network, config, replace(recipe, tta=1)), image, stride=2)
+    assert np.abs(plain - half).max() > 1e-3  # the copies did change the maps
