@@ -4,6 +4,7 @@ in-process, and a server that is gone fails the attempt within the timeout, whic
 from __future__ import annotations
 
 import pytest
+import torch
 from django.urls import reverse
 
 from detectors.models import DetectionCell
@@ -25,7 +26,7 @@ def test_a_cell_detected_through_the_server_finds_what_it_finds_in_process(train
     assert response.status_code == 201, response.json()
     cell = DetectionCell.objects.filter(run_id=response.json()["id"]).order_by("key").first()
     socket = str(tmp_path / "inference.sock")
-    supervisor = ServerSupervisor(socket, "cpu", threads=1)
+    supervisor = ServerSupervisor(socket, "cpu", threads=torch.get_num_threads())  # the same float sums as here
     supervisor.start(wait_ready_s=None)  # it imports while the cell is detected in-process
     try:
         local = _rows(str(cell.pk))
