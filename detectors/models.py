@@ -360,19 +360,24 @@ class DetectedObject(models.Model):
     """
 
     id = models.BigAutoField(primary_key=True)
-    # no index of their own: the composite indexes below lead with them and serve the same lookups and cascades,
-    # and every index is paid on each of the millions of inserts a large detection makes (two fewer: inserts
-    # ~20 % faster, docs/experiments.md)
+    # Keys without database constraints: PostgreSQL checks a foreign key row by row, and the four checks were
+    # half of its CPU for each of the millions of rows a large detection inserts (docs/experiments.md). The same
+    # guarantee in two places instead: ``detectors.results.insert_objects`` (the one writer) locks the rows'
+    # runs, images and classes once per insert and refuses rows whose parent is gone, and on PostgreSQL a
+    # trigger on each parent table deletes the objects of a deleted parent, those committed while its deletion
+    # waited included (migration 0013). Django's own cascade still deletes them first.
+    # The runs' keys have no index of their own: the composite indexes below lead with them and serve the same
+    # lookups and cascades, and every index is paid on each insert (two fewer: inserts ~20 % faster).
     training_run = models.ForeignKey(
         TrainingRun, null=True, blank=True, on_delete=models.CASCADE, related_name="predicted_objects",
-        db_index=False,
+        db_index=False, db_constraint=False,
     )
     detection_run = models.ForeignKey(
         DetectionRun, null=True, blank=True, on_delete=models.CASCADE, related_name="detected_objects",
-        db_index=False,
+        db_index=False, db_constraint=False,
     )
-    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
-    detector_class = models.ForeignKey(DetectorClass, on_delete=models.CASCADE, related_name="+")
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    detector_class = models.ForeignKey(DetectorClass, on_delete=models.CASCADE, related_name="+", db_constraint=False)
     cell = models.CharField(max_length=64, blank=True, default="", help_text="Grid cell that produced it.")
     geometry = models.PolygonField(srid=4326, spatial_index=True)
     score = models.FloatField()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import NamedTuple
 from uuid import UUID
 
@@ -16,6 +17,7 @@ from shapely import wkb as shapely_wkb
 from shapely.geometry.base import BaseGeometry
 
 from detectors.models import DetectedObject
+from picterra.jobs import JobFailed
 from workers.ml.raster_io import image_crs_to_lonlat_many
 
 GEOD = Geod(ellps="WGS84")
@@ -74,14 +76,34 @@ class NewObject(NamedTuple):
     near_border: bool = False
 
 
+class ObjectOwnerGone(JobFailed):
+    """Objects name a run, image or class that no longer exists (deleted while they were being found): the job
+    that found them fails with this message, since no retry brings the owner back."""
+
+
+#: What an object names, as (field, model): the rows ``insert_objects`` locks and checks.
+OBJECT_OWNERS = tuple(
+    (field.attname, field.related_model)
+    for field in map(DetectedObject._meta.get_field, ("training_run", "detection_run", "image", "detector_class"))
+)
+
+
 def insert_objects(rows: Sequence[NewObject]) -> None:
-    """Insert new objects in one pass.
+    """Insert new objects in one pass, inside the caller's transaction.
 
     On PostgreSQL by COPY: building INSERT statements in the ORM cost about twice the database's own time
     for the thousands of objects of a detection cell (bench_ceiling's profile), the largest share of a
     cell after the network. Geometries travel as hex EWKB, which PostGIS parses as geometry input. Other
     databases (SpatiaLite) take ``bulk_create``. The rows' primary keys are not read back.
+
+    The objects' keys have no database constraints (``DetectedObject``): their owners are locked and checked
+    here first (``lock_object_owners``); raises ``ObjectOwnerGone`` and inserts nothing when one is gone.
     """
+    if not rows:
+        return
+    if not connection.in_atomic_block:
+        raise RuntimeError("insert_objects must run in a transaction: the owners' locks last until it commits")
+    lock_object_owners(rows)
     if connection.vendor != "postgresql":
         DetectedObject.objects.bulk_create([DetectedObject(**row._asdict()) for row in rows], batch_size=1000)
         return
@@ -93,6 +115,32 @@ def insert_objects(rows: Sequence[NewObject]) -> None:
     ):
         for row in rows:
             copy.write_row(row)
+
+
+def lock_object_owners(rows: Sequence[NewObject]) -> None:
+    """Lock the runs, images and classes the rows name until the transaction ends, or raise ``ObjectOwnerGone``.
+
+    ``FOR KEY SHARE`` is the lock a foreign-key check takes, once per owner instead of once per row: it lets the
+    owner's row be updated but makes its deletion wait for this transaction, and the deletion's trigger then
+    deletes what this transaction wrote (migration 0013). An owner deleted first, even by a transaction that
+    commits while this one waits for its lock, is not returned, and nothing is inserted. SpatiaLite has one
+    writer at a time and no row locks: the owners are only checked.
+    """
+    lock = " FOR KEY SHARE" if connection.vendor == "postgresql" else ""
+    for attname, model in OBJECT_OWNERS:
+        position, to_python = NewObject._fields.index(attname), model._meta.pk.to_python
+        # distinct values first: parsing each of a cell's 4,000 ids cost ~20 ms, for one run, image and class
+        wanted = {to_python(value) for value in set(map(itemgetter(position), rows)) if value is not None}
+        if not wanted:
+            continue
+        sql, params = model._default_manager.filter(pk__in=wanted).values_list("pk").query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(sql + lock, params)
+            found = len(cursor.fetchall())
+        if found < len(wanted):
+            raise ObjectOwnerGone(
+                f"The {model._meta.verbose_name} these objects belong to was deleted while they were being saved."
+            )
 
 
 def lonlat_geometry(geometry: BaseGeometry) -> tuple[GEOSGeometry, float]:

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 from django.contrib.gis.geos import GEOSGeometry
+from django.db import connection
 from shapely.geometry import box
 
 from detectors.models import DetectedObject, DetectionRun, Detector, DetectorClass, RunStatus, TrainingRun
@@ -19,7 +20,9 @@ def test_inserted_objects_keep_every_field_and_their_exact_geometry(personas, re
     if vendor == "other":  # the ORM's bulk_create, as on SpatiaLite
         from detectors import results
 
-        monkeypatch.setattr(results, "connection", SimpleNamespace(vendor="spatialite"))
+        monkeypatch.setattr(
+            results, "connection", SimpleNamespace(vendor="spatialite", in_atomic_block=True, cursor=connection.cursor)
+        )
     detector = Detector.objects.create(organization=personas.organization, name="trees")
     tree = DetectorClass.objects.create(detector=detector, name="tree")
     version = TrainingRun.objects.create(detector=detector, version=1, status=RunStatus.SUCCEEDED)
