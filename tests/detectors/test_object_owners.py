@@ -132,22 +132,31 @@ class _Side(threading.Thread):
             connection.close()
 
 
+def _race(first_work, second_work) -> tuple[_Side, _Side]:
+    """``first_work`` done and held open; ``second_work`` started and seen waiting for a lock; then both ended."""
+    first = _Side(first_work, hold=True)
+    first.start()
+    assert first.done_work.wait(60) and first.error is None
+    second = _Side(second_work, hold=False)
+    second.start()
+    wait_for(lambda: _waiting_for_a_lock() >= 1, timeout=60, interval=0.05)
+    assert not second.done_work.is_set()  # it waits for the first one's lock
+    first.release.set()
+    first.join(60)
+    second.join(60)
+    return first, second
+
+
 @postgresql_only
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("owner", ["image", "detector_class"])
 def test_a_deletion_waits_for_the_insert_that_locked_its_row_then_deletes_what_it_wrote(personas, ready_image, owner):
     run, tree, _ = _owners(personas.organization, ready_image)
     target = {"image": ready_image, "detector_class": tree}[owner]
-    insert = _Side(lambda: insert_objects(_rows(run, ready_image, tree)), hold=True)
-    insert.start()
-    assert insert.done_work.wait(60) and insert.error is None
-    deletion = _Side(lambda: delete_with_blobs(type(target).objects.get(pk=target.pk)), hold=False)
-    deletion.start()
-    wait_for(lambda: _waiting_for_a_lock() >= 1, timeout=60, interval=0.05)
-    assert not deletion.done_work.is_set()  # it waits for the insert's lock
-    insert.release.set()
-    insert.join(60)
-    deletion.join(60)
+    insert, deletion = _race(
+        lambda: insert_objects(_rows(run, ready_image, tree)),
+        lambda: delete_with_blobs(type(target).objects.get(pk=target.pk)),
+    )
     assert insert.error is None and deletion.error is None
     assert not type(target).objects.filter(pk=target.pk).exists()
     assert DetectedObject.objects.count() == 0  # the rows committed while the deletion waited went with it
@@ -159,20 +168,13 @@ def test_a_deletion_waits_for_the_insert_that_locked_its_row_then_deletes_what_i
 def test_an_insert_after_a_deletion_waits_for_it_then_inserts_nothing(personas, ready_image, owner):
     run, tree, _ = _owners(personas.organization, ready_image)
     target = {"image": ready_image, "detector_class": tree}[owner]
-    deletion = _Side(lambda: delete_with_blobs(type(target).objects.get(pk=target.pk)), hold=True)
-    deletion.start()
-    assert deletion.done_work.wait(60) and deletion.error is None
-    insert = _Side(lambda: insert_objects(_rows(run, ready_image, tree)), hold=False)
-    insert.start()
-    wait_for(lambda: _waiting_for_a_lock() >= 1, timeout=60, interval=0.05)
-    assert not insert.done_work.is_set()  # it waits for the deletion's lock
-    deletion.release.set()
-    deletion.join(60)
-    insert.join(60)
+    deletion, insert = _race(
+        lambda: delete_with_blobs(type(target).objects.get(pk=target.pk)),
+        lambda: insert_objects(_rows(run, ready_image, tree)),
+    )
     assert deletion.error is None
     assert isinstance(insert.error, ObjectOwnerGone)
     assert DetectedObject.objects.count() == 0
-
 
 @pytest.mark.django_db
 def test_a_cell_whose_class_was_deleted_while_it_worked_fails_in_plain_words(personas, ready_image):
