@@ -33,7 +33,7 @@ from tests.conftest import wait_for
 postgresql_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks and triggers: PostgreSQL's")
 
 
-def _owners(organization, image):
+def _owners(organization):
     detector = Detector.objects.create(organization=organization, name="trees")
     tree = DetectorClass.objects.create(detector=detector, name="tree")
     shrub = DetectorClass.objects.create(detector=detector, name="shrub")
@@ -53,7 +53,7 @@ def _rows(run, image, detector_class, count=3):
 @pytest.mark.django_db
 @pytest.mark.parametrize("gone", ["detection_run", "image", "detector_class"])
 def test_objects_naming_an_owner_that_is_gone_are_refused_whole(personas, ready_image, gone):
-    run, tree, _ = _owners(personas.organization, ready_image)
+    run, tree, _ = _owners(personas.organization)
     rows = _rows(run, ready_image, tree)
     {"detection_run": run, "image": ready_image, "detector_class": tree}[gone].delete()
 
@@ -66,7 +66,7 @@ def test_objects_naming_an_owner_that_is_gone_are_refused_whole(personas, ready_
 @pytest.mark.django_db(transaction=True)
 def test_objects_are_only_inserted_in_a_transaction(personas, ready_image):
     """The owners' locks last until the transaction ends: outside one they would be gone before the rows."""
-    run, tree, _ = _owners(personas.organization, ready_image)
+    run, tree, _ = _owners(personas.organization)
     with pytest.raises(RuntimeError, match="in a transaction"):
         insert_objects(_rows(run, ready_image, tree))
     assert DetectedObject.objects.count() == 0
@@ -85,7 +85,7 @@ def test_the_object_table_has_no_foreign_key_constraints_left():
 @pytest.mark.parametrize("owner", ["training_run", "detection_run", "image", "detector_class"])
 def test_deleting_an_owner_in_sql_deletes_its_objects_and_only_them(personas, ready_image, owner):
     """The trigger, not Django's cascade: a row deleted by SQL alone takes its objects with it."""
-    run, tree, shrub = _owners(personas.organization, ready_image)
+    run, tree, shrub = _owners(personas.organization)
     other = Image.objects.create(project=ready_image.project, name="other.tif", status=Image.Status.READY)
     with transaction.atomic():
         insert_objects(_rows(run, ready_image, tree) + _rows(run, other, shrub, count=2))
@@ -151,7 +151,7 @@ def _race(first_work, second_work) -> tuple[_Side, _Side]:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("owner", ["image", "detector_class"])
 def test_a_deletion_waits_for_the_insert_that_locked_its_row_then_deletes_what_it_wrote(personas, ready_image, owner):
-    run, tree, _ = _owners(personas.organization, ready_image)
+    run, tree, _ = _owners(personas.organization)
     target = {"image": ready_image, "detector_class": tree}[owner]
     insert, deletion = _race(
         lambda: insert_objects(_rows(run, ready_image, tree)),
@@ -166,7 +166,7 @@ def test_a_deletion_waits_for_the_insert_that_locked_its_row_then_deletes_what_i
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("owner", ["image", "detector_class"])
 def test_an_insert_after_a_deletion_waits_for_it_then_inserts_nothing(personas, ready_image, owner):
-    run, tree, _ = _owners(personas.organization, ready_image)
+    run, tree, _ = _owners(personas.organization)
     target = {"image": ready_image, "detector_class": tree}[owner]
     deletion, insert = _race(
         lambda: delete_with_blobs(type(target).objects.get(pk=target.pk)),
@@ -179,7 +179,7 @@ def test_an_insert_after_a_deletion_waits_for_it_then_inserts_nothing(personas, 
 @pytest.mark.django_db
 def test_a_cell_whose_class_was_deleted_while_it_worked_fails_in_plain_words(personas, ready_image):
     """No retry brings a class back: the cell fails at once with the reason, and stores nothing."""
-    run, tree, _ = _owners(personas.organization, ready_image)
+    run, tree, _ = _owners(personas.organization)
     cell = DetectionCell.objects.create(run=run, image=ready_image, key="r0c0", window=[0, 0, 256, 256], margin=16)
 
     def work(cell_id):
